@@ -1,0 +1,129 @@
+"""The ``lpaccel`` command line.
+
+Verbs so far: ``demo``, ``gemv`` (one GEMV in RTL simulation) and ``build``
+(a bitstream and its report). Each verb prints a short human report, or one
+JSON object with ``--json``.
+"""
+
+import argparse
+import json
+import sys
+
+__all__ = ["main"]
+
+FORMATS = ("q4_0", "q8_0")
+LANES = (8, 16, 32, 64, 128)
+
+
+def _positive_int(text):
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def _cols(text):
+    value = _positive_int(text)
+    if value % 32:
+        raise argparse.ArgumentTypeError(
+            f"{value} is not a multiple of 32 (quantization blocks are 32 wide); "
+            f"try {value - value % 32 or 32}")
+    return value
+
+
+def _gemv_text(r):
+    status = "PASS" if r["bit_exact"] else f"FAIL ({r['mismatches']} of {r['rows']} rows differ)"
+    return "\n".join([
+        f"GEMV {r['format'].upper()}  {r['rows']} x {r['cols']}  on {r['lanes']} lanes "
+        f"({r['word_bits']}-bit weight words), Verilator RTL simulation",
+        f"  bit-exact vs golden model : {status}",
+        f"  rel. RMS error vs float64 : {r['rel_rms_error']:.3e}  (contract: <= 1e-3)",
+        f"  cycles (job -> last row)  : {r['cycles']}  = load {r['load_cycles']}"
+        f" + stream {r['stream_cycles']} + drain {r['latency_cycles']}",
+        f"  ideal cycles (words)      : {r['ideal_cycles']}  ({r['weight_bytes']} weight bytes)",
+        f"  utilization               : {100 * r['bw_utilization']:.2f} % end to end, "
+        f"{100 * r['stream_utilization']:.2f} % while streaming",
+    ])
+
+
+def _cmd_gemv(args):
+    from lpaccel.gemv import make_case, run_gemv
+    case = make_case(args.format, args.rows, args.cols, seed=args.seed)
+    report = run_gemv(case, lanes=args.lanes, seed=args.seed)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(_gemv_text(report))
+    return 0 if report["bit_exact"] else 1
+
+
+def _cmd_demo(args):
+    from lpaccel.gemv import make_case, run_gemv
+    print("lpaccel demo: quantized GEMV on the RTL engine (Verilator), checked bit for bit\n")
+    ok = True
+    for fmt in ("q4_0", "q8_0"):
+        case = make_case(fmt, 64, 4096, seed=args.seed)
+        report = run_gemv(case, lanes=32, seed=args.seed)
+        print(_gemv_text(report) + "\n")
+        ok &= report["bit_exact"] and report["rel_rms_error"] <= 1e-3
+    q4 = "Q4_0 streams 18 bytes per 32 weights, Q8_0 34: at equal memory bandwidth"
+    print(f"{q4} the Q4_0 GEMV needs {18 / 34:.2f}x the cycles of Q8_0.")
+    print("demo: PASS" if ok else "demo: FAIL")
+    return 0 if ok else 1
+
+
+def _cmd_build(args):
+    from lpaccel.boards.build import build_board
+    report = build_board(args.board, seed=args.seed)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        fmax = ", ".join(f"{clk} {mhz:.1f} MHz (target {report['target_mhz'][clk]:.1f})"
+                         for clk, mhz in report["fmax_mhz"].items())
+        util = ", ".join(f"{k} {v['used']}/{v['available']}"
+                         for k, v in report["utilization"].items())
+        print(f"{args.board}: bitstream {report['bitstream']}\n"
+              f"  fmax: {fmax}\n  timing met: {report['timing_met']}\n  use: {util}")
+    return 0 if report["timing_met"] else 1
+
+
+def _parser():
+    p = argparse.ArgumentParser(prog="lpaccel", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    d = sub.add_parser("demo", help="run representative GEMVs end to end and check them")
+    d.add_argument("--seed", type=int, default=1)
+    d.set_defaults(func=_cmd_demo)
+
+    g = sub.add_parser("gemv", help="one GEMV in RTL simulation (Verilator)")
+    g.add_argument("--format", choices=FORMATS, default="q4_0")
+    g.add_argument("--rows", type=_positive_int, default=64)
+    g.add_argument("--cols", type=_cols, default=4096)
+    g.add_argument("--lanes", type=int, choices=LANES, default=32)
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--json", action="store_true", help="print one JSON object")
+    g.set_defaults(func=_cmd_gemv)
+
+    b = sub.add_parser("build", help="bitstream and timing/resource report for a board")
+    b.add_argument("--board", default="ulx3s-85f")
+    b.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
+    b.add_argument("--json", action="store_true", help="print one JSON object")
+    b.set_defaults(func=_cmd_build)
+    return p
+
+
+def main(argv=None):
+    """Entry point of the ``lpaccel`` console script."""
+    args = _parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ValueError as error:
+        print(f"lpaccel {args.verb}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,610 @@
+"""Numpy golden model of the GEMV engine.
+
+This module implements ``docs/arithmetic.md`` exactly: the BFP16 activation
+format (section 1), the GGUF ``Q4_0``/``Q8_0`` weight blocks and their float16
+scales (section 2), the exact integer dot product and accumulator (section 3)
+and the round-to-nearest-even conversion of the accumulator to float32
+(section 4). The RTL must agree with :func:`gemv_golden` bit for bit.
+
+:func:`gemv_reference_f64` is the float64 GEMV of the dequantized weights the
+error bound of section 5 is measured against (:func:`rel_rms_error`).
+
+Every integer step is exact: block dot products and their products with the
+scale mantissa fit ``int64``; the shifted terms (up to ``2**77``) and their sum
+are formed with Python integers, grouped by shift so that the work stays in
+numpy for all but a handful of operations per row.
+"""
+
+import math
+
+import gguf
+import gguf.quants
+import numpy as np
+
+from lpaccel.rtl.config import ACC_BITS, ACC_FRAC, BLOCK, WeightFormat
+
+__all__ = [
+    "quantize_activations", "dequantize_activations",
+    "parse_weight_format", "check_weight_bytes",
+    "quantize_weights", "decode_weights", "dequantize_weights",
+    "decode_fp16_scale",
+    "gemv_golden", "gemv_golden_quantized", "acc_to_fp32",
+    "gemv_reference_f64", "rel_rms_error",
+]
+
+#: Activations must satisfy ``|x| < ACT_LIMIT`` (``docs/arithmetic.md`` section 1).
+ACT_LIMIT = 65536.0
+#: Shared exponent of an all-zero activation block, and the smallest exponent.
+ACT_EXP_MIN = -128
+#: Largest activation mantissa magnitude (the clip of section 1 step 4).
+ACT_MANT_MAX = 32767
+
+_GGML_TYPES = {
+    WeightFormat.Q4_0: gguf.GGMLQuantizationType.Q4_0,
+    WeightFormat.Q8_0: gguf.GGMLQuantizationType.Q8_0,
+}
+
+#: Significand bits of float32, hidden bit included.
+_FP32_MANT_BITS = 24
+
+
+# --- Activations (section 1) ----------------------------------------------------------
+
+def _check_activation_vector(x, name="activations"):
+    x = np.asarray(x)
+    if x.dtype not in (np.float16, np.float32):
+        raise ValueError(f"{name} has dtype {x.dtype}: activations must be float16 or "
+                         f"float32; convert with .astype(np.float32)")
+    if x.ndim != 1:
+        raise ValueError(f"{name} has shape {x.shape}: activations must be a 1-D vector; "
+                         f"pass one vector at a time")
+    if x.size == 0 or x.size % BLOCK != 0:
+        raise ValueError(f"{name} has {x.size} elements: the length must be a positive "
+                         f"multiple of {BLOCK}; pad the vector (and the weight columns) "
+                         f"with zeros")
+    x64 = x.astype(np.float64)
+    bad = ~np.isfinite(x64) | (np.abs(x64) >= ACT_LIMIT)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"{name}[{i}] = {x[i]}: activations must be finite and "
+                         f"|x| < {int(ACT_LIMIT)}; rescale the vector")
+    return x64
+
+
+def quantize_activations(x):
+    """Convert an activation vector to BFP16 blocks (``docs/arithmetic.md`` §1).
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        1-D float16 or float32 vector of ``K`` elements, ``K`` a positive
+        multiple of 32. Every element must be finite with ``|x| < 65536``.
+
+    Returns
+    -------
+    mant : numpy.ndarray
+        ``int16 [K]``: mantissa ``m[b, i]`` of element ``32 b + i``.
+    exp : numpy.ndarray
+        ``int8 [K // 32]``: shared exponent ``e[b]`` of each block, so that
+        ``x[32 b + i] ≈ mant[32 b + i] * 2**exp[b]``. All-zero blocks get
+        ``-128`` and zero mantissas.
+
+    Raises
+    ------
+    ValueError
+        If ``x`` is not a 1-D float16/float32 vector, its length is not a
+        positive multiple of 32, or an element is not finite or has
+        ``|x| >= 65536``. The message names the first offending element.
+    """
+    x64 = _check_activation_vector(x, "activations")
+    blocks = x64.reshape(-1, BLOCK)
+    amax = np.abs(blocks).max(axis=1)
+    _, big_e = np.frexp(amax)        # amax = f * 2**E, 0.5 <= f < 1 (E = 0 for amax = 0)
+    exp = np.maximum(big_e.astype(np.int64) - 15, ACT_EXP_MIN)
+    exp[amax == 0] = ACT_EXP_MIN
+    # ldexp by an integer is exact here: |x| < 2**16 and -exp <= 128 keep the
+    # scaled values inside the float64 normal range.
+    scaled = np.ldexp(blocks, (-exp)[:, None].astype(np.int32))
+    mant = np.clip(np.rint(scaled), -ACT_MANT_MAX, ACT_MANT_MAX)
+    return mant.astype(np.int16).reshape(-1), exp.astype(np.int8)
+
+
+def _check_activation_blocks(mant, exp):
+    mant = np.asarray(mant)
+    exp = np.asarray(exp)
+    if mant.ndim != 1 or mant.size == 0 or mant.size % BLOCK != 0:
+        raise ValueError(f"activation mantissas have shape {mant.shape}: they must be a "
+                         f"1-D vector whose length is a positive multiple of {BLOCK}; "
+                         f"use quantize_activations() to build them")
+    if exp.shape != (mant.size // BLOCK,):
+        raise ValueError(f"activation exponents have shape {exp.shape}: there must be one "
+                         f"per 32-element block, shape ({mant.size // BLOCK},); use "
+                         f"quantize_activations() to build them")
+    _check_int_range(mant, -32768, 32767, "activation mantissas", "int16")
+    _check_int_range(exp, -128, 127, "activation exponents", "int8")
+    return mant.astype(np.int64), exp.astype(np.int64)
+
+
+def _check_int_range(a, lo, hi, name, kind):
+    if a.dtype.kind not in "iu":
+        raise ValueError(f"{name} have dtype {a.dtype}: they must be integers ({kind})")
+    if a.size and (a.min() < lo or a.max() > hi):
+        i = int(np.flatnonzero((a < lo) | (a > hi))[0])
+        idx = ", ".join(str(int(k)) for k in np.unravel_index(i, a.shape))
+        raise ValueError(f"{name}[{idx}] = {a.reshape(-1)[i]}: values must fit {kind} "
+                         f"[{lo}, {hi}]")
+
+
+def dequantize_activations(mant, exp):
+    """Value of BFP16 activation blocks, ``mant[32 b + i] * 2**exp[b]``.
+
+    Parameters
+    ----------
+    mant : numpy.ndarray
+        ``int16 [K]`` mantissas from :func:`quantize_activations`.
+    exp : numpy.ndarray
+        ``int8 [K // 32]`` shared block exponents.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``float64 [K]``, exact.
+
+    Raises
+    ------
+    ValueError
+        If the shapes do not match or the values do not fit int16/int8.
+    """
+    mant, exp = _check_activation_blocks(mant, exp)
+    blocks = mant.astype(np.float64).reshape(-1, BLOCK)
+    return np.ldexp(blocks, exp[:, None].astype(np.int32)).reshape(-1)
+
+
+# --- Weights (section 2) --------------------------------------------------------------
+
+def parse_weight_format(fmt):
+    """Return the :class:`~lpaccel.rtl.config.WeightFormat` for ``fmt``.
+
+    Parameters
+    ----------
+    fmt : WeightFormat or str or gguf.GGMLQuantizationType
+        A format, its name (``"q4_0"``) or the GGUF tensor type.
+
+    Raises
+    ------
+    ValueError
+        If the format is not supported; the message lists the supported ones.
+    """
+    if isinstance(fmt, gguf.GGMLQuantizationType):
+        fmt = fmt.name
+    return WeightFormat.parse(fmt)
+
+
+def _check_shape(rows, cols):
+    if not isinstance(rows, (int, np.integer)) or rows < 1:
+        raise ValueError(f"rows = {rows!r}: the row count must be a positive integer")
+    if not isinstance(cols, (int, np.integer)) or cols < 1 or cols % BLOCK != 0:
+        raise ValueError(f"cols = {cols!r}: the column count K must be a positive multiple "
+                         f"of {BLOCK} (one quantization block); pad the rows with zero "
+                         f"blocks")
+    return int(rows), int(cols)
+
+
+def check_weight_bytes(raw, fmt, rows, cols, name="raw"):
+    """Validate GGUF-layout weight bytes and return them as ``uint8 [rows, row_bytes]``.
+
+    Parameters
+    ----------
+    raw : bytes or numpy.ndarray
+        The tensor's GGUF blocks: ``rows * cols / 32`` blocks of
+        ``fmt.block_bytes`` bytes, row after row. A ``uint8`` array may be
+        1-D or shaped ``(rows, row_bytes)``.
+    fmt : WeightFormat or str
+        ``Q4_0`` or ``Q8_0``.
+    rows, cols : int
+        Matrix shape; ``cols`` a positive multiple of 32.
+    name : str
+        What to call ``raw`` in error messages.
+
+    Returns
+    -------
+    fmt : WeightFormat
+    raw : numpy.ndarray
+        ``uint8 [rows, cols / 32 * fmt.block_bytes]`` (a view when possible).
+
+    Raises
+    ------
+    ValueError
+        On an unsupported format, a bad shape or a size mismatch.
+    """
+    fmt = parse_weight_format(fmt)
+    rows, cols = _check_shape(rows, cols)
+    row_bytes = cols // BLOCK * fmt.block_bytes
+    if isinstance(raw, (bytes, bytearray, memoryview)):
+        raw = np.frombuffer(raw, dtype=np.uint8)
+    raw = np.asarray(raw)
+    if raw.dtype != np.uint8:
+        raise ValueError(f"{name} has dtype {raw.dtype}: GGUF weight data must be uint8 "
+                         f"bytes; pass the tensor's raw bytes (e.g. .view(np.uint8))")
+    if raw.ndim not in (1, 2) or raw.size != rows * row_bytes or \
+            (raw.ndim == 2 and raw.shape != (rows, row_bytes)):
+        raise ValueError(f"{name} has shape {raw.shape} ({raw.size} bytes): a {rows}x{cols} "
+                         f"{fmt.name} matrix is {rows} rows of {cols // BLOCK} blocks of "
+                         f"{fmt.block_bytes} bytes, {rows * row_bytes} bytes, 1-D or shaped "
+                         f"({rows}, {row_bytes}); check rows, cols and the format")
+    return fmt, raw.reshape(rows, row_bytes)
+
+
+def quantize_weights(w, fmt):
+    """Quantize a float matrix to GGUF ``Q4_0``/``Q8_0`` bytes with ``gguf.quants``.
+
+    Parameters
+    ----------
+    w : numpy.ndarray
+        ``[R, K]`` finite floats (converted to float32), ``K`` a positive
+        multiple of 32.
+    fmt : WeightFormat or str
+        ``Q4_0`` or ``Q8_0``.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``uint8 [R, K / 32 * fmt.block_bytes]``: the GGUF array of blocks,
+        bit-identical to ``gguf.quants.quantize``.
+
+    Raises
+    ------
+    ValueError
+        On an unsupported format, a bad shape, non-finite weights, or
+        weights so large that a block scale overflows float16.
+    """
+    fmt = parse_weight_format(fmt)
+    w = np.asarray(w, dtype=np.float32)
+    if w.ndim != 2:
+        raise ValueError(f"weights have shape {w.shape}: they must be a 2-D [rows, cols] "
+                         f"matrix")
+    rows, cols = _check_shape(*w.shape)
+    if not np.isfinite(w).all():
+        r, c = np.argwhere(~np.isfinite(w))[0]
+        raise ValueError(f"weights[{r}, {c}] = {w[r, c]}: weights must be finite; fix the "
+                         f"source tensor")
+    with np.errstate(over="ignore"):          # an overflowing scale is reported below
+        raw = gguf.quants.quantize(w, _GGML_TYPES[fmt])
+    raw = np.ascontiguousarray(raw, dtype=np.uint8).reshape(rows, -1)
+    _, scale_bits = decode_weights(raw, fmt, rows, cols)
+    bad = (scale_bits & 0x7C00) == 0x7C00
+    if bad.any():
+        r, b = np.argwhere(bad)[0]
+        raise ValueError(f"weights row {r} block {b}: the {fmt.name} scale overflows "
+                         f"float16 (|w| too large, max {float(np.abs(w).max())}); rescale "
+                         f"the matrix")
+    return raw
+
+
+def decode_weights(raw, fmt, rows, cols):
+    """Split GGUF weight blocks into signed quants and raw scale bits.
+
+    Parameters
+    ----------
+    raw : bytes or numpy.ndarray
+        GGUF bytes as accepted by :func:`check_weight_bytes`.
+    fmt : WeightFormat or str
+        ``Q4_0`` or ``Q8_0``.
+    rows, cols : int
+        Matrix shape.
+
+    Returns
+    -------
+    q : numpy.ndarray
+        ``int8 [rows, cols]`` in element order: the stored int8 (``Q8_0``)
+        or ``nibble - 8`` (``Q4_0``, in ``[-8, 7]``).
+    scale_bits : numpy.ndarray
+        ``uint16 [rows, cols / 32]``: the raw float16 bits ``h`` of each
+        block's scale (little-endian in the GGUF bytes).
+
+    Raises
+    ------
+    ValueError
+        On an unsupported format or a size mismatch.
+    """
+    fmt, raw = check_weight_bytes(raw, fmt, rows, cols)
+    nb = cols // BLOCK
+    blocks = raw.reshape(rows, nb, fmt.block_bytes)
+    scale_bits = blocks[..., 0].astype(np.uint16) | (blocks[..., 1].astype(np.uint16) << 8)
+    qs = blocks[..., 2:]
+    if fmt == WeightFormat.Q4_0:
+        # Byte j holds element j (low nibble) and element j + 16 (high nibble).
+        nib = np.concatenate([qs & 0x0F, qs >> 4], axis=-1)
+        q = nib.astype(np.int8) - np.int8(8)
+    else:
+        q = qs.view(np.int8)
+    return np.ascontiguousarray(q.reshape(rows, cols)), scale_bits
+
+
+def dequantize_weights(raw, fmt, rows, cols):
+    """Dequantize GGUF weight blocks: ``float32(d) * float32(q)``.
+
+    Bit-identical to ``gguf.quants.dequantize`` for both formats.
+
+    Parameters
+    ----------
+    raw, fmt, rows, cols
+        As for :func:`decode_weights`.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``float32 [rows, cols]``.
+    """
+    q, scale_bits = decode_weights(raw, fmt, rows, cols)
+    d = scale_bits.view(np.float16).astype(np.float32)
+    w = q.astype(np.float32).reshape(rows, -1, BLOCK) * d[..., None]
+    return w.reshape(rows, cols)
+
+
+def decode_fp16_scale(bits):
+    """Decode float16 bits into ``(s, md, ed)`` with ``|d| = md * 2**ed``.
+
+    The formula of ``docs/arithmetic.md`` section 2, without special cases:
+    ``s = h >> 15``, ``E = (h >> 10) & 31``,
+    ``md = (h & 1023) + (1024 if E else 0)``, ``ed = max(E, 1) - 25``.
+    Exponent field 31 (inf/NaN) decodes as a finite number like the hardware.
+
+    Parameters
+    ----------
+    bits : int or array_like of int
+        Raw float16 bits, each in ``[0, 65535]``.
+
+    Returns
+    -------
+    s, md, ed : numpy.ndarray of int64, or int
+        Same shape as ``bits``; Python ints for a scalar input.
+
+    Raises
+    ------
+    ValueError
+        If a value is not an integer in ``[0, 65535]``.
+    """
+    h = np.asarray(bits)
+    if h.dtype.kind not in "iu":
+        raise ValueError(f"scale bits have dtype {h.dtype}: pass the raw float16 bits as "
+                         f"integers (e.g. d.view(np.uint16))")
+    if h.size and (h.min() < 0 or h.max() > 0xFFFF):
+        raise ValueError("scale bits must be in [0, 65535] (16-bit float16 patterns)")
+    h = h.astype(np.int64)
+    s = h >> 15
+    big_e = (h >> 10) & 31
+    md = (h & 1023) + np.where(big_e != 0, 1024, 0)
+    ed = np.maximum(big_e, 1) - 25
+    if h.ndim == 0:
+        return int(s), int(md), int(ed)
+    return s, md, ed
+
+
+# --- Dot product and accumulator (section 3) ------------------------------------------
+
+_DOT_CHUNK_ELEMENTS = 1 << 22     # bounds the int64 temporaries to ~32 MiB
+
+
+def _block_dots(q, mant):
+    """``dot[r, b] = sum_i q[r, 32 b + i] * mant[32 b + i]`` exactly (int64)."""
+    rows, cols = q.shape
+    nb = cols // BLOCK
+    m = mant.astype(np.int64).reshape(nb, BLOCK)
+    dots = np.empty((rows, nb), dtype=np.int64)
+    step = max(1, _DOT_CHUNK_ELEMENTS // cols)
+    for r0 in range(0, rows, step):
+        qc = q[r0:r0 + step].reshape(-1, nb, BLOCK).astype(np.int64)
+        dots[r0:r0 + step] = (qc * m).sum(axis=-1)
+    return dots
+
+
+def _accumulate(p, sh):
+    """Exact ``A[r] = sum_b floor(p[r, b] * 2**sh[r, b])`` as Python ints.
+
+    ``p`` fits int64 with plenty of headroom. Terms with a negative shift are
+    ``p >> -sh`` (an arithmetic shift is floor division; shifts past 63 give
+    the same 0 or -1 as shift 63) and are summed in int64. Terms with a
+    non-negative shift are summed per distinct shift ``s`` in int64 first
+    (``|sum p| < 2**38 * K / 32 < 2**63`` for K < 2**30) and only those
+    partial sums are shifted, as Python ints.
+    """
+    neg = sh < 0
+    low = np.where(neg, p >> np.minimum(np.where(neg, -sh, 0), 63), 0).sum(axis=1)
+    acc = [int(v) for v in low]
+    pos = ~neg
+    for s in np.unique(sh[pos]).tolist():
+        part = np.where(pos & (sh == s), p, 0).sum(axis=1)
+        for r in np.flatnonzero(part).tolist():
+            acc[r] += int(part[r]) << s
+    return acc
+
+
+def gemv_golden_quantized(q, scale_bits, mant, exp):
+    """GEMV on already decoded weights and activations (sections 3 and 4).
+
+    Parameters
+    ----------
+    q : numpy.ndarray
+        ``int8 [R, K]`` signed quants in element order (see
+        :func:`decode_weights`).
+    scale_bits : numpy.ndarray
+        ``uint16 [R, K / 32]`` raw float16 bits of the block scales.
+    mant : numpy.ndarray
+        ``int16 [K]`` activation mantissas.
+    exp : numpy.ndarray
+        ``int8 [K / 32]`` activation block exponents.
+
+    Returns
+    -------
+    acc : list of int
+        The exact accumulator ``A`` of every row (``y = A * 2**-32``).
+    y : numpy.ndarray
+        ``float32 [R]``, ``acc`` rounded to nearest, ties to even.
+
+    Raises
+    ------
+    ValueError
+        On mismatched shapes, out-of-range values, or an accumulator that
+        does not fit the 96-bit hardware register (impossible for inputs
+        from :func:`quantize_activations` with ``K <= 65536``).
+    """
+    mant, exp = _check_activation_blocks(mant, exp)
+    q = np.asarray(q)
+    scale_bits = np.asarray(scale_bits)
+    cols = mant.size
+    if q.ndim != 2 or q.shape[1] != cols:
+        raise ValueError(f"weight quants have shape {q.shape}: they must be [rows, {cols}] "
+                         f"to match {cols} activations")
+    rows = q.shape[0]
+    if scale_bits.shape != (rows, cols // BLOCK):
+        raise ValueError(f"scale bits have shape {scale_bits.shape}: there must be one per "
+                         f"row and block, shape ({rows}, {cols // BLOCK})")
+    _check_int_range(q, -128, 127, "weight quants", "int8")
+    _check_int_range(scale_bits, 0, 0xFFFF, "scale bits", "uint16")
+
+    s, md, ed = decode_fp16_scale(scale_bits)
+    p = _block_dots(q, mant) * md                 # |dot| < 2**27, |p| < 2**38
+    p = np.where(s != 0, -p, p)
+    sh = ed + exp[None, :] + ACC_FRAC
+    acc = _accumulate(p, sh)
+    limit = 1 << (ACC_BITS - 1)
+    for r, a in enumerate(acc):
+        if not -limit <= a < limit:
+            raise ValueError(f"row {r}: accumulator {a} does not fit the {ACC_BITS}-bit "
+                             f"register; activations must have |x| < 65536 and K <= 65536")
+    return acc, acc_to_fp32(acc)
+
+
+def gemv_golden(raw, fmt, rows, cols, x):
+    """Bit-exact model of the engine: ``y = W x`` per ``docs/arithmetic.md``.
+
+    Parameters
+    ----------
+    raw : bytes or numpy.ndarray
+        GGUF weight bytes (see :func:`check_weight_bytes`).
+    fmt : WeightFormat or str
+        ``Q4_0`` or ``Q8_0``.
+    rows, cols : int
+        Matrix shape ``R x K``.
+    x : numpy.ndarray
+        ``float16``/``float32 [K]`` activations, finite, ``|x| < 65536``.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``float32 [R]``, what the hardware returns.
+
+    Raises
+    ------
+    ValueError
+        On bad weights (see :func:`decode_weights`), bad activations (see
+        :func:`quantize_activations`), or ``len(x) != cols``.
+    """
+    q, scale_bits = decode_weights(raw, fmt, rows, cols)
+    mant, exp = quantize_activations(x)
+    if mant.size != cols:
+        raise ValueError(f"activations have {mant.size} elements: the matrix has {cols} "
+                         f"columns; pass a vector of length {cols}")
+    return gemv_golden_quantized(q, scale_bits, mant, exp)[1]
+
+
+# --- Output (section 4) ---------------------------------------------------------------
+
+def _acc_to_fp32_scalar(a):
+    a = int(a)
+    if a == 0:
+        return np.float32(0.0)
+    limit = 1 << (ACC_BITS - 1)
+    if not -limit <= a < limit:
+        raise ValueError(f"accumulator {a} does not fit {ACC_BITS} signed bits")
+    mag = -a if a < 0 else a
+    shift = mag.bit_length() - _FP32_MANT_BITS
+    if shift > 0:
+        kept = mag >> shift
+        rem = mag - (kept << shift)
+        half = 1 << (shift - 1)
+        if rem > half or (rem == half and kept & 1):
+            kept += 1                 # may carry to 2**24: still exact below
+        mag, exp = kept, shift - ACC_FRAC
+    else:
+        exp = -ACC_FRAC
+    # mag has at most 25 significant bits and is even when it has 25, so the
+    # float64 product is exact and so is its conversion to float32 (no
+    # subnormals or overflow: |A| < 2**95 means 2**-32 <= |y| < 2**63).
+    value = math.ldexp(mag, exp)
+    return np.float32(-value if a < 0 else value)
+
+
+def acc_to_fp32(acc):
+    """Round accumulator values ``A * 2**-32`` to float32, nearest, ties to even.
+
+    Parameters
+    ----------
+    acc : int or iterable of int
+        Exact accumulator value(s), each fitting 96 signed bits.
+
+    Returns
+    -------
+    numpy.float32 or numpy.ndarray
+        A scalar for an int input, else a ``float32`` array. ``A = 0`` gives
+        ``+0.0``.
+
+    Raises
+    ------
+    ValueError
+        If a value does not fit the 96-bit accumulator.
+    """
+    if isinstance(acc, (int, np.integer)):
+        return _acc_to_fp32_scalar(acc)
+    return np.array([_acc_to_fp32_scalar(a) for a in acc], dtype=np.float32)
+
+
+# --- Float64 reference (section 5) ----------------------------------------------------
+
+def gemv_reference_f64(raw, fmt, rows, cols, x):
+    """Float64 GEMV of the dequantized weights: ``float64(W_deq) @ float64(x)``.
+
+    Parameters
+    ----------
+    raw, fmt, rows, cols
+        As for :func:`gemv_golden`.
+    x : array_like
+        ``[cols]`` activations (any float dtype; converted to float64).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``float64 [rows]``.
+    """
+    w = dequantize_weights(raw, fmt, rows, cols).astype(np.float64)
+    x = np.asarray(x, dtype=np.float64)
+    if x.shape != (cols,):
+        raise ValueError(f"activations have shape {x.shape}: the matrix has {cols} columns; "
+                         f"pass a vector of length {cols}")
+    return w @ x
+
+
+def rel_rms_error(y, y_ref):
+    """Relative RMS error ``||y - y_ref||_2 / ||y_ref||_2``.
+
+    Parameters
+    ----------
+    y, y_ref : array_like
+        Same-shape vectors; compared in float64.
+
+    Returns
+    -------
+    float
+        ``0.0`` if both are all zero, ``inf`` if only ``y_ref`` is.
+    """
+    y = np.asarray(y, dtype=np.float64)
+    y_ref = np.asarray(y_ref, dtype=np.float64)
+    if y.shape != y_ref.shape:
+        raise ValueError(f"y has shape {y.shape} but y_ref has {y_ref.shape}: compare "
+                         f"results of the same GEMV")
+    err = float(np.linalg.norm(y - y_ref))
+    ref = float(np.linalg.norm(y_ref))
+    if ref == 0.0:
+        return 0.0 if err == 0.0 else math.inf
+    return err / ref
