@@ -6,8 +6,11 @@ the engine in Verilator through cocotb, and compares the hardware's results
 with the golden model (bit for bit) and with a float64 reference.
 """
 
+import contextlib
+import io
 import json
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -124,14 +127,24 @@ def run_gemv(case, lanes=32, *, stall=None, seed=0, work_dir=None):
              expected=case.expected.view(np.uint32))
     if report_file.exists():
         report_file.unlink()
-    run_cocotb(_engine_factory, name="gemv_engine",
-               params={"lanes": config.lanes, "max_cols": config.max_cols},
-               test_module="lpaccel.sim.gemv_tb", testcase="run_case",
-               seed=seed,
-               extra_env={"LPACCEL_CASE": str(case_file),
-                          "LPACCEL_REPORT": str(report_file),
-                          "LPACCEL_STALL": json.dumps(stall or {})})
+    # The simulator's log is only interesting when something went wrong; the
+    # command line's stdout is reserved for the report (one JSON object).
+    log = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(log):
+            run_cocotb(_engine_factory, name="gemv_engine",
+                       params={"lanes": config.lanes, "max_cols": config.max_cols},
+                       test_module="lpaccel.sim.gemv_tb", testcase="run_case",
+                       seed=seed,
+                       extra_env={"LPACCEL_CASE": str(case_file),
+                                  "LPACCEL_REPORT": str(report_file),
+                                  "LPACCEL_STALL": json.dumps(stall or {})})
+    except BaseException:
+        sys.stderr.write(log.getvalue())
+        raise
     hw = json.loads(report_file.read_text())
+    case_file.unlink()
+    report_file.unlink()
     y = np.array(hw["results"], dtype=np.uint32).view(np.float32)
     ideal = repack.stream_word_count(case.fmt, case.rows, case.cols, config)
     weight_bytes = ideal * config.word_bytes
