@@ -391,17 +391,29 @@ class GemvEngine(wiring.Component):
         ])
 
         # ---------------------------------------------------------------
-        # Stage 2: one product per lane (one DSP multiplier each).
-        def carry(prev_v, prev_scale, prev_e, prev_flags, tag):
+        # Stage 2: one product per lane (one DSP multiplier each). The
+        # block scales and exponents ride alongside; they are decoded over
+        # the next two stages so that no stage holds more than one carry chain.
+        def carry(prev_v, prev_side, prev_flags, tag):
             v = Signal(name=f"v{tag}")
-            sc = [Signal(16, name=f"scale{tag}_{j}") for j in range(nseg)]
-            e = [Signal(signed(8), name=f"e{tag}_{j}") for j in range(nseg)]
-            fl = [Signal(name=f"{s.name[:-2]}_{tag}") for s in prev_flags]
-            pairs = [(v, prev_v), *zip(sc, prev_scale), *zip(e, prev_e), *zip(fl, prev_flags)]
-            return v, sc, e, fl, pairs
+            side = [Signal.like(s, name=f"{s.name.rstrip('0123456789_')}_{tag}")
+                    for s in prev_side]
+            fl = [Signal.like(s, name=f"{s.name.rstrip('0123456789_')}_{tag}")
+                  for s in prev_flags]
+            return v, side, fl, [(v, prev_v), *zip(side, prev_side), *zip(fl, prev_flags)]
 
+        # Per segment: the scale's mantissa and sign, and sh = ed + e + F.
+        md3 = [Signal(11, name=f"md_{j}") for j in range(nseg)]
+        neg3 = [Signal(name=f"neg_{j}") for j in range(nseg)]
+        sh3 = [Signal(signed(10), name=f"sh_{j}") for j in range(nseg)]
         prod3 = [Signal(signed(24), name=f"prod3_{i}") for i in range(L)]
-        v3, scale3, e3, flags3, pairs = carry(v2, scale2, e2, flags2, 3)
+        v3, _, flags3, pairs = carry(v2, [], flags2, 3)
+        for j in range(nseg):
+            h = scale2[j]
+            e_field = h[10:15]
+            ed = Cat(Mux(e_field == 0, 1, e_field), Const(0, 1)).as_signed() - 25
+            pairs += [(md3[j], Cat(h[:10], e_field != 0)), (neg3[j], h[15]),
+                      (sh3[j], ed + e2[j] + ACC_FRAC)]
         _stage(m, en, pairs + [(prod3[i], q2[i] * m2[i]) for i in range(L)])
 
         # Stages 3 and 4: adder trees, one per 32-lane segment.
@@ -410,19 +422,26 @@ class GemvEngine(wiring.Component):
                 values = [(values[k] + values[k + 1]) for k in range(0, len(values), 2)]
             return values[0]
 
+        # The shifter below computes (p << 39) >> rsh with rsh = 39 - sh,
+        # clamped to [0, max_rsh]: past max_rsh every bit of p is gone, and
+        # sh > 39 only arises from exponents outside the contract.
+        max_rsh = 41 + 39
+        rsh4 = [Signal(range(max_rsh + 1), name=f"rsh_{j}") for j in range(nseg)]
         part = min(8, seg_lanes)
         nparts = seg_lanes // part
         psum4 = [[Signal(signed(27), name=f"psum4_{j}_{p}") for p in range(nparts)]
                  for j in range(nseg)]
-        v4, scale4, e4, flags4, pairs = carry(v3, scale3, e3, flags3, 4)
+        v4, side4, flags4, pairs = carry(v3, md3 + neg3, flags3, 4)
         for j in range(nseg):
+            rsh = 39 - sh3[j]
+            pairs.append((rsh4[j], Mux(rsh < 0, 0, Mux(rsh > max_rsh, max_rsh, rsh))))
             for p in range(nparts):
                 base = j * seg_lanes + p * part
                 pairs.append((psum4[j][p], tree(prod3[base:base + part], 27)))
         _stage(m, en, pairs)
 
         ssum5 = [Signal(signed(29), name=f"ssum5_{j}") for j in range(nseg)]
-        v5, scale5, e5, flags5, pairs = carry(v4, scale4, e4, flags4, 5)
+        v5, side5, flags5, pairs = carry(v4, side4 + rsh4, flags4, 5)
         pairs += [(ssum5[j], tree(psum4[j], 29)) for j in range(nseg)]
         _stage(m, en, pairs)
 
@@ -437,32 +456,17 @@ class GemvEngine(wiring.Component):
             with m.If(en & v5):
                 m.d.sync += dot_acc[j].eq(dot_sum[j])
         dot6 = [Signal(signed(29), name=f"dot6_{j}") for j in range(nseg)]
-        v6, scale6, e6, flags6, pairs = carry(v5 & blk_last5, scale5, e5, flags5, 6)
+        v6, side6, flags6, pairs = carry(v5 & blk_last5, side5, flags5, 6)
         pairs += [(dot6[j], dot_sum[j]) for j in range(nseg)]
         _stage(m, en, pairs)
+        md6, neg6, rsh6 = side6[:nseg], side6[nseg:2 * nseg], side6[2 * nseg:]
 
-        # Stage 6: multiply by the scale's 11-bit mantissa; work out the shift.
+        # Stage 6: multiply by the scale's 11-bit mantissa.
         p7 = [Signal(signed(41), name=f"p7_{j}") for j in range(nseg)]
-        neg7 = [Signal(name=f"neg7_{j}") for j in range(nseg)]
-        rsh7 = [Signal(8, name=f"rsh7_{j}") for j in range(nseg)]
-        v7 = Signal()
-        row_first6, row_last6, final6 = flags6[2], flags6[3], flags6[4]
-        row_first7, row_last7, final7 = Signal(), Signal(), Signal()
-        pairs = [(v7, v6), (row_first7, row_first6), (row_last7, row_last6), (final7, final6)]
-        max_rsh = 41 + 39   # beyond this every bit of p has been shifted out
-        for j in range(nseg):
-            h = scale6[j]
-            e_field = h[10:15]
-            md = Cat(h[:10], e_field != 0)
-            ed = Cat(Mux(e_field == 0, 1, e_field), Const(0, 1)).as_signed() - 25
-            # sh = ed + e + F; the shifter below computes (p << 39) >> (39 - sh).
-            rsh = Signal(signed(10), name=f"rsh6_{j}")
-            m.d.comb += rsh.eq(39 - (ed + e6[j] + ACC_FRAC))
-            pairs += [
-                (p7[j], dot6[j] * md),
-                (neg7[j], h[15]),
-                (rsh7[j], Mux(rsh < 0, 0, Mux(rsh > max_rsh, max_rsh, rsh))),
-            ]
+        v7, side7, flags7, pairs = carry(v6, neg6 + rsh6, flags6, 7)
+        neg7, rsh7 = side7[:nseg], side7[nseg:]
+        row_first7, row_last7, final7 = flags7[2], flags7[3], flags7[4]
+        pairs += [(p7[j], dot6[j] * md6[j]) for j in range(nseg)]
         _stage(m, en, pairs)
 
         # Stages 7 and 8: sign, then a two-step arithmetic shift into the
