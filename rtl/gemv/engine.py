@@ -45,8 +45,8 @@ def _stage(m, en, pairs):
 class _Fp32Packer(Elaboratable):
     """Pipelined, exactly rounded conversion of ``A · 2^-ACC_FRAC`` to FP32.
 
-    Four register stages, all advancing on ``en``: magnitude, coarse
-    normalization, fine normalization, round-to-nearest-even and pack.
+    Six register stages, all advancing on ``en``: magnitude, four steps of
+    normalization, round-to-nearest-even and pack.
     """
 
     def __init__(self):
@@ -70,31 +70,30 @@ class _Fp32Packer(Elaboratable):
                        (s1, self.i_acc[-1]),
                        (mag1, Mux(self.i_acc[-1], -self.i_acc, self.i_acc))])
 
-        # Stages 2 and 3: shift the leading one to bit w-1 in a few steps of
-        # halving size, counting the shift. Two stages keep the LUT depth low.
-        def normalize(m, x, lz, steps):
-            for s in steps:
-                top_zero = x[w - s:] == 0
-                nx = Signal(w, name=f"norm{s}")
-                nlz = Signal(8, name=f"lz{s}")
-                m.d.comb += [nx.eq(Mux(top_zero, x << s, x)),
-                             nlz.eq(lz + Mux(top_zero, s, 0))]
-                x, lz = nx, nlz
-            return x, lz
-
-        x2, lz2 = normalize(m, mag1, Const(0, 8), [64, 32, 16])
-        v2, t2, s2, z2 = Signal(), Signal(), Signal(), Signal()
-        mag2 = Signal(w)
-        lzr2 = Signal(8)
-        _stage(m, en, [(v2, v1), (t2, t1), (s2, s1), (z2, mag1 == 0),
-                       (mag2, x2), (lzr2, lz2)])
-
-        x3, lz3 = normalize(m, mag2, lzr2, [8, 4, 2, 1])
-        v3, t3, s3, z3 = Signal(), Signal(), Signal(), Signal()
-        mag3 = Signal(w)
-        lzr3 = Signal(8)
-        _stage(m, en, [(v3, v2), (t3, t2), (s3, s2), (z3, z2),
-                       (mag3, x3), (lzr3, lz3)])
+        # Normalization: shift the leading one to bit w-1 in halving steps,
+        # a few steps per register stage so that each stage is one wide zero
+        # test and one 2:1 mux deep. Each step is taken at most once, so the
+        # shift count is just the step decisions side by side.
+        v, t, s, z, mag = v1, t1, s1, None, mag1
+        lz = {}
+        for group in ([64], [32], [16, 8], [4, 2, 1]):
+            x = mag
+            for step in group:
+                top_zero = Signal(name=f"top_zero{step}")
+                nx = Signal(w, name=f"norm{step}")
+                m.d.comb += [top_zero.eq(x[w - step:] == 0),
+                             nx.eq(Mux(top_zero, x << step, x))]
+                lz[step] = top_zero
+                x = nx
+            nv, nt, ns, nz = Signal(), Signal(), Signal(), Signal()
+            nmag = Signal(w)
+            regs = {step: Signal(name=f"lz{step}_{group[0]}") for step in lz}
+            _stage(m, en, [(nv, v), (nt, t), (ns, s), (nz, (mag1 == 0) if z is None else z),
+                           (nmag, x), *[(regs[k], lz[k]) for k in lz]])
+            v, t, s, z, mag = nv, nt, ns, nz, nmag
+            lz = regs
+        v3, t3, s3, z3, mag3 = v, t, s, z, mag
+        lzr3 = Cat(*(lz[step] for step in (1, 2, 4, 8, 16, 32, 64)))
 
         # Stage 4: round to nearest, ties to even, and pack. The leading one
         # sits at bit w-1; its weight is 2^(w-1-lz-ACC_FRAC).
