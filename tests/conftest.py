@@ -21,6 +21,8 @@ def pytest_addoption(parser):
 def pytest_configure(config):
     config.addinivalue_line(
         "markers", "slow: long-running test, skipped unless --run-slow is given")
+    config.addinivalue_line(
+        "markers", "synth: builds a bitstream (about two minutes); part of make test")
     # Deprecation warnings are errors (STYLE.md), in pytest as in cocotb runs.
     config.addinivalue_line("filterwarnings", "error::DeprecationWarning")
 

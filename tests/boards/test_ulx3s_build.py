@@ -1,7 +1,7 @@
 """ULX3S-85F bitstream flow: report parsing, board registry, self-test logic.
 
-The full bitstream build is ``slow`` (run with ``--run-slow``); everything
-else is fast: the nextpnr report parser on a canned report, the board
+The full bitstream build is marked ``synth`` (about two minutes; part of
+``make test``, deselect with ``-m "not synth"``); everything else is fast: the nextpnr report parser on a canned report, the board
 registry's errors, the PLL divider search, and an ``amaranth.sim`` run of
 :class:`SelfTestCore` (no PLL) that must light PASS on a correct case and
 FAIL when one expected word is corrupted.
@@ -209,7 +209,7 @@ def test_selftest_core_catches_hang(tiny_case):
 
 # --- the bitstream -----------------------------------------------------------------
 
-@pytest.mark.slow
+@pytest.mark.synth
 def test_ulx3s_85f_bitstream():
     report = build_board("ulx3s-85f")
     root = Path(build.REPO_ROOT)
