@@ -36,6 +36,8 @@ __all__ = [
 ACT_LIMIT = 65536.0
 #: Shared exponent of an all-zero activation block, and the smallest exponent.
 ACT_EXP_MIN = -128
+#: Largest left shift of a block term (``docs/arithmetic.md`` section 3).
+SH_MAX = 39
 #: Largest activation mantissa magnitude (the clip of section 1 step 4).
 ACT_MANT_MAX = 32767
 
@@ -466,7 +468,9 @@ def gemv_golden_quantized(q, scale_bits, mant, exp):
     s, md, ed = decode_fp16_scale(scale_bits)
     p = _block_dots(q, mant) * md                 # |dot| < 2**27, |p| < 2**38
     p = np.where(s != 0, -p, p)
-    sh = ed + exp[None, :] + ACC_FRAC
+    # The hardware clamps the shift at SH_MAX; only block exponents above 1,
+    # which quantize_activations never produces, can reach the clamp.
+    sh = np.minimum(ed + exp[None, :] + ACC_FRAC, SH_MAX)
     acc = _accumulate(p, sh)
     limit = 1 << (ACC_BITS - 1)
     for r, a in enumerate(acc):

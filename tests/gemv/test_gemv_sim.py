@@ -18,7 +18,8 @@ def simulate(config, jobs):
     async def testbench(ctx):
         ctx.set(dut.results.ready, 1)
         for fmt, rows, cols, raw, x in jobs:
-            mant, exp = golden.quantize_activations(x)
+            # x is a float vector, or already BFP16 (mant, exp) blocks.
+            mant, exp = x if isinstance(x, tuple) else golden.quantize_activations(x)
             ctx.set(dut.job.payload, {"fmt": int(fmt), "rows": rows, "cols": cols})
             ctx.set(dut.job.valid, 1)
             await ctx.tick().until(dut.job.ready)
@@ -106,3 +107,27 @@ def test_format_names():
     assert WeightFormat.parse("Q4_0") is WeightFormat.Q4_0
     with pytest.raises(ValueError, match=r"'q5_k' is not supported \(supported: q4_0, q8_0\)"):
         WeightFormat.parse("q5_k")
+
+
+def test_extreme_values_match_golden():
+    """Scale and exponent edge cases: zero, subnormal, negative and largest
+    float16 scales; extreme weights; mantissas at +-32767; activation
+    exponents at -128 and above the contract's limit (the shift clamp)."""
+    rng = np.random.default_rng(7)
+    config = GemvConfig(lanes=8, max_cols=128)
+    rows, cols = 6, 128
+    raw = bytearray(golden.quantize_weights(
+        rng.normal(0, 0.05, (rows, cols)).astype(np.float32), WeightFormat.Q8_0).tobytes())
+    row_bytes = cols // 32 * 34
+    scales = [0x0000, 0x0001, 0x03FF, 0x8400, 0x7BFF, 0xFBFF]   # one per row, first block
+    for r, h in enumerate(scales):
+        raw[r * row_bytes:r * row_bytes + 2] = h.to_bytes(2, "little")
+    raw[row_bytes * 5 + 2:row_bytes * 5 + 34] = bytes([0x80] * 32)   # all -128
+    mant = rng.integers(-32767, 32768, cols).astype(np.int16)
+    mant[:32] = 32767
+    exp = np.array([-128, 1, 20, 127], dtype=np.int8)
+    raw = np.frombuffer(bytes(raw), dtype=np.uint8)
+    (got,) = simulate(config, [(WeightFormat.Q8_0, rows, cols, raw, (mant, exp))])
+    q, scale_bits = golden.decode_weights(raw, WeightFormat.Q8_0, rows, cols)
+    _, expected = golden.gemv_golden_quantized(q, scale_bits, mant, exp)
+    np.testing.assert_array_equal(got, expected.view(np.uint32))
