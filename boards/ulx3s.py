@@ -94,7 +94,11 @@ def ecp5_pll_params(f_in_mhz, f_out_mhz):
 
 
 class Ecp5PllClock(Elaboratable):
-    """The ``sync`` clock domain, made by an ECP5 PLL from a board clock.
+    """Drives the ``sync`` clock domain from an ECP5 PLL and a board clock.
+
+    The domain itself is defined by the parent (``m.domains.sync =
+    ClockDomain()``), as Amaranth 0.6 requires; this block drives its clock
+    and holds its reset until the PLL locks.
 
     Parameters
     ----------
@@ -106,7 +110,7 @@ class Ecp5PllClock(Elaboratable):
         Reference clock. ``None`` requests the platform's default clock
         resource at elaboration time.
     domain : str
-        Clock domain to create and drive.
+        Clock domain to drive (defined by the parent).
 
     Attributes
     ----------
@@ -133,8 +137,7 @@ class Ecp5PllClock(Elaboratable):
             m.submodules.clk_in_buf = clk_buf = io.Buffer("i", clk_io)
             clk_in = clk_buf.i
 
-        cd = ClockDomain(self.domain)
-        m.domains += cd
+        clk = ClockSignal(self.domain)
         p = self.params
         # Feedback from CLKOP, so the CLKOP phase setting is only the
         # conventional one (LiteX: CPHASE = DIV - 1) and never matters.
@@ -164,8 +167,8 @@ class Ecp5PllClock(Elaboratable):
             i_RST=Const(0),
             i_STDBY=Const(0),
             i_CLKI=clk_in,
-            o_CLKOP=cd.clk,
-            i_CLKFB=cd.clk,
+            o_CLKOP=clk,
+            i_CLKFB=clk,
             i_PHASESEL0=Const(0),
             i_PHASESEL1=Const(0),
             i_PHASEDIR=Const(1),
@@ -182,6 +185,12 @@ class Ecp5PllClock(Elaboratable):
         # a submodule ("clock.reset_sync.clk") that does not survive
         # flattening, so an explicit FREQUENCY NET would be ignored anyway.
         return m
+
+
+def _led(m, platform, index):
+    """Output buffer for LED ``index``; returns the signal that drives it."""
+    m.submodules[f"led{index}"] = buf = io.Buffer("o", platform.request("led", index, dir="-"))
+    return buf.o
 
 
 def _heartbeat_bit(f_mhz):
@@ -206,10 +215,11 @@ class BlinkyTop(Elaboratable):
 
     def elaborate(self, platform):
         m = Module()
+        m.domains.sync = ClockDomain("sync")
         m.submodules.clock = Ecp5PllClock(platform.default_clk_frequency / 1e6, self.core_mhz)
         counter = Signal(_heartbeat_bit(self.core_mhz) + 1)
         m.d.sync += counter.eq(counter + 1)
-        m.d.comb += platform.request("led", 2).o.eq(counter[-1])
+        m.d.comb += _led(m, platform, 2).eq(counter[-1])
         return m
 
 
@@ -523,13 +533,14 @@ class SelfTestTop(Elaboratable):
 
     def elaborate(self, platform):
         m = Module()
+        m.domains.sync = ClockDomain("sync")
         m.submodules.clock = Ecp5PllClock(platform.default_clk_frequency / 1e6, self.core_mhz)
         m.submodules.core = core = SelfTestCore(self.case, self.config)
         beat = Signal(_heartbeat_bit(self.core_mhz) + 1)
         m.d.sync += beat.eq(beat + 1)
         m.d.comb += [
-            platform.request("led", 0).o.eq(core.passed),
-            platform.request("led", 1).o.eq(core.failed),
-            platform.request("led", 2).o.eq(core.running & beat[-1]),
+            _led(m, platform, 0).eq(core.passed),
+            _led(m, platform, 1).eq(core.failed),
+            _led(m, platform, 2).eq(core.running & beat[-1]),
         ]
         return m

@@ -14,6 +14,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
 
 from ..config import ACC_BITS, ACC_FRAC, BLOCK, GemvConfig, WeightFormat
+from ..dsp import RegisteredMultiplier
 
 __all__ = ["GemvEngine", "GemvError"]
 
@@ -401,20 +402,23 @@ class GemvEngine(wiring.Component):
                   for s in prev_flags]
             return v, side, fl, [(v, prev_v), *zip(side, prev_side), *zip(fl, prev_flags)]
 
-        # The multipliers sit in DSP columns away from the lane logic; one
-        # register on each side of them, with no logic in between, lets the
-        # placer put those registers next to the DSPs.
-        q2r = [Signal(signed(8), name=f"q2r_{i}") for i in range(L)]
-        m2r = [Signal(signed(16), name=f"m2r_{i}") for i in range(L)]
+        # One multiplier per lane, with its own input and output registers
+        # (inside the DSP block on ECP5, see lpaccel.rtl.dsp): two stages.
+        # The block scales and exponents ride alongside and are decoded over
+        # these stages, so no stage holds more than one carry chain.
+        prod3r = [Signal(signed(24), name=f"prod3r_{i}") for i in range(L)]
+        for i in range(L):
+            m.submodules[f"mul{i}"] = mul = RegisteredMultiplier(16, 8)
+            m.d.comb += [mul.en.eq(en), mul.a.eq(m2[i]), mul.b.eq(q2[i]),
+                         prod3r[i].eq(mul.p)]
         v2r, side2r, flags2r, pairs = carry(v2, scale2 + e2, flags2, "2r")
-        _stage(m, en, pairs + list(zip(q2r, q2)) + list(zip(m2r, m2)))
+        _stage(m, en, pairs)
         scale2r, e2r = side2r[:nseg], side2r[nseg:]
 
         # Per segment: the scale's mantissa and sign, and sh = ed + e + F.
         md3 = [Signal(11, name=f"md_{j}") for j in range(nseg)]
         neg3 = [Signal(name=f"neg_{j}") for j in range(nseg)]
         sh3 = [Signal(signed(10), name=f"sh_{j}") for j in range(nseg)]
-        prod3r = [Signal(signed(24), name=f"prod3r_{i}") for i in range(L)]
         v3r, _, flags3r, pairs = carry(v2r, [], flags2r, "3r")
         for j in range(nseg):
             h = scale2r[j]
@@ -422,7 +426,7 @@ class GemvEngine(wiring.Component):
             ed = Cat(Mux(e_field == 0, 1, e_field), Const(0, 1)).as_signed() - 25
             pairs += [(md3[j], Cat(h[:10], e_field != 0)), (neg3[j], h[15]),
                       (sh3[j], ed + e2r[j] + ACC_FRAC)]
-        _stage(m, en, pairs + [(prod3r[i], q2r[i] * m2r[i]) for i in range(L)])
+        _stage(m, en, pairs)
 
         prod3 = [Signal(signed(24), name=f"prod3_{i}") for i in range(L)]
         v3, side3, flags3, pairs = carry(v3r, md3 + neg3 + sh3, flags3r, 3)
