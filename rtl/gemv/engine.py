@@ -46,8 +46,8 @@ def _stage(m, en, pairs):
 class _Fp32Packer(Elaboratable):
     """Pipelined, exactly rounded conversion of ``A · 2^-ACC_FRAC`` to FP32.
 
-    Six register stages, all advancing on ``en``: magnitude, four steps of
-    normalization, round-to-nearest-even and pack.
+    Seven register stages, all advancing on ``en``: magnitude, four steps of
+    normalization, rounding bits, then round-to-nearest-even and pack.
     """
 
     def __init__(self):
@@ -96,19 +96,22 @@ class _Fp32Packer(Elaboratable):
         v3, t3, s3, z3, mag3 = v, t, s, z, mag
         lzr3 = Cat(*(lz[step] for step in (1, 2, 4, 8, 16, 32, 64)))
 
-        # Stage 4: round to nearest, ties to even, and pack. The leading one
+        # Round to nearest, ties to even, and pack, over two stages: first
+        # the kept bits, guard and sticky; then the increment. The leading one
         # sits at bit w-1; its weight is 2^(w-1-lz-ACC_FRAC).
-        mant = mag3[w - 24:]
-        guard = mag3[w - 25]
-        sticky = mag3[:w - 25] != 0
-        round_up = guard & (sticky | mant[0])
+        v4, t4, s4, z4, g4, st4 = (Signal(name=n) for n in ("v4", "t4", "s4", "z4", "g4", "st4"))
+        mant4 = Signal(24)
+        lz4 = Signal(7)
+        _stage(m, en, [(v4, v3), (t4, t3), (s4, s3), (z4, z3), (lz4, lzr3),
+                       (mant4, mag3[w - 24:]), (g4, mag3[w - 25]), (st4, mag3[:w - 25] != 0)])
+        round_up = g4 & (st4 | mant4[0])
         rounded = Signal(25)
-        m.d.comb += rounded.eq(mant + round_up)
+        m.d.comb += rounded.eq(mant4 + round_up)
         exp = Signal(9)
-        m.d.comb += exp.eq((w - 1 - ACC_FRAC + 127) - lzr3 + rounded[24])
+        m.d.comb += exp.eq((w - 1 - ACC_FRAC + 127) - lz4 + rounded[24])
         frac = Mux(rounded[24], rounded[1:24], rounded[0:23])
-        _stage(m, en, [(self.o_valid, v3), (self.o_tag, t3),
-                       (self.o_value, Mux(z3, 0, Cat(frac, exp[:8], s3)))])
+        _stage(m, en, [(self.o_valid, v4), (self.o_tag, t4),
+                       (self.o_value, Mux(z4, 0, Cat(frac, exp[:8], s4)))])
         return m
 
 
