@@ -1,7 +1,7 @@
 """The ``lpaccel`` command line.
 
-Verbs so far: ``demo``, ``gemv`` (one GEMV in RTL simulation) and ``build``
-(a bitstream and its report). Each verb prints a short human report, or one
+Verbs so far: ``demo``, ``gemv`` (one GEMV in RTL simulation), ``bench``
+(the benchmark suite) and ``build`` (a bitstream and its report). Each verb prints a short human report, or one
 JSON object with ``--json``.
 """
 
@@ -78,6 +78,14 @@ def _cmd_demo(args):
     return 0 if ok else 1
 
 
+def _cmd_bench(args):
+    from lpaccel.bench import run_bench
+    reports = run_bench(args.out, quick=args.quick, lanes=args.lanes, seed=args.seed,
+                        log=lambda text: print(text, file=sys.stderr))
+    print(f"wrote {args.out}/bench.json and {args.out}/bench.md")
+    return 0 if all(r["bit_exact"] for r in reports) else 1
+
+
 def _cmd_build(args):
     from lpaccel.boards.build import build_board
     report = build_board(args.board, seed=args.seed)
@@ -109,6 +117,13 @@ def _parser():
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--json", action="store_true", help="print one JSON object")
     g.set_defaults(func=_cmd_gemv)
+
+    k = sub.add_parser("bench", help="benchmark suite -> bench.json and bench.md")
+    k.add_argument("--out", required=True, help="output directory, e.g. build/bench")
+    k.add_argument("--quick", action="store_true", help="only the 64 x 4096 shape")
+    k.add_argument("--lanes", type=int, choices=LANES, default=32)
+    k.add_argument("--seed", type=int, default=1)
+    k.set_defaults(func=_cmd_bench)
 
     b = sub.add_parser("build", help="bitstream and timing/resource report for a board")
     b.add_argument("--board", default="ulx3s-85f")

@@ -46,3 +46,12 @@ def test_console_script_help():
                          capture_output=True, text=True, check=True).stdout
     for verb in ("demo", "gemv", "build"):
         assert verb in out
+
+
+def test_bench_quick(tmp_path):
+    assert main(["bench", "--quick", "--out", str(tmp_path)]) == 0
+    reports = json.loads((tmp_path / "bench.json").read_text())
+    assert [r["format"] for r in reports] == ["q4_0", "q8_0"]
+    assert all(r["bit_exact"] and r["stream_cycles"] == r["ideal_cycles"] for r in reports)
+    table = (tmp_path / "bench.md").read_text()
+    assert "| q4_0 | 64 × 4096 |" in table and "| q8_0 | 64 × 4096 |" in table
