@@ -18,9 +18,9 @@ The ULX3S carries a Lattice ECP5 LFE5U-85F (speed grade 6, CABGA381) and a
 
 from dataclasses import dataclass
 
-from amaranth.hdl import (Cat, ClockDomain, ClockSignal, Const, Elaboratable, Instance,
+from amaranth.hdl import (ClockDomain, ClockSignal, Const, Elaboratable, Instance,
                           Module, Signal, unsigned)
-from amaranth.lib import data, io, stream, wiring
+from amaranth.lib import io, stream, wiring
 from amaranth.lib.cdc import ResetSynchronizer
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out

@@ -437,7 +437,7 @@ class GemvEngine(wiring.Component):
         md3, neg3, sh3 = side3[:nseg], side3[nseg:2 * nseg], side3[2 * nseg:]
 
         # Stages 3 and 4: adder trees, one per 32-lane segment.
-        def tree(values, width):
+        def tree(values):
             while len(values) > 1:
                 values = [(values[k] + values[k + 1]) for k in range(0, len(values), 2)]
             return values[0]
@@ -457,12 +457,12 @@ class GemvEngine(wiring.Component):
             pairs.append((rsh4[j], Mux(rsh < 0, 0, Mux(rsh > max_rsh, max_rsh, rsh))))
             for p in range(nparts):
                 base = j * seg_lanes + p * part
-                pairs.append((psum4[j][p], tree(prod3[base:base + part], 27)))
+                pairs.append((psum4[j][p], tree(prod3[base:base + part])))
         _stage(m, en, pairs)
 
         ssum5 = [Signal(signed(29), name=f"ssum5_{j}") for j in range(nseg)]
         v5, side5, flags5, pairs = carry(v4, side4 + rsh4, flags4, 5)
-        pairs += [(ssum5[j], tree(psum4[j], 29)) for j in range(nseg)]
+        pairs += [(ssum5[j], tree(psum4[j])) for j in range(nseg)]
         _stage(m, en, pairs)
 
         # Stage 5: a block spread over several words (fewer than 32 weights
@@ -511,7 +511,7 @@ class GemvEngine(wiring.Component):
         # Stage 9: add the block terms into the row accumulator.
         acc = Signal(signed(ACC_BITS))
         acc_next = Signal(signed(ACC_BITS))
-        terms = tree(list(term9), ACC_BITS)
+        terms = tree(list(term9))
         m.d.comb += acc_next.eq(Mux(rf9, 0, acc) + terms)
         with m.If(en & v9):
             m.d.sync += acc.eq(acc_next)
