@@ -1,0 +1,1 @@
+"""Bus interfaces: AXI4 (memory) and AXI4-Lite (control)."""

@@ -1,0 +1,204 @@
+"""AXI4 and AXI4-Lite as Amaranth signatures.
+
+Memory traffic in lpaccel is AXI4 (INCR bursts), control is AXI4-Lite: the
+conventions LiteDRAM's user port, vendor IP and cocotbext-axi already speak.
+Each of the five channels is a sub-interface with ``valid``, ``ready`` and the
+channel's fields under their AMBA names without the channel prefix (``aw.addr``
+is ``AWADDR``). Signatures are written from the manager's side; a
+subordinate (slave) port is ``In(AXI4Signature(...))``, i.e. the flipped
+signature.
+
+Protocol rules every lpaccel port keeps (AMBA AXI4, IHI 0022):
+
+1. A transfer happens on a cycle with ``valid & ready``.
+2. Once ``valid`` is high, it and the channel's fields hold until the
+   transfer; ``valid`` never waits for ``ready``, ``ready`` may wait for
+   ``valid``.
+3. Write data may arrive before, with, or after its address; a subordinate
+   answers on B only after both the address and the last data beat.
+4. A read burst of ``len + 1`` beats returns exactly that many R beats, the
+   last one with ``last`` set; R beats of one ID keep request order.
+5. lpaccel managers issue INCR bursts only, with ``size`` equal to the full
+   data width, and never cross a 4 KiB boundary.
+6. An error response (SLVERR, DECERR) still completes the transaction with
+   every beat: the data of an errored read beat is meaningless.
+"""
+
+import enum
+
+from amaranth.hdl import Module
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import exact_log2
+
+__all__ = ["Resp", "Burst", "AXI4LiteSignature", "AXI4Signature", "flat_members",
+           "connect_flat"]
+
+
+class Resp(enum.IntEnum):
+    """``BRESP``/``RRESP`` codes."""
+
+    OKAY = 0
+    EXOKAY = 1
+    SLVERR = 2
+    DECERR = 3
+
+
+class Burst(enum.IntEnum):
+    """``AWBURST``/``ARBURST`` codes."""
+
+    FIXED = 0
+    INCR = 1
+    WRAP = 2
+
+
+def _channel(fields, *, towards_manager=False):
+    """One channel: ``valid``/``ready`` plus ``fields`` (name → width)."""
+    out, inn = (In, Out) if towards_manager else (Out, In)
+    members = {"valid": out(1), "ready": inn(1)}
+    members.update({name: out(width) for name, width in fields.items()})
+    return wiring.Signature(members)
+
+
+def _check_width(name, value, allowed):
+    if not isinstance(value, int) or value not in allowed:
+        raise ValueError(f"{name} must be one of {sorted(allowed)}, not {value!r}")
+
+
+class AXI4LiteSignature(wiring.Signature):
+    """AXI4-Lite, from the manager's side.
+
+    Parameters
+    ----------
+    addr_width : int
+        Byte address width, 1 to 64.
+    data_width : int
+        32 or 64.
+    """
+
+    def __init__(self, *, addr_width=32, data_width=32):
+        if not isinstance(addr_width, int) or not 1 <= addr_width <= 64:
+            raise ValueError(f"addr_width must be an integer from 1 to 64, not {addr_width!r}")
+        _check_width("data_width", data_width, {32, 64})
+        self.addr_width = addr_width
+        self.data_width = data_width
+        super().__init__({
+            "aw": Out(_channel({"addr": addr_width, "prot": 3})),
+            "w": Out(_channel({"data": data_width, "strb": data_width // 8})),
+            "b": Out(_channel({"resp": 2}, towards_manager=True)),
+            "ar": Out(_channel({"addr": addr_width, "prot": 3})),
+            "r": Out(_channel({"data": data_width, "resp": 2}, towards_manager=True)),
+        })
+
+    def __eq__(self, other):
+        return (type(other) is type(self) and other.addr_width == self.addr_width and
+                other.data_width == self.data_width)
+
+    def __hash__(self):
+        return hash((type(self), self.addr_width, self.data_width))
+
+    def __repr__(self):
+        return f"AXI4LiteSignature(addr_width={self.addr_width}, data_width={self.data_width})"
+
+
+class AXI4Signature(wiring.Signature):
+    """AXI4 with INCR bursts, from the manager's side.
+
+    Parameters
+    ----------
+    addr_width : int
+        Byte address width, 12 to 64.
+    data_width : int
+        Power of two from 8 to 1024.
+    id_width : int
+        Transaction ID width, 0 to 16 (0 keeps a 1-bit ID that is always 0).
+    """
+
+    def __init__(self, *, addr_width=32, data_width=64, id_width=4):
+        if not isinstance(addr_width, int) or not 12 <= addr_width <= 64:
+            raise ValueError(f"addr_width must be an integer from 12 to 64, not {addr_width!r}")
+        _check_width("data_width", data_width, {8, 16, 32, 64, 128, 256, 512, 1024})
+        if not isinstance(id_width, int) or not 0 <= id_width <= 16:
+            raise ValueError(f"id_width must be an integer from 0 to 16, not {id_width!r}")
+        self.addr_width = addr_width
+        self.data_width = data_width
+        self.id_width = id_width
+        iw = max(1, id_width)
+        addr = {"id": iw, "addr": addr_width, "len": 8, "size": 3, "burst": 2,
+                "lock": 1, "cache": 4, "prot": 3, "qos": 4}
+        super().__init__({
+            "aw": Out(_channel(addr)),
+            "w": Out(_channel({"data": data_width, "strb": data_width // 8, "last": 1})),
+            "b": Out(_channel({"id": iw, "resp": 2}, towards_manager=True)),
+            "ar": Out(_channel(addr)),
+            "r": Out(_channel({"id": iw, "data": data_width, "resp": 2, "last": 1},
+                              towards_manager=True)),
+        })
+
+    @property
+    def size(self):
+        """``AxSIZE`` of a full-width beat."""
+        return exact_log2(self.data_width // 8)
+
+    def __eq__(self, other):
+        return (type(other) is type(self) and other.addr_width == self.addr_width and
+                other.data_width == self.data_width and other.id_width == self.id_width)
+
+    def __hash__(self):
+        return hash((type(self), self.addr_width, self.data_width, self.id_width))
+
+    def __repr__(self):
+        return (f"AXI4Signature(addr_width={self.addr_width}, data_width={self.data_width}, "
+                f"id_width={self.id_width})")
+
+
+def flat_members(signature, prefix, *, subordinate=True):
+    """Flat top-level members named the way cocotbext-axi looks for them.
+
+    ``aw.addr`` becomes ``{prefix}_awaddr`` and so on, so a simulation top
+    built from these members is found by ``AxiBus.from_prefix(dut, prefix)``
+    or ``AxiLiteBus.from_prefix(dut, prefix)``.
+
+    Parameters
+    ----------
+    signature : AXI4Signature or AXI4LiteSignature
+    prefix : str
+    subordinate : bool
+        True for a port the design serves (the testbench is the manager).
+
+    Returns
+    -------
+    dict
+        Member name → ``In``/``Out`` member, for a component's signature.
+    """
+    members = {}
+    for ch_name, ch_member in signature.members.items():
+        for f_name, f_member in ch_member.signature.members.items():
+            flow = f_member.flow
+            if subordinate:
+                flow = flow.flip()
+            members[f"{prefix}_{ch_name}{f_name}"] = flow(f_member.shape)
+    return members
+
+
+def connect_flat(m, flat, iface, signature, prefix, *, subordinate=True):
+    """Wire the flat members made by :func:`flat_members` to ``iface``.
+
+    Parameters
+    ----------
+    m : Module
+    flat : object
+        Holder of the flat signals (usually the top component itself).
+    iface : wiring interface
+        The structured AXI port of the inner component.
+    """
+    for ch_name, ch_member in signature.members.items():
+        ch = getattr(iface, ch_name)
+        for f_name, f_member in ch_member.signature.members.items():
+            outer = getattr(flat, f"{prefix}_{ch_name}{f_name}")
+            inner = getattr(ch, f_name)
+            toward_inner = (f_member.flow == Out) == subordinate
+            if toward_inner:
+                m.d.comb += inner.eq(outer)
+            else:
+                m.d.comb += outer.eq(inner)

@@ -1,0 +1,1 @@
+"""lpaccel.rtl.dram"""
