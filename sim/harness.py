@@ -6,17 +6,20 @@ cocotb test module reads its configuration back with :func:`params`.
 
 Layout on disk::
 
-    build/sim/<name>-<hash>/          one Verilator build per configuration
+    build/sim/<name>-v<hash>/         one Verilator build per generated Verilog
         <name>.v                      Verilog from amaranth.back.verilog
         build.log                     Verilator + C++ compiler output
         lpaccel-build.json            written last: marks the build complete
         runs/<pytest test id>/        one directory per test run
             results.xml  sim.log  dump.vcd (only with WAVES=1)
+    build/sim/<name>-<hash>           symbolic link to the build above
 
-The hash covers every ``*.py`` under ``rtl/`` and ``sim/``, the file that
-defines the component factory, the parameters, the waveform switch and the
-tool versions, so an unchanged configuration is never rebuilt (a warm rerun
-costs only the simulation).
+The link's hash covers every ``*.py`` under ``rtl/`` and ``sim/``, the file
+that defines the component factory, the parameters, the waveform switch and
+the tool versions, so an unchanged configuration is found without even
+converting it to Verilog. When the sources changed, the component is
+converted again, and if its Verilog is unchanged the existing build is
+reused: an edit elsewhere in ``rtl/`` never recompiles this block.
 """
 
 from __future__ import annotations
@@ -153,6 +156,7 @@ def run_cocotb(component_factory: Callable[..., Any], *,
     build_dir = build_dir_for(component_factory, name=name, params=params, waves=waves)
     _ensure_built(component_factory, name=name, params=params, waves=waves,
                   build_dir=build_dir)
+    build_dir = build_dir.resolve()
 
     run_dir = build_dir / "runs" / _run_id(testcase)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -245,44 +249,69 @@ def build_dir_for(component_factory: Callable[..., Any], *, name: str,
 # --- build -----------------------------------------------------------------
 
 def _ensure_built(component_factory, *, name, params, waves, build_dir: Path) -> None:
+    """Make ``build_dir`` a finished build of this configuration.
+
+    ``build_dir`` (keyed by the Python sources) becomes a symbolic link to a
+    build keyed by the generated Verilog itself, so an edit anywhere under
+    ``rtl/`` that leaves this component's Verilog unchanged costs one
+    conversion, not a Verilator compile.
+    """
     __tracebackhide__ = True
     marker = build_dir / _BUILD_MARKER
     if marker.exists():  # warm rerun: no lock, no conversion, no compile
         return
     _SIM_BUILD_ROOT.mkdir(parents=True, exist_ok=True)
-    lock_path = build_dir.with_name(build_dir.name + ".lock")
-    with open(lock_path, "w") as lock:
-        # Another xdist worker may be building this very configuration: wait
-        # for it, then find its marker instead of compiling a second time.
+    with _locked(build_dir):
+        if marker.exists():
+            return
+        from amaranth.back import verilog
+        component = component_factory(**params)
+        text = verilog.convert(component, name=name, emit_src=True)
+        vdigest = hashlib.sha256(
+            f"{text}|waves={bool(waves)}|{_tool_versions()}".encode()).hexdigest()[:12]
+        vdir = _SIM_BUILD_ROOT / f"{name}-v{vdigest}"
+        with _locked(vdir):
+            if not (vdir / _BUILD_MARKER).exists():
+                # Whatever is here was left by an interrupted build.
+                shutil.rmtree(vdir, ignore_errors=True)
+                vdir.mkdir(parents=True)
+                _build(text, name=name, waves=waves, build_dir=vdir)
+                tmp_marker = vdir / (_BUILD_MARKER + ".tmp")
+                tmp_marker.write_text(json.dumps({
+                    "name": name,
+                    "params": repr(sorted(params.items())),
+                    "waves": waves,
+                    "tools": _tool_versions(),
+                    "built": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                }, indent=2) + "\n")
+                os.replace(tmp_marker, vdir / _BUILD_MARKER)  # atomic
+        if build_dir.is_symlink():
+            build_dir.unlink()
+        else:
+            shutil.rmtree(build_dir, ignore_errors=True)
+        tmp_link = build_dir.with_name(build_dir.name + ".link")
+        with contextlib.suppress(FileNotFoundError):
+            tmp_link.unlink()
+        os.symlink(vdir.name, tmp_link)
+        os.replace(tmp_link, build_dir)
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    # Another xdist worker may be building this very configuration: wait for
+    # it, then find its marker instead of compiling a second time.
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            if marker.exists():
-                return
-            # Whatever is here was left by an interrupted build.
-            shutil.rmtree(build_dir, ignore_errors=True)
-            build_dir.mkdir(parents=True)
-            _build(component_factory, name=name, params=params, waves=waves,
-                   build_dir=build_dir)
-            tmp_marker = marker.with_suffix(".tmp")
-            tmp_marker.write_text(json.dumps({
-                "name": name,
-                "params": repr(sorted(params.items())),
-                "waves": waves,
-                "tools": _tool_versions(),
-                "built": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            }, indent=2) + "\n")
-            os.replace(tmp_marker, marker)  # atomic: readers never see half a marker
+            yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _build(component_factory, *, name, params, waves, build_dir: Path) -> None:
+def _build(verilog_text: str, *, name, waves, build_dir: Path) -> None:
     __tracebackhide__ = True
-    from amaranth.back import verilog
-
-    component = component_factory(**params)
     verilog_file = build_dir / f"{name}.v"
-    verilog_file.write_text(verilog.convert(component, name=name, emit_src=True))
+    verilog_file.write_text(verilog_text)
 
     from cocotb_tools.runner import get_runner
     runner = get_runner("verilator")
