@@ -1,0 +1,5 @@
+"""On-chip memories behind an AXI4 subordinate port (block RAM, iCE40 SPRAM)."""
+
+from .onchip import AxiMemoryConfig, AxiMemoryFrontEnd, AxiSpram, AxiSram, Spram256ka
+
+__all__ = ["AxiMemoryConfig", "AxiMemoryFrontEnd", "AxiSram", "AxiSpram", "Spram256ka"]
