@@ -1,0 +1,220 @@
+"""Configuration of the LPDDR controller and device model, and the DFI-style boundary.
+
+One :class:`LpddrConfig` describes a controller + device pair: which part,
+the controller:DRAM clock ratio, the simulated capacity of the model, the
+refresh mode and the scheduler's look-ahead. The controller, the model,
+the tests and ``lpaccel mem-bench`` all derive their numbers from it.
+
+The DFI-style boundary (:class:`DfiSignature`)
+----------------------------------------------
+The controller runs at ``1/ratio`` of the DRAM command clock CK and drives
+``ratio`` command slots (phases) per controller cycle; slot ``p`` of
+controller cycle ``c`` is DRAM clock ``c * ratio + p``, as in DFI's
+frequency-ratio mode. A slot carries one abstract command (:class:`Command`)
+with a bank, a row and a column. Simplifications against a real LPDDR CA
+bus, all documented in ``docs/memory.md``:
+
+* an LPDDR4 command occupies 2 or 4 CA clocks; here every command is one
+  slot (the command bus has room: a streaming READ needs one slot per
+  ``tCCD`` = 8 CK);
+* ``col`` is the burst index within the row (column address ``C`` divided
+  by the burst length);
+* write data is presented on ``wrdata`` in the controller cycle of the WRITE
+  command and the ``beats_per_burst - 1`` cycles after it (``wrdata_strb``
+  set bits are written, like AXI ``WSTRB``; the inverse of DFI's mask);
+  read data comes back on ``rddata`` ``rd_latency`` controller cycles after
+  the READ, ``beats_per_burst`` consecutive beats. One beat is one controller
+  cycle's worth of data (``ratio * beats_per_ck`` DRAM transfers).
+"""
+
+import enum
+import math
+from dataclasses import dataclass
+
+from amaranth.hdl import unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from .parts import controller_cycles, part_by_name
+
+__all__ = ["Command", "LpddrConfig", "DfiSignature", "command_layout"]
+
+
+class Command(enum.IntEnum):
+    """Commands on the DFI-style boundary."""
+
+    NOP = 0
+    ACT = 1
+    RD = 2
+    WR = 3
+    PRE = 4
+    PREA = 5
+    REFAB = 6
+    REFPB = 7
+
+
+@dataclass(frozen=True)
+class LpddrConfig:
+    """One LPDDR controller + device model configuration.
+
+    Parameters
+    ----------
+    part : str or DramPart
+        An LPDDR part from :mod:`lpaccel.rtl.dram.parts` (``"lpddr4-3200"``,
+        ``"lpddr4x-4266"``, ``"lpddr5-6400"``).
+    ratio : int
+        Controller:DRAM clock ratio ``1:ratio``: 1, 2, 4 or 8; must divide
+        the burst's CK count and not exceed ``tCCD``.
+    sim_bytes : int
+        Capacity of the device model's storage (a power of two, at least one
+        page per bank). Addresses beyond it alias modulo ``sim_bytes``.
+    refresh : str
+        ``"per_bank"`` (REFpb, hidden behind traffic to other banks) or
+        ``"all_bank"`` (REFab).
+    window : int
+        Requests the scheduler looks ahead for ACT/PRE (2 to 32).
+    tck_ns : float, optional
+        DRAM clock period; default the part's speed grade.
+    """
+
+    part: object = "lpddr4-3200"
+    ratio: int = 4
+    sim_bytes: int = 256 * 1024
+    refresh: str = "per_bank"
+    window: int = 16
+    tck_ns: float = None
+
+    def __post_init__(self):
+        part = part_by_name(self.part)
+        object.__setattr__(self, "part", part)
+        if not part.standard.startswith("LPDDR"):
+            raise ValueError(f"part must be an LPDDR part for LpddrConfig, not {part.name} "
+                             f"({part.standard}); board SDR/DDR3 parts are served by LiteDRAM")
+        if self.ratio not in (1, 2, 4, 8):
+            raise ValueError(f"ratio must be 1, 2, 4 or 8, not {self.ratio!r}")
+        t = self.timings
+        if t.burst_ck % self.ratio:
+            raise ValueError(f"ratio 1:{self.ratio} must divide the burst's {t.burst_ck} CK "
+                             f"of {part.name}; use a ratio of at most {t.burst_ck}")
+        if self.ratio > t.tCCD:
+            raise ValueError(f"ratio must not exceed tCCD ({t.tCCD} CK), not {self.ratio}")
+        if self.refresh not in ("per_bank", "all_bank"):
+            raise ValueError(f"refresh must be 'per_bank' or 'all_bank', not {self.refresh!r}")
+        if self.refresh == "per_bank" and not part.per_bank_refresh:
+            raise ValueError(f"refresh 'per_bank' needs a part with REFpb; {part.name} has none")
+        if not isinstance(self.window, int) or not 2 <= self.window <= 32:
+            raise ValueError(f"window must be an integer from 2 to 32, not {self.window!r}")
+        min_bytes = part.page_bytes * part.banks
+        if (not isinstance(self.sim_bytes, int) or self.sim_bytes & (self.sim_bytes - 1)
+                or self.sim_bytes < min_bytes):
+            raise ValueError(f"sim_bytes must be a power of two of at least one page per bank "
+                             f"({min_bytes}), not {self.sim_bytes!r}")
+        if self.data_width not in (8, 16, 32, 64, 128, 256, 512, 1024):
+            raise ValueError(f"ratio 1:{self.ratio} gives a {self.data_width}-bit data path "
+                             f"for {part.name}, outside AXI's 8 to 1024 bits; choose another ratio")
+
+    @property
+    def timings(self):
+        """:class:`~lpaccel.rtl.dram.parts.DramTimings` in DRAM clocks."""
+        return self.part.at_clock(self.tck_ns)
+
+    @property
+    def beat_bytes(self):
+        """Bytes per controller cycle at peak: the AXI/DFI data width in bytes."""
+        return self.part.peak_bytes_per_ck * self.ratio
+
+    @property
+    def data_width(self):
+        """AXI and DFI data width in bits."""
+        return 8 * self.beat_bytes
+
+    @property
+    def beats_per_burst(self):
+        """Controller cycles (beats) per DRAM burst."""
+        return self.part.burst_ck // self.ratio
+
+    @property
+    def bank_bits(self):
+        return exact_log2(self.part.banks)
+
+    @property
+    def row_bits(self):
+        return exact_log2(self.part.rows)
+
+    @property
+    def col_bits(self):
+        """Bits of the burst index within a row."""
+        return exact_log2(self.part.page_bytes // self.part.bytes_per_burst)
+
+    @property
+    def addr_width(self):
+        """Byte address bits of the whole channel."""
+        return exact_log2(self.part.page_bytes * self.part.banks * self.part.rows)
+
+    @property
+    def rd_latency(self):
+        """Controller cycles from a READ to its request reaching the model's storage."""
+        return max(1, math.ceil(self.timings.RL / self.ratio))
+
+    @property
+    def refs_per_refab(self):
+        return max(1, self.part.refpb_per_refab)
+
+    @property
+    def controller_mhz(self):
+        """Controller clock frequency this configuration stands for."""
+        return 1e3 / (self.timings.tck_ns * self.ratio)
+
+    def cycles(self, dram_ck, from_phase=0, to_phase=0):
+        """:func:`~lpaccel.rtl.dram.parts.controller_cycles` at this ratio."""
+        return controller_cycles(dram_ck, self.ratio, from_phase, to_phase)
+
+
+def exact_log2(value):
+    bits = value.bit_length() - 1
+    assert 1 << bits == value, value
+    return bits
+
+
+def command_layout(config):
+    """Layout of one command slot."""
+    return data.StructLayout({
+        "cmd": Command,
+        "bank": unsigned(max(1, config.bank_bits)),
+        "row": unsigned(config.row_bits),
+        "col": unsigned(max(1, config.col_bits)),
+    })
+
+
+class DfiSignature(wiring.Signature):
+    """The DFI-style command/data boundary, from the controller's side.
+
+    Members
+    -------
+    phases : out ArrayLayout(command_layout, ratio)
+        One command slot per DRAM clock of the controller cycle.
+    wrdata, wrdata_strb, wrdata_en : out
+        Write data beats (see the module docstring for their timing).
+    rddata, rddata_valid : in
+        Read data beats.
+    """
+
+    def __init__(self, config):
+        self.config = config
+        super().__init__({
+            "phases": Out(data.ArrayLayout(command_layout(config), config.ratio)),
+            "wrdata": Out(config.data_width),
+            "wrdata_strb": Out(config.data_width // 8),
+            "wrdata_en": Out(1),
+            "rddata": In(config.data_width),
+            "rddata_valid": In(1),
+        })
+
+    def __eq__(self, other):
+        return type(other) is type(self) and other.config == self.config
+
+    def __hash__(self):
+        return hash((type(self), self.config))
+
+    def __repr__(self):
+        return f"DfiSignature({self.config!r})"

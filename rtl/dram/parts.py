@@ -1,0 +1,390 @@
+"""DRAM parts as data: geometry and timings, converted to clock cycles at build time.
+
+A part is a frozen :class:`DramPart`: its geometry, its minimum clock period
+and every timing parameter as a :class:`Timing` (nanoseconds and/or a
+minimum number of DRAM clocks, the way JEDEC tables write ``max(18 ns,
+4 nCK)``). Nothing here is a constant in logic: the controller, the device
+model and the timing checker all receive the integer cycle counts computed
+by :meth:`DramPart.at_clock` for the clock they are built for.
+
+Sources of the numbers (the tables they come from are named at each part):
+
+* LPDDR4/LPDDR4X: JEDEC JESD209-4B, "Core AC Timing" (tRCD, tRP, tRAS, tRRD,
+  tFAW, tWR, tWTR, tRTP, tCCD), "Refresh Requirement Parameters" (tRFCab,
+  tRFCpb, tREFI, tREFIpb, tpbR2pbR) and "Read and Write Latencies" (RL with
+  read DBI off, WL set A). RL/WL agree with LiteDRAM's LPDDR4 PHY table.
+* LPDDR5: JEDEC JESD209-5B, "Core AC Timing" and "Refresh Requirement"
+  tables for an 8 Gb channel. Modeled in a flat 16-bank organisation with
+  BL32 (see the part's note): bank groups are not modeled.
+* Board parts: the ISSI IS42S16160J (= MT48LC16M16A2 class) SDR SDRAM of the
+  ULX3S and the Micron MT41K256M16 DDR3L of the ECPIX-5, from their data
+  sheets' AC timing tables (speed grades -7 and -125).
+"""
+
+import math
+from dataclasses import dataclass, field, fields
+
+__all__ = ["Timing", "DramPart", "DramTimings", "PARTS", "LPDDR4_3200", "LPDDR4X_4266",
+           "LPDDR5_6400", "IS42S16160_SDR", "MT41K256M16_DDR3", "part_by_name",
+           "controller_cycles"]
+
+
+@dataclass(frozen=True)
+class Timing:
+    """One timing parameter: ``max(ns, ck nCK)``.
+
+    Parameters
+    ----------
+    ns : float
+        Minimum time in nanoseconds (0 if the parameter is given in clocks only).
+    ck : int
+        Minimum number of DRAM clocks (0 if given in time only).
+    """
+
+    ns: float = 0.0
+    ck: int = 0
+
+    def __post_init__(self):
+        if not isinstance(self.ns, (int, float)) or self.ns < 0:
+            raise ValueError(f"Timing ns must be a non-negative number, not {self.ns!r}")
+        if not isinstance(self.ck, int) or self.ck < 0:
+            raise ValueError(f"Timing ck must be a non-negative integer, not {self.ck!r}")
+
+    def cycles(self, tck_ns):
+        """DRAM clocks at period ``tck_ns``: ``max(ceil(ns / tck), ck)``.
+
+        A tiny tolerance keeps exact multiples (18 ns at 0.625 ns is 28.8,
+        but 20 ns at 1.25 ns is exactly 16) from rounding up by float noise.
+        """
+        return max(math.ceil(self.ns / tck_ns - 1e-9), self.ck)
+
+
+def _ck(n):
+    return Timing(0.0, n)
+
+
+@dataclass(frozen=True)
+class DramTimings:
+    """A part's timings as integer DRAM clocks, for one clock period.
+
+    Every field is in DRAM clocks (nCK). ``wr_to_pre`` / ``wr_to_rd`` /
+    ``rd_to_wr`` are the derived command-to-command spacings the controller
+    and checker use (see :meth:`DramPart.at_clock`).
+    """
+
+    tck_ns: float
+    tRCD: int
+    tRPpb: int
+    tRPab: int
+    tRAS: int
+    tRC: int
+    tRRD: int
+    tFAW: int
+    tCCD: int
+    tWR: int
+    tWTR: int
+    tRTP: int
+    tRFCab: int
+    tRFCpb: int
+    tPBR2PBR: int
+    tREFI: int
+    tREFIpb: int
+    RL: int
+    WL: int
+    burst_ck: int
+    wr_to_pre: int
+    wr_to_rd: int
+    rd_to_wr: int
+    refresh_postpone: int
+
+
+@dataclass(frozen=True)
+class DramPart:
+    """Geometry and timings of one DRAM channel (one die/channel, one rank).
+
+    Parameters
+    ----------
+    name : str
+        Command-line name, e.g. ``"lpddr4-3200"``.
+    standard : str
+        ``"LPDDR4"``, ``"LPDDR4X"``, ``"LPDDR5"``, ``"DDR3"`` or ``"SDR"``.
+    tck_ns : float
+        Shortest clock period of the speed grade (command clock CK).
+    data_width : int
+        DQ bits of the channel.
+    beats_per_ck : int
+        Data transfers per CK per pin: 1 (SDR), 2 (DDR), 8 (LPDDR5 with
+        WCK:CK = 4:1, double data rate on WCK).
+    burst_length : int
+        Beats per READ/WRITE command (BL).
+    banks, rows, columns : int
+        Geometry of one channel; ``columns`` counts ``data_width``-bit words.
+    density_mbit : int
+        Channel density in Mbit (``banks * rows * columns * data_width``).
+    tRCD ... tREFI : Timing
+        JEDEC timing parameters. ``tREFI`` is the all-bank average refresh
+        interval; per-bank refresh owes ``refpb_per_refab`` REFpb per tREFI.
+    RL, WL : int
+        Read and write latency in CK at this speed grade.
+    tRC : Timing
+        ACT to ACT in one bank; at least ``tRAS + tRPpb`` whatever is stated.
+    refresh_postpone : int
+        How many refresh intervals may be owed (JEDEC: 8).
+    refpb_per_refab : int
+        REFpb commands that replace one REFab (0: no per-bank refresh).
+    note : str
+        Where the numbers come from and what is simplified.
+    """
+
+    name: str
+    standard: str
+    tck_ns: float
+    data_width: int
+    beats_per_ck: int
+    burst_length: int
+    banks: int
+    rows: int
+    columns: int
+    density_mbit: int
+    tRCD: Timing
+    tRPpb: Timing
+    tRPab: Timing
+    tRAS: Timing
+    tRRD: Timing
+    tFAW: Timing
+    tCCD: Timing
+    tWR: Timing
+    tWTR: Timing
+    tRTP: Timing
+    tRFCab: Timing
+    tRFCpb: Timing
+    tPBR2PBR: Timing
+    tREFI: Timing
+    RL: int
+    WL: int
+    tRC: Timing = Timing()
+    refresh_postpone: int = 8
+    refpb_per_refab: int = 0
+    note: str = field(default="", compare=False)
+
+    def __post_init__(self):
+        for name in ("data_width", "beats_per_ck", "burst_length", "banks", "rows", "columns"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1 or value & (value - 1):
+                raise ValueError(f"part {self.name}: {name} must be a power of two, "
+                                 f"not {value!r}")
+        if self.burst_length % self.beats_per_ck:
+            raise ValueError(f"part {self.name}: burst_length {self.burst_length} must be a "
+                             f"multiple of beats_per_ck {self.beats_per_ck}")
+        bits = self.banks * self.rows * self.columns * self.data_width
+        if bits != self.density_mbit << 20:
+            raise ValueError(f"part {self.name}: banks x rows x columns x data_width is "
+                             f"{bits >> 20} Mbit, not the stated {self.density_mbit} Mbit; "
+                             f"fix the geometry or the density")
+        if self.refpb_per_refab not in (0, self.banks):
+            raise ValueError(f"part {self.name}: refpb_per_refab must be 0 or banks "
+                             f"({self.banks}), not {self.refpb_per_refab}")
+        if not 1 <= self.refresh_postpone <= 8:
+            raise ValueError(f"part {self.name}: refresh_postpone must be 1 to 8, "
+                             f"not {self.refresh_postpone}")
+
+    @property
+    def bytes_per_burst(self):
+        """Bytes moved by one READ or WRITE command."""
+        return self.data_width * self.burst_length // 8
+
+    @property
+    def burst_ck(self):
+        """CK cycles one burst occupies the data bus."""
+        return self.burst_length // self.beats_per_ck
+
+    @property
+    def page_bytes(self):
+        """Bytes in one row of one bank."""
+        return self.columns * self.data_width // 8
+
+    @property
+    def peak_bytes_per_ck(self):
+        """Peak data bandwidth in bytes per CK."""
+        return self.data_width * self.beats_per_ck // 8
+
+    @property
+    def per_bank_refresh(self):
+        """True when the part supports REFpb."""
+        return self.refpb_per_refab > 0
+
+    def at_clock(self, tck_ns=None):
+        """Convert every timing to DRAM clocks at period ``tck_ns``.
+
+        Parameters
+        ----------
+        tck_ns : float, optional
+            DRAM clock period; default the speed grade's own ``tck_ns``.
+
+        Returns
+        -------
+        DramTimings
+
+        Raises
+        ------
+        ValueError
+            If ``tck_ns`` is shorter than the part's minimum clock period.
+        """
+        if tck_ns is None:
+            tck_ns = self.tck_ns
+        if not isinstance(tck_ns, (int, float)) or tck_ns < self.tck_ns * (1 - 1e-6):
+            raise ValueError(f"part {self.name}: clock period {tck_ns!r} ns is shorter than "
+                             f"the part's minimum {self.tck_ns} ns; use a slower clock")
+        c = {f.name: getattr(self, f.name).cycles(tck_ns)
+             for f in fields(self) if f.type in ("Timing", Timing)}
+        burst = self.burst_ck
+        refs = max(1, self.refpb_per_refab)
+        # Refresh intervals are maxima, not minima: round them down.
+        trefi = math.floor(self.tREFI.ns / tck_ns)
+        return DramTimings(
+            tck_ns=tck_ns,
+            # JESD209-4: tRC = tRAS + tRPpb; a part may state a longer one.
+            tRC=max(c.pop("tRC"), c["tRAS"] + c["tRPpb"]),
+            tREFI=trefi,
+            tREFIpb=trefi // refs,
+            RL=self.RL, WL=self.WL, burst_ck=burst,
+            # JESD209-4 "Precharge and Auto Precharge clarification": WRITE
+            # to PRECHARGE = WL + BL/2 + 1 + nWR; WRITE to READ = WL + BL/2
+            # + 1 + tWTR; READ to WRITE = RL + BL/2 - WL + tWPRE + tRPST + 1
+            # (tDQSCK folded into the +3 margin).
+            wr_to_pre=self.WL + burst + 1 + c["tWR"],
+            wr_to_rd=self.WL + burst + 1 + c["tWTR"],
+            rd_to_wr=max(burst, self.RL + burst - self.WL + 3),
+            refresh_postpone=self.refresh_postpone,
+            **{k: v for k, v in c.items() if k != "tREFI"},
+        )
+
+
+def controller_cycles(dram_ck, ratio, from_phase=0, to_phase=0):
+    """Controller cycles between two commands that must be ``dram_ck`` DRAM clocks apart.
+
+    The controller runs at ``1/ratio`` of the DRAM clock and issues each
+    command in one of ``ratio`` phases (slots) of its cycle. A command in
+    phase ``to_phase`` of controller cycle ``c + k`` is ``k * ratio +
+    to_phase - from_phase`` DRAM clocks after one in phase ``from_phase`` of
+    cycle ``c``; this returns the least ``k >= 0`` that keeps the distance at
+    least ``dram_ck`` (the ceiling of the DRAM-clock count, adjusted for the
+    phases).
+
+    Parameters
+    ----------
+    dram_ck : int
+        Minimum spacing in DRAM clocks.
+    ratio : int
+        Controller:DRAM clock ratio ``1:ratio``.
+    from_phase, to_phase : int
+        Command slots, ``0 <= phase < ratio``.
+
+    Returns
+    -------
+    int
+    """
+    if not isinstance(ratio, int) or ratio < 1:
+        raise ValueError(f"ratio must be a positive integer, not {ratio!r}")
+    for name, phase in (("from_phase", from_phase), ("to_phase", to_phase)):
+        if not 0 <= phase < ratio:
+            raise ValueError(f"{name} must be from 0 to {ratio - 1}, not {phase!r}")
+    return max(0, -(-(dram_ck - to_phase + from_phase) // ratio))
+
+
+# --- the parts -------------------------------------------------------------
+
+# JESD209-4B Table "Core AC Timing" (tCK >= 0.625 ns column), Table
+# "Refresh Requirement Parameters" (8 Gb per channel: tRFCab 280 ns, tRFCpb
+# 140 ns, tpbR2pbR 90 ns, tREFI 3.904 us at <= 85 C), RL 28 / WL 14 (set A,
+# read DBI off) from the read/write latency table.
+LPDDR4_3200 = DramPart(
+    name="lpddr4-3200", standard="LPDDR4", tck_ns=0.625,
+    data_width=16, beats_per_ck=2, burst_length=16,
+    banks=8, rows=65536, columns=1024, density_mbit=8192,
+    tRCD=Timing(18, 4), tRPpb=Timing(18, 4), tRPab=Timing(21, 4), tRAS=Timing(42, 3),
+    tRRD=Timing(10, 4), tFAW=Timing(40), tCCD=_ck(8), tWR=Timing(18, 6),
+    tWTR=Timing(10, 8), tRTP=Timing(7.5, 8),
+    tRFCab=Timing(280), tRFCpb=Timing(140), tPBR2PBR=Timing(90), tREFI=Timing(3904),
+    RL=28, WL=14, refpb_per_refab=8,
+    note="JESD209-4B, 8 Gb x16 channel, 2 KiB page, BL16 (32 bytes per burst)")
+
+# Same tables, tCK >= 0.468 ns column: tRRD 7.5 ns and tFAW 30 ns above
+# 3200 Mbps; RL 36 / WL 18 (set A, read DBI off).
+LPDDR4X_4266 = DramPart(
+    name="lpddr4x-4266", standard="LPDDR4X", tck_ns=0.468,
+    data_width=16, beats_per_ck=2, burst_length=16,
+    banks=8, rows=65536, columns=1024, density_mbit=8192,
+    tRCD=Timing(18, 4), tRPpb=Timing(18, 4), tRPab=Timing(21, 4), tRAS=Timing(42, 3),
+    tRRD=Timing(7.5, 4), tFAW=Timing(30), tCCD=_ck(8), tWR=Timing(18, 6),
+    tWTR=Timing(10, 8), tRTP=Timing(7.5, 8),
+    tRFCab=Timing(280), tRFCpb=Timing(140), tPBR2PBR=Timing(90), tREFI=Timing(3904),
+    RL=36, WL=18, refpb_per_refab=8,
+    note="JESD209-4B, 8 Gb x16 channel, 2 KiB page, BL16 (32 bytes per burst)")
+
+# JESD209-5B Table "Core AC Timing" and "Refresh Requirement Parameters",
+# 8 Gb per channel (tRFCab 210 ns, tRFCpb 120 ns, tpbR2pbR 60 ns, tREFI
+# 3.906 us); CK = 800 MHz with WCK:CK = 4:1 (6400 Mbps); RL 17 / WL 9 (set
+# A, DVFSC off). Simplification: a flat 16-bank device with BL32 (64 bytes
+# per burst, tCCD = 4 CK), one bank per REFpb; bank groups (tCCD_L/S,
+# tRRD_L/S, tWTR_L/S) are not modeled, the long variants are used.
+LPDDR5_6400 = DramPart(
+    name="lpddr5-6400", standard="LPDDR5", tck_ns=1.25,
+    data_width=16, beats_per_ck=8, burst_length=32,
+    banks=16, rows=32768, columns=1024, density_mbit=8192,
+    tRCD=Timing(18, 2), tRPpb=Timing(18, 2), tRPab=Timing(21, 2), tRAS=Timing(42, 3),
+    tRRD=Timing(5, 2), tFAW=Timing(20), tCCD=_ck(4), tWR=Timing(34, 3),
+    tWTR=Timing(12, 4), tRTP=Timing(7.5, 2),
+    tRFCab=Timing(210), tRFCpb=Timing(120), tPBR2PBR=Timing(60), tREFI=Timing(3906),
+    RL=17, WL=9, refpb_per_refab=16,
+    note="JESD209-5B, 8 Gb x16 channel, flat 16 banks, BL32 (64 bytes per burst); "
+         "bank groups not modeled")
+
+# ULX3S: 32 MB 16-bit SDR SDRAM (IS42S16160J-7, pin compatible with
+# MT48LC16M16A2-6A), data sheet AC characteristics, -7 grade at 143 MHz,
+# CL 3; 8192 refresh commands per 64 ms.
+IS42S16160_SDR = DramPart(
+    name="is42s16160", standard="SDR", tck_ns=7.0,
+    data_width=16, beats_per_ck=1, burst_length=1,
+    banks=4, rows=8192, columns=512, density_mbit=256,
+    tRCD=Timing(20), tRPpb=Timing(20), tRPab=Timing(20), tRAS=Timing(42),
+    tRRD=Timing(14), tFAW=Timing(0), tCCD=_ck(1), tWR=Timing(14, 2),
+    tWTR=_ck(0), tRTP=_ck(0),
+    tRFCab=Timing(63), tRFCpb=Timing(63), tPBR2PBR=Timing(0), tREFI=Timing(64e6 / 8192),
+    RL=3, WL=0, refpb_per_refab=0,
+    note="ISSI IS42S16160J-7 / Micron MT48LC16M16A2 data sheets, 256 Mbit x16")
+
+# ECPIX-5: Micron MT41K256M16TW-107/-125 DDR3L (4 Gb, x16), data sheet
+# tables "Electrical Characteristics and AC Operating Conditions" at
+# DDR3-1600 (tCK 1.25 ns, CL 11, CWL 8); tRFC 260 ns for 4 Gb.
+MT41K256M16_DDR3 = DramPart(
+    name="mt41k256m16", standard="DDR3", tck_ns=1.25,
+    data_width=16, beats_per_ck=2, burst_length=8,
+    banks=8, rows=32768, columns=1024, density_mbit=4096,
+    tRCD=Timing(13.75), tRPpb=Timing(13.75), tRPab=Timing(13.75), tRAS=Timing(35),
+    tRRD=Timing(7.5, 4), tFAW=Timing(40), tCCD=_ck(4), tWR=Timing(15),
+    tWTR=Timing(7.5, 4), tRTP=Timing(7.5, 4),
+    tRFCab=Timing(260), tRFCpb=Timing(260), tPBR2PBR=Timing(0), tREFI=Timing(7800),
+    RL=11, WL=8, refpb_per_refab=0,
+    note="Micron MT41K256M16 DDR3L-1600 data sheet, 4 Gb x16, 2 KiB page")
+
+#: Every part, by command-line name.
+PARTS = {p.name: p for p in (LPDDR4_3200, LPDDR4X_4266, LPDDR5_6400, IS42S16160_SDR,
+                             MT41K256M16_DDR3)}
+
+
+def part_by_name(name):
+    """Look a part up by its command-line name.
+
+    Raises
+    ------
+    ValueError
+        If there is no such part; the message lists the known names.
+    """
+    if isinstance(name, DramPart):
+        return name
+    try:
+        return PARTS[name]
+    except KeyError:
+        raise ValueError(f"memory part {name!r} is not known (known: "
+                         f"{', '.join(sorted(PARTS))})") from None

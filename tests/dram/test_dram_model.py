@@ -1,0 +1,250 @@
+"""LpddrModel and LpddrTimingChecker in amaranth.sim, driven by raw commands.
+
+Every rule has a negative test (the violating command one DRAM clock early,
+or an illegal state) that must be caught with the right rule, bank and
+cycle, and a positive twin at exactly the minimum spacing that must pass.
+"""
+
+import dataclasses
+
+import pytest
+from amaranth.sim import Simulator
+
+from lpaccel.rtl.dram.config import Command, LpddrConfig
+from lpaccel.rtl.dram.model import LpddrModel, Rule
+from lpaccel.rtl.dram.parts import LPDDR4_3200, Timing
+
+ACT, RD, WR, PRE, PREA, REFAB, REFPB = (Command.ACT, Command.RD, Command.WR, Command.PRE,
+                                        Command.PREA, Command.REFAB, Command.REFPB)
+
+
+def run(config, commands, *, extra_cycles=20, wrdata=None, reads=None):
+    """Drive ``commands`` = [(dram_clock, cmd, bank, row, col)] into a model.
+
+    Write data is supplied automatically for every WR unless ``wrdata`` maps
+    a WR's index to False (omit it) or a list of beat values. Returns the
+    checker's (violation, rule, bank, cycle) and the read beats seen.
+    """
+    dut = LpddrModel(config)
+    n = config.ratio
+    beats = config.beats_per_burst
+    by_cycle = {}
+    for i, (t, cmd, bank, row, col) in enumerate(commands):
+        by_cycle.setdefault(t // n, []).append((t % n, i, cmd, bank, row, col))
+    last = max([t for t, *_ in commands], default=0) // n + extra_cycles
+    result = {}
+
+    async def bench(ctx):
+        wr_beats = []  # (cycle, value) planned write data
+        got = []
+        for c in range(last + 1):
+            for p in range(n):
+                ctx.set(dut.dfi.phases[p].cmd, Command.NOP)
+            for p, i, cmd, bank, row, col in by_cycle.get(c, []):
+                ctx.set(dut.dfi.phases[p].cmd, cmd)
+                ctx.set(dut.dfi.phases[p].bank, bank)
+                ctx.set(dut.dfi.phases[p].row, row)
+                ctx.set(dut.dfi.phases[p].col, col)
+                if cmd == WR:
+                    plan = (wrdata or {}).get(i, [0x1000 * i + k for k in range(beats)])
+                    if plan is not False:
+                        wr_beats += [(c + k, v) for k, v in enumerate(plan)]
+            now = [v for cc, v in wr_beats if cc == c]
+            ctx.set(dut.dfi.wrdata_en, bool(now))
+            ctx.set(dut.dfi.wrdata, now[0] if now else 0)
+            ctx.set(dut.dfi.wrdata_strb, (1 << (config.data_width // 8)) - 1)
+            await ctx.tick()
+            if ctx.get(dut.dfi.rddata_valid):
+                got.append(ctx.get(dut.dfi.rddata))
+        result.update(violation=ctx.get(dut.violation), rule=Rule(ctx.get(dut.rule)),
+                      bank=ctx.get(dut.bank), cycle=ctx.get(dut.cycle), reads=got,
+                      n_refpb=ctx.get(dut.n_refpb), n_refab=ctx.get(dut.n_refab),
+                      debt_max=ctx.get(dut.refresh_debt_max))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-9)
+    sim.add_testbench(bench)
+    sim.run()
+    return result
+
+
+CFG1 = LpddrConfig(part="lpddr4-3200", ratio=1)
+CFG4 = LpddrConfig(part="lpddr4-3200", ratio=4)
+T = CFG1.timings
+
+
+def _seq(rule, early):
+    """A command sequence whose last command is ``early`` clocks too early for ``rule``.
+
+    Returns (config, commands, bank of the violation).
+    """
+    d = 1 if early else 0
+    cfg = CFG1
+    if rule == Rule.tRCD:
+        cmds = [(0, ACT, 2, 5, 0), (T.tRCD - d, RD, 2, 0, 0)]
+        return cfg, cmds, 2
+    if rule == Rule.tRP:
+        cmds = [(0, ACT, 1, 5, 0), (T.tRAS, PRE, 1, 0, 0),
+                (T.tRAS + T.tRPpb - d, ACT, 1, 6, 0)]
+        return cfg, cmds, 1
+    if rule == Rule.tRAS:
+        return cfg, [(0, ACT, 3, 5, 0), (T.tRAS - d, PRE, 3, 0, 0)], 3
+    if rule == Rule.tRC:
+        part = dataclasses.replace(LPDDR4_3200, tRC=Timing(70))
+        cfg = LpddrConfig(part=part, ratio=1)
+        t = cfg.timings
+        assert t.tRC > t.tRAS + t.tRPpb
+        return cfg, [(0, ACT, 0, 5, 0), (t.tRAS, PRE, 0, 0, 0),
+                     (t.tRC - d, ACT, 0, 6, 0)], 0
+    if rule == Rule.tRRD:
+        return cfg, [(0, ACT, 0, 5, 0), (T.tRRD - d, ACT, 1, 5, 0)], 1
+    if rule == Rule.tFAW:
+        part = dataclasses.replace(LPDDR4_3200, tFAW=Timing(50))
+        cfg = LpddrConfig(part=part, ratio=1)
+        t = cfg.timings
+        assert t.tFAW > 4 * t.tRRD
+        cmds = [(i * t.tRRD, ACT, i, 5, 0) for i in range(4)] + [(t.tFAW - d, ACT, 4, 5, 0)]
+        return cfg, cmds, 4
+    if rule == Rule.tCCD:
+        return cfg, [(0, ACT, 0, 5, 0), (T.tRRD, ACT, 1, 5, 0),
+                     (T.tRRD + T.tRCD, RD, 0, 0, 0),
+                     (T.tRRD + T.tRCD + T.tCCD - d, RD, 1, 0, 0)], 1
+    if rule == Rule.tWR:
+        return cfg, [(0, ACT, 4, 5, 0), (T.tRCD, WR, 4, 0, 0),
+                     (T.tRCD + T.wr_to_pre - d, PRE, 4, 0, 0)], 4
+    if rule == Rule.tWTR:
+        return cfg, [(0, ACT, 4, 5, 0), (T.tRCD, WR, 4, 0, 0),
+                     (T.tRCD + T.wr_to_rd - d, RD, 4, 0, 1)], 4
+    if rule == Rule.tRTP:
+        return cfg, [(0, ACT, 5, 5, 0), (T.tRAS, RD, 5, 0, 0),
+                     (T.tRAS + T.tRTP - d, PRE, 5, 0, 0)], 5
+    if rule == Rule.tRTW:
+        return cfg, [(0, ACT, 6, 5, 0), (T.tRCD, RD, 6, 0, 0),
+                     (T.tRCD + T.rd_to_wr - d, WR, 6, 0, 1)], 6
+    if rule == Rule.tRFCab:
+        return cfg, [(0, REFAB, 0, 0, 0), (T.tRFCab - d, ACT, 7, 5, 0)], 7
+    if rule == Rule.tRFCpb:
+        return cfg, [(0, REFPB, 3, 0, 0), (T.tRFCpb - d, ACT, 3, 5, 0)], 3
+    if rule == Rule.tPBR2PBR:
+        return cfg, [(0, REFPB, 3, 0, 0), (T.tPBR2PBR - d, REFPB, 4, 0, 0)], 4
+    raise AssertionError(rule)
+
+
+SPACING_RULES = [Rule.tRCD, Rule.tRP, Rule.tRAS, Rule.tRC, Rule.tRRD, Rule.tFAW, Rule.tCCD,
+                 Rule.tWR, Rule.tWTR, Rule.tRTP, Rule.tRTW, Rule.tRFCab, Rule.tRFCpb,
+                 Rule.tPBR2PBR]
+
+
+@pytest.mark.parametrize("rule", SPACING_RULES, ids=lambda r: r.name)
+def test_spacing_violation_caught(rule):
+    cfg, cmds, bank = _seq(rule, early=True)
+    r = run(cfg, cmds)
+    assert r["violation"], f"{rule.name} one clock early was not caught"
+    assert (r["rule"], r["bank"], r["cycle"]) == (rule, bank, cmds[-1][0])
+
+
+@pytest.mark.parametrize("rule", SPACING_RULES, ids=lambda r: r.name)
+def test_spacing_at_minimum_passes(rule):
+    cfg, cmds, _ = _seq(rule, early=False)
+    r = run(cfg, cmds)
+    assert not r["violation"], f"legal {rule.name} sequence flagged as {r['rule'].name}"
+
+
+@pytest.mark.parametrize("early", [True, False])
+def test_phases_at_ratio_4(early):
+    # ACT in phase 3, READ tRCD later lands in another phase: checked in DRAM clocks.
+    t0 = 4 * 10 + 3
+    cmds = [(t0, ACT, 0, 1, 0), (t0 + T.tRCD - early, RD, 0, 1, 0)]
+    r = run(CFG4, cmds)
+    assert r["violation"] == early
+    if early:
+        assert (r["rule"], r["cycle"]) == (Rule.tRCD, cmds[-1][0])
+
+
+@pytest.mark.parametrize("case", ["act_open", "cas_closed", "refab_open", "refpb_open",
+                                  "prea_twr"])
+def test_state_rules(case):
+    cmds, rule, bank = {
+        "act_open": ([(0, ACT, 2, 1, 0), (200, ACT, 2, 3, 0)], Rule.ACT_OPEN, 2),
+        "cas_closed": ([(0, ACT, 2, 1, 0), (100, WR, 3, 0, 0)], Rule.CAS_CLOSED, 3),
+        "refab_open": ([(0, ACT, 6, 1, 0), (300, REFAB, 0, 0, 0)], Rule.REF_OPEN, 6),
+        "refpb_open": ([(0, ACT, 5, 1, 0), (300, REFPB, 5, 0, 0)], Rule.REF_OPEN, 5),
+        # PREA checks every open bank: bank 1 was written too recently.
+        "prea_twr": ([(0, ACT, 0, 1, 0), (T.tRRD, ACT, 1, 1, 0), (T.tRRD + T.tRCD, WR, 1, 0, 0),
+                      (T.tRRD + T.tRCD + T.wr_to_pre - 1, PREA, 0, 0, 0)], Rule.tWR, 1),
+    }[case]
+    r = run(CFG1, cmds)
+    assert r["violation"] and (r["rule"], r["bank"], r["cycle"]) == (rule, bank, cmds[-1][0])
+
+
+def test_refpb_to_other_bank_while_open_passes():
+    # Per-bank refresh of a closed bank while another bank streams.
+    cmds = [(0, ACT, 0, 1, 0), (T.tRRD, REFPB, 1, 0, 0), (T.tRCD, RD, 0, 0, 0),
+            (T.tRCD + T.tCCD, RD, 0, 0, 1), (T.tRRD + T.tRFCpb, ACT, 1, 4, 0)]
+    assert not run(CFG1, cmds)["violation"]
+
+
+def test_write_data_missing_and_unexpected():
+    cmds = [(0, ACT, 0, 1, 0), (T.tRCD, WR, 0, 0, 0)]
+    r = run(CFG1, cmds, wrdata={1: False})
+    assert r["violation"] and (r["rule"], r["cycle"]) == (Rule.WRDATA, T.tRCD)
+    # One beat short of a burst.
+    r = run(CFG1, cmds, wrdata={1: list(range(CFG1.beats_per_burst - 1))})
+    assert r["violation"] and r["rule"] == Rule.WRDATA
+    # One beat too many.
+    r = run(CFG1, cmds, wrdata={1: list(range(CFG1.beats_per_burst + 1))})
+    assert r["violation"] and (r["rule"], r["cycle"]) == (Rule.WRDATA,
+                                                          T.tRCD + CFG1.beats_per_burst)
+
+
+def _short_refresh_config():
+    # tREFI of 800 ns keeps the refresh tests short (tREFIpb = 160 clocks).
+    part = dataclasses.replace(LPDDR4_3200, tREFI=Timing(800))
+    return LpddrConfig(part=part, ratio=4)
+
+
+def test_refresh_starvation_caught():
+    cfg = _short_refresh_config()
+    t = cfg.timings
+    limit = t.refresh_postpone * cfg.refs_per_refab
+    r = run(cfg, [], extra_cycles=(limit + 3) * t.tREFIpb // cfg.ratio)
+    assert r["violation"] and r["rule"] == Rule.tREFI
+    # The 65th owed REFpb interval ends at DRAM clock 65 * tREFIpb.
+    assert abs(r["cycle"] - (limit + 1) * t.tREFIpb) <= cfg.ratio
+
+
+def test_refresh_postponed_eight_then_paid_passes():
+    cfg = _short_refresh_config()
+    t = cfg.timings
+    limit = t.refresh_postpone * cfg.refs_per_refab
+    # Owe exactly 8 tREFI, then pay back with REFab at tRFCab spacing.
+    cmds = [(limit * t.tREFIpb + 1 + k * t.tRFCab, REFAB, 0, 0, 0) for k in range(4)]
+    r = run(cfg, cmds, extra_cycles=2 * t.tREFIpb // cfg.ratio)
+    assert not r["violation"], r["rule"].name
+    assert r["debt_max"] == limit and r["n_refab"] == 4
+
+
+def test_refresh_pulled_in_too_far_caught():
+    cfg = _short_refresh_config()
+    t = cfg.timings
+    limit = t.refresh_postpone * cfg.refs_per_refab
+    # Back-to-back REFab pay 8 units each while fewer than 3 accrue.
+    cmds = [(k * t.tRFCab + 4, REFAB, 0, 0, 0) for k in range(16)]
+    r = run(cfg, cmds)
+    assert r["violation"] and r["rule"] == Rule.tREFI
+
+
+@pytest.mark.parametrize("ratio", [1, 4])
+def test_data_written_then_read(ratio):
+    cfg = LpddrConfig(part="lpddr4-3200", ratio=ratio)
+    t = cfg.timings
+    beats = cfg.beats_per_burst
+    w = t.tRCD
+    r0 = w + t.wr_to_rd + 8
+    cmds = [(0, ACT, 3, 7, 0), (w, WR, 3, 0, 5), (w + t.tCCD, WR, 3, 0, 6),
+            (r0, RD, 3, 0, 6), (r0 + t.tCCD, RD, 3, 0, 5)]
+    data1 = [0xA000 + k for k in range(beats)]
+    data2 = [0xB000 + k for k in range(beats)]
+    r = run(cfg, cmds, wrdata={1: data1, 2: data2}, extra_cycles=60)
+    assert not r["violation"], r["rule"].name
+    assert r["reads"] == data2 + data1
