@@ -1,0 +1,728 @@
+"""Descriptor-driven DMA engine: memory→stream (MM2S) and stream→memory (S2MM).
+
+One AXI4 manager port serves both channels: MM2S uses the read channels
+(AR/R), S2MM the write channels (AW/W/B), which AXI4 keeps independent. The
+contract (descriptor, beat and status formats, error codes, ordering and
+abort semantics) is written down in ``docs/dma.md``; :mod:`lpaccel.sim.dma_model`
+is its executable form.
+
+Structure of each channel::
+
+    descriptors ─► accept (window check, beat count) ─┬─► command queue ─► burst issuer ─► AR / AW
+                                                      └─► descriptor queue ─► data side ─► status
+                                        burst issuer ─► burst records ─┘
+
+The burst issuer splits a descriptor into INCR bursts (never across 4 KiB,
+at most ``max_burst_beats``) and pushes one record per burst into a queue of
+``max_outstanding`` entries, which bounds the bursts in flight. The data
+side (R realigner for MM2S, W packer for S2MM) walks the records in order.
+When a descriptor stops early (bus error, abort) the issuer closes it with a
+*marker* record, so the data side always finds the end of every descriptor.
+"""
+
+import enum
+from dataclasses import dataclass
+
+from amaranth.hdl import Cat, Const, Elaboratable, Module, Mux, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFO
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import bits_for, ceil_log2, exact_log2
+
+from ..bus.axi import AXI4Signature, Burst
+
+__all__ = ["DmaError", "DmaConfig", "DmaEngine"]
+
+
+class DmaError(enum.IntEnum):
+    """Per-descriptor completion codes (the ``error`` field of a status).
+
+    When several apply, the first in this order wins: SLVERR/DECERR,
+    WINDOW, ABORTED, LENGTH_MISMATCH.
+    """
+
+    #: The descriptor completed; ``bytes`` equals its length.
+    OK = 0
+    #: ``[addr, addr + length)`` is not inside the address window (or wraps
+    #: the address space). No bus beat was issued.
+    WINDOW = 1
+    #: A subordinate answered SLVERR; the descriptor stopped there.
+    SLVERR = 2
+    #: A subordinate answered DECERR; the descriptor stopped there.
+    DECERR = 3
+    #: ``abort`` was requested before the descriptor completed.
+    ABORTED = 4
+    #: S2MM only: the input packet did not carry exactly ``length`` bytes.
+    LENGTH_MISMATCH = 5
+
+
+#: Width of the ``error`` field of a status.
+ERROR_BITS = 4
+
+
+@dataclass(frozen=True)
+class DmaConfig:
+    """Parameters of one :class:`DmaEngine`.
+
+    Parameters
+    ----------
+    data_width : int
+        AXI4 data width and stream beat width in bits: 32, 64, 128, 256 or 512.
+    addr_width : int
+        AXI4 byte address width, 12 to 64.
+    len_width : int
+        Width of a descriptor's byte length (longest descriptor
+        ``2**len_width - 1`` bytes), 1 to 32 and at most ``addr_width``.
+    tag_width : int
+        Width of the descriptor tag echoed in its status, 1 to 16.
+    flags_width : int
+        Width of the descriptor flags echoed in its status (meaning is the
+        software's, e.g. "interrupt on completion"), 1 to 8.
+    max_outstanding : int
+        Bursts in flight per direction (issued and not completed), 1 to 32.
+    max_burst_beats : int
+        Longest burst in beats, 1 to 256 (AXI4 INCR).
+    queue_depth : int
+        Descriptors accepted ahead of the one in progress, per channel, 1 to 64.
+    id_width : int
+        AXI4 ID width (all transactions use ID 0), 0 to 16.
+    """
+
+    data_width: int = 64
+    addr_width: int = 32
+    len_width: int = 24
+    tag_width: int = 8
+    flags_width: int = 4
+    max_outstanding: int = 4
+    max_burst_beats: int = 16
+    queue_depth: int = 4
+    id_width: int = 1
+
+    def __post_init__(self):
+        def check(name, low, high):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+                raise ValueError(f"DmaConfig.{name} must be an integer from {low} to {high}, "
+                                 f"not {value!r}")
+        if self.data_width not in (32, 64, 128, 256, 512):
+            raise ValueError(f"DmaConfig.data_width must be one of 32, 64, 128, 256, 512, "
+                             f"not {self.data_width!r}")
+        check("addr_width", 12, 64)
+        check("len_width", 1, min(32, self.addr_width))
+        check("tag_width", 1, 16)
+        check("flags_width", 1, 8)
+        check("max_outstanding", 1, 32)
+        check("max_burst_beats", 1, 256)
+        check("queue_depth", 1, 64)
+        check("id_width", 0, 16)
+
+    @property
+    def beat_bytes(self):
+        """Bytes per beat (``data_width // 8``)."""
+        return self.data_width // 8
+
+    @property
+    def beat_shift(self):
+        """``log2(beat_bytes)``."""
+        return exact_log2(self.beat_bytes)
+
+    @property
+    def descriptor_layout(self):
+        """Layout of a descriptor: ``addr``, ``length`` (bytes), ``flags``, ``tag``."""
+        return data.StructLayout({
+            "addr": self.addr_width,
+            "length": self.len_width,
+            "flags": self.flags_width,
+            "tag": self.tag_width,
+        })
+
+    @property
+    def beat_layout(self):
+        """Layout of a data stream beat: ``data``, ``bytes`` (valid bytes, low lanes first), ``last``."""
+        return data.StructLayout({
+            "data": self.data_width,
+            "bytes": self.beat_shift + 1,
+            "last": 1,
+        })
+
+    @property
+    def status_layout(self):
+        """Layout of a status: ``tag``, ``flags``, ``bytes`` (moved), ``error`` (:class:`DmaError`)."""
+        return data.StructLayout({
+            "tag": self.tag_width,
+            "flags": self.flags_width,
+            "bytes": self.len_width,
+            "error": ERROR_BITS,
+        })
+
+    @property
+    def axi_signature(self):
+        """The :class:`AXI4Signature` of the engine's manager port."""
+        return AXI4Signature(addr_width=self.addr_width, data_width=self.data_width,
+                             id_width=self.id_width)
+
+    @property
+    def _seq_bits(self):
+        # A descriptor sequence number must tell apart every descriptor that
+        # can be between the issuer and the completion side at once.
+        return bits_for(2 * self.queue_depth + 2 * self.max_outstanding + 8) + 1
+
+    @property
+    def _beats_bits(self):
+        return self.len_width + 1
+
+
+def _popcount(bits):
+    """Balanced adder tree over the bits of ``bits``."""
+    terms = [bits[i] for i in range(len(bits))]
+    while len(terms) > 1:
+        pairs = [terms[i] + terms[i + 1] for i in range(0, len(terms) - 1, 2)]
+        if len(terms) % 2:
+            pairs.append(terms[-1])
+        terms = pairs
+    return terms[0]
+
+
+def _min(a, b):
+    return Mux(a < b, a, b)
+
+
+def _lane_mask(count, lanes):
+    """``lanes`` bits, the low ``count`` of them set."""
+    return Cat(*(count > k for k in range(lanes)))
+
+
+class _Fifo:
+    """A SyncFIFO with a struct view of both ends."""
+
+    def __init__(self, m, name, layout, depth):
+        self.layout = layout
+        self.fifo = SyncFIFO(width=layout.size, depth=depth)
+        m.submodules[name] = self.fifo
+        self.w = layout(self.fifo.w_data)
+        self.r = layout(self.fifo.r_data)
+
+    def __getattr__(self, name):
+        return getattr(self.fifo, name)
+
+
+def _command_layout(cfg):
+    return data.StructLayout({"addr": cfg.addr_width, "beats": cfg._beats_bits, "ok": 1})
+
+
+def _record_layout():
+    return data.StructLayout({"beats": 9, "desc_end": 1, "marker": 1})
+
+
+class _BurstIssuer(Elaboratable):
+    """Splits commands into AXI4 INCR bursts on one address channel.
+
+    For each command with ``ok`` it issues bursts of at most
+    ``max_burst_beats`` beats that never cross a 4 KiB boundary, and pushes
+    one record per burst (``desc_end`` on the descriptor's final one) when
+    the burst is launched, so the record queue's depth bounds the bursts in
+    flight. While ``aborting``, or on ``cancel`` of the descriptor it works
+    on, it stops at the next burst boundary and pushes a marker record with
+    ``desc_end`` instead. Commands without ``ok`` produce no record.
+    """
+
+    def __init__(self, cfg, cmd, records, ax):
+        self.cfg = cfg
+        self.cmd = cmd            # _Fifo of commands (read side used)
+        self.records = records    # _Fifo of burst records (write side used)
+        self.ax = ax              # AR or AW channel of the manager port
+        self.aborting = Signal()
+        self.cancel = Signal()
+        self.cancel_seq = Signal(cfg._seq_bits)
+        self.busy = Signal()
+
+    def elaborate(self, platform):
+        cfg, cmd, rec, ax = self.cfg, self.cmd, self.records, self.ax
+        m = Module()
+        lg = cfg.beat_shift
+        addr = Signal(cfg.addr_width - lg)   # beat address
+        left = Signal(cfg._beats_bits)
+        seq = Signal(cfg._seq_bits)
+        cur_seq = Signal(cfg._seq_bits)
+
+        page_beats = 4096 >> lg
+        to_bound = Signal(range(page_beats + 1))
+        m.d.comb += to_bound.eq(page_beats - addr[:12 - lg])
+        n = Signal(9)
+        m.d.comb += n.eq(_min(left, _min(to_bound, cfg.max_burst_beats)))
+        final = n == left
+
+        m.d.comb += [
+            ax.id.eq(0),
+            ax.size.eq(lg),
+            ax.burst.eq(Burst.INCR),
+            ax.lock.eq(0),
+            ax.cache.eq(0b0011),
+            ax.prot.eq(0),
+            ax.qos.eq(0),
+        ]
+        free = ~ax.valid | ax.ready
+        with m.If(ax.valid & ax.ready):
+            m.d.sync += ax.valid.eq(0)
+
+        with m.FSM(name="issuer") as fsm:
+            with m.State("IDLE"):
+                with m.If(cmd.r_rdy):
+                    m.d.comb += cmd.r_en.eq(1)
+                    m.d.sync += [cur_seq.eq(seq), seq.eq(seq + 1),
+                                 addr.eq(cmd.r.addr[lg:]), left.eq(cmd.r.beats)]
+                    with m.If(cmd.r.ok):
+                        m.next = "RUN"
+            with m.State("RUN"):
+                stop = self.aborting | (self.cancel & (self.cancel_seq == cur_seq))
+                with m.If(stop):
+                    with m.If(rec.w_rdy):
+                        m.d.comb += [rec.w_en.eq(1), rec.w.marker.eq(1), rec.w.desc_end.eq(1)]
+                        m.next = "IDLE"
+                with m.Elif(free & rec.w_rdy):
+                    m.d.comb += [rec.w_en.eq(1), rec.w.beats.eq(n), rec.w.desc_end.eq(final)]
+                    m.d.sync += [ax.valid.eq(1), ax.addr.eq(Cat(Const(0, lg), addr)),
+                                 ax.len.eq(n - 1), addr.eq(addr + n), left.eq(left - n)]
+                    with m.If(final):
+                        m.next = "IDLE"
+        m.d.comb += self.busy.eq(~fsm.ongoing("IDLE") | ax.valid)
+        return m
+
+
+def _window_ok(m, cfg, addr, length, base, size):
+    end = Signal(cfg.addr_width + 1)
+    limit = Signal(cfg.addr_width + 2)
+    m.d.comb += [end.eq(addr + length), limit.eq(base + size)]
+    return (addr >= base) & (end <= limit) & (end <= (1 << cfg.addr_width))
+
+
+class _Mm2s(Elaboratable):
+    """MM2S channel: descriptors → AR bursts, R beats → realigned, packed beats."""
+
+    def __init__(self, cfg, engine):
+        self.cfg = cfg
+        self.e = engine
+        self.busy = Signal()
+        self.status_pending = Signal()
+
+    def elaborate(self, platform):
+        cfg, e = self.cfg, self.e
+        m = Module()
+        B, lg = cfg.beat_bytes, cfg.beat_shift
+        desc_in, out, r = e.mm2s_descriptors, e.mm2s_data, e.bus.r
+
+        cmds = _Fifo(m, "cmds", _command_layout(cfg), cfg.queue_depth)
+        descs = _Fifo(m, "descs", data.StructLayout({
+            "tag": cfg.tag_width, "flags": cfg.flags_width, "offset": lg, "need_flush": 1,
+            "last_bytes": lg + 1, "ok": 1, "code": ERROR_BITS}), cfg.queue_depth)
+        records = _Fifo(m, "records", _record_layout(), cfg.max_outstanding)
+        status = _Fifo(m, "status", cfg.status_layout, cfg.queue_depth + 2)
+        m.submodules.issuer = issuer = _BurstIssuer(cfg, cmds, records, e.bus.ar)
+        m.d.comb += issuer.aborting.eq(e._aborting)
+
+        # --- accept: window check and beat counts -----------------------
+        p = desc_in.payload
+        win = _window_ok(m, cfg, p.addr, p.length, e.window_base, e.window_size)
+        last_addr = Signal(cfg.addr_width + 1)
+        m.d.comb += last_addr.eq(p.addr + p.length - 1)
+        span = Signal(cfg._beats_bits)   # read beats - 1
+        m.d.comb += span.eq(last_addr[lg:] - p.addr[lg:])
+        out_beats_m1 = Signal(cfg.len_width)
+        m.d.comb += out_beats_m1.eq((p.length - 1) >> lg)
+        m.d.comb += [
+            desc_in.ready.eq(~e._aborting & cmds.w_rdy & descs.w_rdy),
+            cmds.w_en.eq(desc_in.valid & desc_in.ready),
+            descs.w_en.eq(desc_in.valid & desc_in.ready),
+            cmds.w.addr.eq(p.addr), cmds.w.beats.eq(span + 1),
+            cmds.w.ok.eq(win & (p.length != 0)),
+            descs.w.tag.eq(p.tag), descs.w.flags.eq(p.flags),
+            descs.w.offset.eq(p.addr[:lg]),
+            # One read beat more than output beats, unless the tail of the
+            # first read beat and the whole rest fit the output beat count.
+            descs.w.need_flush.eq((p.addr[:lg] != 0) & (span == out_beats_m1)),
+            descs.w.last_bytes.eq(((p.length - 1) & (B - 1)) + 1),
+            descs.w.ok.eq(win & (p.length != 0)),
+            descs.w.code.eq(Mux(win, DmaError.OK, DmaError.WINDOW)),
+        ]
+
+        # --- R side: realign, pack, terminate, report -------------------
+        tag = Signal(cfg.tag_width)
+        flags = Signal(cfg.flags_width)
+        shift = Signal(lg + 1)   # bytes: output = (prev ++ cur)[shift : shift + B]
+        skip_first = Signal()
+        need_flush = Signal()
+        last_bytes = Signal(lg + 1)
+        code = Signal(ERROR_BITS)
+        moved = Signal(cfg.len_width)
+        first = Signal()
+        prev = Signal(cfg.data_width)
+        seq = Signal(cfg._seq_bits)
+
+        out_valid = Signal()
+        out_data = Signal(cfg.data_width)
+        out_bytes = Signal(lg + 1)
+        out_last = Signal()
+        m.d.comb += [out.valid.eq(out_valid), out.payload.data.eq(out_data),
+                     out.payload.bytes.eq(out_bytes), out.payload.last.eq(out_last)]
+        out_free = ~out_valid | out.ready
+        with m.If(out.ready):
+            m.d.sync += out_valid.eq(0)
+
+        def emit(data_value, nbytes, last):
+            m.d.sync += [out_valid.eq(1), out_data.eq(data_value), out_bytes.eq(nbytes),
+                         out_last.eq(last), moved.eq(moved + nbytes)]
+
+        rec = records.r
+        m.d.comb += [issuer.cancel_seq.eq(seq)]
+        with m.FSM(name="mm2s") as fsm:
+            with m.State("IDLE"):
+                d = descs.r
+                with m.If(descs.r_rdy):
+                    m.d.comb += descs.r_en.eq(1)
+                    m.d.sync += [tag.eq(d.tag), flags.eq(d.flags),
+                                 shift.eq(Mux(d.offset == 0, B, d.offset)),
+                                 skip_first.eq(d.offset != 0), need_flush.eq(d.need_flush),
+                                 last_bytes.eq(d.last_bytes), code.eq(d.code),
+                                 moved.eq(0), first.eq(1)]
+                    m.next = "STREAM"
+                    with m.If(~d.ok):
+                        m.next = "TERM"
+            with m.State("STREAM"):
+                with m.If(e._aborting):
+                    m.d.sync += code.eq(DmaError.ABORTED)
+                    m.next = "DRAIN"
+                with m.Else():
+                    m.d.comb += r.ready.eq(records.r_rdy & ~rec.marker & out_free)
+                    with m.If(r.valid & r.ready):
+                        final = rec.desc_end & r.last
+                        m.d.comb += records.r_en.eq(r.last)
+                        with m.If(r.resp[1]):
+                            m.d.sync += code.eq(r.resp)   # SLVERR = 2, DECERR = 3
+                            m.next = "DRAIN"
+                            with m.If(final):
+                                m.next = "TERM"
+                        with m.Else():
+                            m.d.sync += [prev.eq(r.data), first.eq(0)]
+                            with m.If(~(first & skip_first)):
+                                last = final & ~need_flush
+                                emit(Cat(prev, r.data).bit_select(shift * 8, cfg.data_width),
+                                     Mux(last, last_bytes, B), last)
+                            with m.If(final):
+                                m.next = "FLUSH"
+                                with m.If(~need_flush):
+                                    m.next = "DONE"
+            with m.State("DRAIN"):
+                # Everything left of this descriptor on the bus is read and
+                # dropped; the issuer stops it early (cancel/abort marker).
+                m.d.comb += [issuer.cancel.eq(1),
+                             r.ready.eq(records.r_rdy & ~rec.marker)]
+                with m.If(records.r_rdy & rec.marker):
+                    m.d.comb += records.r_en.eq(1)
+                    m.next = "TERM"
+                with m.Elif(r.valid & r.ready & r.last):
+                    m.d.comb += records.r_en.eq(1)
+                    with m.If(rec.desc_end):
+                        m.next = "TERM"
+            with m.State("FLUSH"):
+                with m.If(e._aborting):
+                    m.d.sync += code.eq(DmaError.ABORTED)
+                    m.next = "TERM"
+                with m.Elif(out_free):
+                    emit(Cat(prev, Const(0, cfg.data_width)).bit_select(shift * 8,
+                                                                         cfg.data_width),
+                         last_bytes, 1)
+                    m.next = "DONE"
+            with m.State("TERM"):
+                # A descriptor that moved fewer bytes than asked, or none,
+                # ends its packet with a zero-byte beat.
+                with m.If(out_free):
+                    emit(0, 0, 1)
+                    with m.If(e._aborting & (code == DmaError.OK)):
+                        m.d.sync += code.eq(DmaError.ABORTED)
+                    m.next = "DONE"
+            with m.State("DONE"):
+                with m.If(~out_valid & status.w_rdy):
+                    m.d.comb += [status.w_en.eq(1), status.w.tag.eq(tag),
+                                 status.w.flags.eq(flags), status.w.bytes.eq(moved),
+                                 status.w.error.eq(code)]
+                    m.d.sync += seq.eq(seq + 1)
+                    m.next = "IDLE"
+
+        m.d.comb += [e.mm2s_status.valid.eq(status.r_rdy),
+                     e.mm2s_status.payload.eq(status.r_data),
+                     status.r_en.eq(e.mm2s_status.ready)]
+        m.d.comb += self.busy.eq(cmds.r_rdy | descs.r_rdy | records.r_rdy | issuer.busy |
+                                 ~fsm.ongoing("IDLE") | out_valid)
+        m.d.comb += self.status_pending.eq(status.r_rdy)
+        return m
+
+
+class _S2mm(Elaboratable):
+    """S2MM channel: descriptors → AW bursts, input packets → W beats with strobes."""
+
+    def __init__(self, cfg, engine):
+        self.cfg = cfg
+        self.e = engine
+        self.busy = Signal()
+        self.status_pending = Signal()
+
+    def elaborate(self, platform):
+        cfg, e = self.cfg, self.e
+        m = Module()
+        B, lg = cfg.beat_bytes, cfg.beat_shift
+        desc_in, inp, w, b = e.s2mm_descriptors, e.s2mm_data, e.bus.w, e.bus.b
+
+        cmds = _Fifo(m, "cmds", _command_layout(cfg), cfg.queue_depth)
+        descs = _Fifo(m, "descs", data.StructLayout({
+            "tag": cfg.tag_width, "flags": cfg.flags_width, "offset": lg,
+            "length": cfg.len_width, "ok": 1, "code": ERROR_BITS}), cfg.queue_depth)
+        records = _Fifo(m, "records", _record_layout(), cfg.max_outstanding)
+        bytes_bits = bits_for(256 * B)
+        brecs = _Fifo(m, "brecs", data.StructLayout({
+            "bytes": bytes_bits, "desc_end": 1, "marker": 1}), cfg.max_outstanding + 1)
+        wres = _Fifo(m, "wres", data.StructLayout({
+            "tag": cfg.tag_width, "flags": cfg.flags_width, "code": ERROR_BITS,
+            "aborted": 1, "mismatch": 1}), 2)
+        bres = _Fifo(m, "bres", data.StructLayout({
+            "err": 2, "bytes": cfg.len_width}), 2)
+        status = _Fifo(m, "status", cfg.status_layout, cfg.queue_depth + 2)
+        m.submodules.issuer = issuer = _BurstIssuer(cfg, cmds, records, e.bus.aw)
+        m.d.comb += issuer.aborting.eq(e._aborting)
+
+        # --- accept -------------------------------------------------------
+        p = desc_in.payload
+        win = _window_ok(m, cfg, p.addr, p.length, e.window_base, e.window_size)
+        last_addr = Signal(cfg.addr_width + 1)
+        m.d.comb += last_addr.eq(p.addr + p.length - 1)
+        m.d.comb += [
+            desc_in.ready.eq(~e._aborting & cmds.w_rdy & descs.w_rdy),
+            cmds.w_en.eq(desc_in.valid & desc_in.ready),
+            descs.w_en.eq(desc_in.valid & desc_in.ready),
+            cmds.w.addr.eq(p.addr),
+            cmds.w.beats.eq(last_addr[lg:] - p.addr[lg:] + 1),
+            cmds.w.ok.eq(win & (p.length != 0)),
+            descs.w.tag.eq(p.tag), descs.w.flags.eq(p.flags), descs.w.offset.eq(p.addr[:lg]),
+            descs.w.length.eq(p.length), descs.w.ok.eq(win & (p.length != 0)),
+            descs.w.code.eq(Mux(win, DmaError.OK, DmaError.WINDOW)),
+        ]
+
+        # --- W side -------------------------------------------------------
+        tag = Signal(cfg.tag_width)
+        flags = Signal(cfg.flags_width)
+        code = Signal(ERROR_BITS)
+        shift = Signal(lg + 1)        # W beat = (prev ++ cur)[B - offset : 2B - offset]
+        rem = Signal(cfg.len_width)   # descriptor bytes not yet taken from the packet
+        ended = Signal()              # the packet's last beat was taken
+        mismatch = Signal()
+        aborted = Signal()
+        prev = Signal(cfg.data_width)
+        prev_mask = Signal(B)
+        beat_in_burst = Signal(8)
+        burst_bytes = Signal(bytes_bits)
+
+        w_valid = Signal()
+        m.d.comb += w.valid.eq(w_valid)
+        w_free = ~w_valid | w.ready
+        with m.If(w.ready):
+            m.d.sync += w_valid.eq(0)
+
+        # Bytes of the offered input beat that belong to the descriptor, and
+        # whether it shows that the packet length differs from the length.
+        ip = inp.payload
+        take = Signal(cfg.len_width)
+        m.d.comb += take.eq(_min(Mux(ip.last, ip.bytes, B), rem))
+        beat_mismatch = Mux(ip.last, ip.bytes != rem, rem < B)
+
+        def consume():
+            m.d.sync += [rem.eq(rem - take), mismatch.eq(mismatch | beat_mismatch)]
+            with m.If(ip.last):
+                m.d.sync += ended.eq(1)
+
+        rec = records.r
+        with m.FSM(name="s2mm") as fsm:
+            with m.State("IDLE"):
+                d = descs.r
+                with m.If(descs.r_rdy & brecs.w_rdy):
+                    m.d.comb += descs.r_en.eq(1)
+                    m.d.sync += [tag.eq(d.tag), flags.eq(d.flags), code.eq(d.code),
+                                 shift.eq(B - d.offset), rem.eq(d.length), ended.eq(0),
+                                 mismatch.eq(0), aborted.eq(e._aborting), prev_mask.eq(0),
+                                 beat_in_burst.eq(0), burst_bytes.eq(0)]
+                    m.next = "WRITE"
+                    with m.If(~d.ok):
+                        # No bus beat: close its write-response accounting now.
+                        m.d.comb += [brecs.w_en.eq(1), brecs.w.marker.eq(1),
+                                     brecs.w.desc_end.eq(1)]
+                        m.next = "DISCARD"
+            with m.State("WRITE"):
+                with m.If(records.r_rdy & rec.marker):
+                    with m.If(brecs.w_rdy):
+                        m.d.comb += [records.r_en.eq(1), brecs.w_en.eq(1),
+                                     brecs.w.marker.eq(1), brecs.w.desc_end.eq(1)]
+                        m.next = "DISCARD"
+                with m.Elif(records.r_rdy & w_free & brecs.w_rdy):
+                    need = (rem != 0) & ~ended & ~e._aborting
+                    with m.If(~need | inp.valid):
+                        m.d.comb += inp.ready.eq(need)
+                        cur = Mux(need, ip.data, 0)
+                        cur_mask = Mux(need, _lane_mask(take, B), 0)
+                        strb = Signal(B)
+                        m.d.comb += strb.eq(Cat(prev_mask, cur_mask).bit_select(shift, B))
+                        beat_bytes = burst_bytes + _popcount(strb)
+                        wlast = beat_in_burst == rec.beats - 1
+                        m.d.sync += [
+                            w_valid.eq(1), w.last.eq(wlast), w.strb.eq(strb),
+                            w.data.eq(Cat(prev, cur).bit_select(shift * 8, cfg.data_width)),
+                            prev.eq(cur), prev_mask.eq(cur_mask),
+                            beat_in_burst.eq(beat_in_burst + 1), burst_bytes.eq(beat_bytes),
+                        ]
+                        with m.If(need):
+                            consume()
+                        with m.If(wlast):
+                            m.d.comb += [records.r_en.eq(1), brecs.w_en.eq(1),
+                                         brecs.w.bytes.eq(beat_bytes),
+                                         brecs.w.desc_end.eq(rec.desc_end)]
+                            m.d.sync += [beat_in_burst.eq(0), burst_bytes.eq(0)]
+                            with m.If(rec.desc_end):
+                                m.next = "DISCARD"
+            with m.State("DISCARD"):
+                # The rest of the packet, up to its last beat, is taken and
+                # dropped (longer packet, window error, bus error). An abort
+                # leaves the input stream where it is.
+                with m.If(ended | e._aborting):
+                    m.next = "DONE"
+                with m.Else():
+                    m.d.comb += inp.ready.eq(1)
+                    with m.If(inp.valid):
+                        consume()
+            with m.State("DONE"):
+                with m.If(wres.w_rdy):
+                    m.d.comb += [wres.w_en.eq(1), wres.w.tag.eq(tag), wres.w.flags.eq(flags),
+                                 wres.w.code.eq(code), wres.w.aborted.eq(aborted),
+                                 wres.w.mismatch.eq(mismatch)]
+                    m.next = "IDLE"
+        with m.If(e._aborting & ~ended & ~fsm.ongoing("IDLE") & ~fsm.ongoing("DONE")):
+            m.d.sync += aborted.eq(1)
+
+        # --- B side: responses per descriptor -----------------------------
+        berr = Signal(2)
+        bbytes = Signal(cfg.len_width)
+        bseq = Signal(cfg._seq_bits)
+        brec = brecs.r
+        m.d.comb += [issuer.cancel.eq(berr != 0), issuer.cancel_seq.eq(bseq)]
+        m.d.comb += b.ready.eq(brecs.r_rdy & ~brec.marker & bres.w_rdy)
+        new_err = Mux(berr != 0, berr, Mux(b.resp[1], b.resp, 0))
+        new_bytes = Mux(new_err == 0, bbytes + brec.bytes, bbytes)
+        with m.If(brecs.r_rdy & brec.marker & bres.w_rdy):
+            m.d.comb += [brecs.r_en.eq(1), bres.w_en.eq(1),
+                         bres.w.err.eq(berr), bres.w.bytes.eq(bbytes)]
+            m.d.sync += [berr.eq(0), bbytes.eq(0), bseq.eq(bseq + 1)]
+        with m.Elif(b.valid & b.ready):
+            m.d.comb += brecs.r_en.eq(1)
+            with m.If(brec.desc_end):
+                m.d.comb += [bres.w_en.eq(1), bres.w.err.eq(new_err), bres.w.bytes.eq(new_bytes)]
+                m.d.sync += [berr.eq(0), bbytes.eq(0), bseq.eq(bseq + 1)]
+            with m.Else():
+                m.d.sync += [berr.eq(new_err), bbytes.eq(new_bytes)]
+
+        # --- status: join the two halves ----------------------------------
+        wr, br = wres.r, bres.r
+        with m.If(wres.r_rdy & bres.r_rdy & status.w_rdy):
+            m.d.comb += [wres.r_en.eq(1), bres.r_en.eq(1), status.w_en.eq(1),
+                         status.w.tag.eq(wr.tag), status.w.flags.eq(wr.flags),
+                         status.w.bytes.eq(br.bytes)]
+            with m.If(br.err != 0):
+                m.d.comb += status.w.error.eq(br.err)
+            with m.Elif(wr.code != DmaError.OK):
+                m.d.comb += status.w.error.eq(wr.code)
+            with m.Elif(wr.aborted):
+                m.d.comb += status.w.error.eq(DmaError.ABORTED)
+            with m.Elif(wr.mismatch):
+                m.d.comb += status.w.error.eq(DmaError.LENGTH_MISMATCH)
+            with m.Else():
+                m.d.comb += status.w.error.eq(DmaError.OK)
+        m.d.comb += [e.s2mm_status.valid.eq(status.r_rdy),
+                     e.s2mm_status.payload.eq(status.r_data),
+                     status.r_en.eq(e.s2mm_status.ready)]
+
+        m.d.comb += self.busy.eq(cmds.r_rdy | descs.r_rdy | records.r_rdy | issuer.busy |
+                                 ~fsm.ongoing("IDLE") | w_valid | brecs.r_rdy |
+                                 wres.r_rdy | bres.r_rdy)
+        m.d.comb += self.status_pending.eq(status.r_rdy)
+        return m
+
+
+class DmaEngine(wiring.Component):
+    """Descriptor-driven DMA with an MM2S and an S2MM channel on one AXI4 port.
+
+    Each channel takes descriptors (``addr``, ``length`` in bytes, ``flags``,
+    ``tag``), moves the bytes with AXI4 INCR bursts that never cross a 4 KiB
+    boundary, and reports one status per descriptor, in descriptor order.
+    Byte-exact for any start address and length; see ``docs/dma.md`` for the
+    full contract.
+
+    Parameters
+    ----------
+    config : DmaConfig
+
+    Attributes
+    ----------
+    bus : Out(AXI4Signature)
+        Manager port; MM2S uses AR/R, S2MM uses AW/W/B. All IDs are 0.
+    mm2s_descriptors : In(stream.Signature(config.descriptor_layout))
+    mm2s_data : Out(stream.Signature(config.beat_layout))
+        One packet per descriptor, ending with ``last``. Every beat but the
+        last carries ``beat_bytes`` bytes; the last carries 1 to
+        ``beat_bytes`` bytes if the descriptor completed with a non-zero
+        length, else 0 bytes (zero length, or stopped early).
+    mm2s_status : Out(stream.Signature(config.status_layout))
+    s2mm_descriptors : In(stream.Signature(config.descriptor_layout))
+    s2mm_data : In(stream.Signature(config.beat_layout))
+        One packet per descriptor, byte-packed (``bytes`` is only read on
+        the ``last`` beat; earlier beats are full).
+    s2mm_status : Out(stream.Signature(config.status_layout))
+    window_base : In(addr_width)
+        First byte address a descriptor may touch.
+    window_size : In(addr_width + 1)
+        Size of the window in bytes (``2**addr_width`` for everything).
+    abort : In(1)
+        A high cycle requests an abort of both channels.
+    idle : Out(1)
+        Nothing accepted is unfinished, nothing is outstanding on the bus,
+        every status has been delivered, and no abort is in progress.
+    """
+
+    def __init__(self, config=None):
+        if config is None:
+            config = DmaConfig()
+        if not isinstance(config, DmaConfig):
+            raise TypeError(f"config must be a DmaConfig, not {config!r}")
+        self.config = config
+        cfg = config
+        super().__init__({
+            "bus": Out(cfg.axi_signature),
+            "mm2s_descriptors": In(stream.Signature(cfg.descriptor_layout)),
+            "mm2s_data": Out(stream.Signature(cfg.beat_layout)),
+            "mm2s_status": Out(stream.Signature(cfg.status_layout)),
+            "s2mm_descriptors": In(stream.Signature(cfg.descriptor_layout)),
+            "s2mm_data": In(stream.Signature(cfg.beat_layout)),
+            "s2mm_status": Out(stream.Signature(cfg.status_layout)),
+            "window_base": In(cfg.addr_width),
+            "window_size": In(cfg.addr_width + 1),
+            "abort": In(1),
+            "idle": Out(1),
+        })
+        self._aborting = Signal()
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.mm2s = mm2s = _Mm2s(self.config, self)
+        m.submodules.s2mm = s2mm = _S2mm(self.config, self)
+        busy = mm2s.busy | s2mm.busy
+        with m.If(self.abort):
+            m.d.sync += self._aborting.eq(1)
+        with m.Elif(~busy):
+            m.d.sync += self._aborting.eq(0)
+        m.d.comb += self.idle.eq(~busy & ~self._aborting & ~self.abort &
+                                 ~mm2s.status_pending & ~s2mm.status_pending)
+        return m
