@@ -1,0 +1,465 @@
+"""The lpaccel register map: one SystemRDL file, elaborated into plain Python.
+
+``lpaccel.rdl`` next to this module is the only place register names,
+addresses, fields, access rules and reset values are written. This module
+compiles it with ``systemrdl-compiler``, overriding the capability parameters
+from a :class:`RegmapConfig`, and flattens the elaborated model into
+:class:`RegisterMap` / :class:`Register` / :class:`Field` objects that the CSR
+bank generator (:mod:`lpaccel.rtl.csr`), the Python register layer
+(:mod:`lpaccel.regmap`) and the tests share.
+
+Access kinds (``Field.access``) are derived from the SystemRDL properties:
+
+======  ==============================  ==========================================
+kind    SystemRDL                       software view
+======  ==============================  ==========================================
+RO      ``sw=r``                        read only; writes to an all-RO register fail
+RW      ``sw=rw``                       read/write storage
+W1C     ``sw=rw; onwrite=woclr``        writing 1 clears the bit
+W1S     ``sw=rw; onwrite=woset``        writing 1 sets the bit (``singlepulse``:
+                                        a one-cycle strobe that reads as 0)
+WO      ``sw=w``                        write only; reads of an all-WO register fail
+======  ==============================  ==========================================
+"""
+
+import enum
+import functools
+from dataclasses import dataclass, field as dc_field
+from pathlib import Path
+
+from ..config import GemvConfig, WeightFormat
+
+__all__ = ["RDL_PATH", "MemoryKind", "RegmapConfig", "Field", "Register", "RegisterMap",
+           "compile_regmap", "register_map"]
+
+#: The SystemRDL source (shipped as package data next to this module).
+RDL_PATH = Path(__file__).resolve().parent / "lpaccel.rdl"
+
+#: Name of the top ``addrmap`` in :data:`RDL_PATH`.
+TOP = "lpaccel"
+
+#: Data bus width of the CSR port in bits; every register is a multiple of it.
+BUS_WIDTH = 32
+
+
+class MemoryKind(enum.IntEnum):
+    """Memory behind the DMA window, as ``CAP_MEMORY.KIND`` reports it.
+
+    The codes are the ``mem_kind_e`` enum of the register map; a test keeps
+    the two in step.
+    """
+
+    BRAM = 0
+    LPDDR4 = 1
+    LPDDR4X = 2
+    LPDDR5 = 3
+    SDR = 4
+    DDR3 = 5
+
+
+def _check_uint(name, value, bits):
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < (1 << bits):
+        raise ValueError(f"{name} must be an integer from 0 to {(1 << bits) - 1}, not {value!r}")
+
+
+@dataclass(frozen=True)
+class RegmapConfig:
+    """What the capability registers report; feeds the RDL parameters.
+
+    Parameters
+    ----------
+    gemv : GemvConfig
+        The GEMV engine configuration (lanes, word width, row/column limits).
+    formats : tuple of WeightFormat, optional
+        Weight formats the build supports; default ``gemv.formats`` (every
+        :class:`~lpaccel.rtl.config.WeightFormat` if the config has none).
+    memory_kind : MemoryKind or str
+        The memory behind the DMA window (``"bram"``, ``"lpddr4"``, ...).
+    memory_size : int
+        Bytes of memory behind the DMA window (64-bit register).
+    build_hash : int
+        32-bit identifier of the gateware build (``BUILD_HASH``).
+    dma_desc_depth, dma_status_depth : int
+        DMA descriptor and status queue depths, 1 to 255.
+    version : tuple of (int, int)
+        Register map version ``(major, minor)``.
+    """
+
+    gemv: GemvConfig = dc_field(default_factory=GemvConfig)
+    formats: tuple = ()
+    memory_kind: object = MemoryKind.BRAM
+    memory_size: int = 1 << 16
+    build_hash: int = 0
+    dma_desc_depth: int = 4
+    dma_status_depth: int = 4
+    version: tuple = (0, 1)
+
+    def __post_init__(self):
+        if not isinstance(self.gemv, GemvConfig):
+            raise TypeError(f"gemv must be a GemvConfig, not {self.gemv!r}")
+        default = getattr(self.gemv, "formats", None) or tuple(WeightFormat)
+        formats = tuple(WeightFormat.parse(f) for f in (self.formats or default))
+        object.__setattr__(self, "formats", formats)
+        if isinstance(self.memory_kind, str):
+            try:
+                kind = MemoryKind[self.memory_kind.upper().replace("-", "_")]
+            except KeyError:
+                names = ", ".join(k.name.lower() for k in MemoryKind)
+                raise ValueError(f"memory_kind must be one of {names}, "
+                                 f"not {self.memory_kind!r}") from None
+        else:
+            kind = MemoryKind(self.memory_kind)
+        object.__setattr__(self, "memory_kind", kind)
+        _check_uint("memory_size", self.memory_size, 64)
+        _check_uint("build_hash", self.build_hash, 32)
+        for name in ("dma_desc_depth", "dma_status_depth"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or not 1 <= value <= 255:
+                raise ValueError(f"{name} must be an integer from 1 to 255, not {value!r}")
+        if (not isinstance(self.version, tuple) or len(self.version) != 2 or
+                not all(isinstance(v, int) and 0 <= v < 1 << 16 for v in self.version)):
+            raise ValueError(f"version must be a (major, minor) pair of 16-bit integers, "
+                             f"not {self.version!r}")
+
+    def parameters(self):
+        """The SystemRDL parameter overrides of the top ``addrmap``.
+
+        Returns
+        -------
+        dict
+            Parameter name → integer.
+        """
+        return {
+            "version_major": self.version[0],
+            "version_minor": self.version[1],
+            "build_hash": self.build_hash,
+            "formats": sum(1 << int(f) for f in self.formats),
+            "lanes": self.gemv.lanes,
+            "word_bits": self.gemv.word_bits,
+            "max_rows": self.gemv.max_rows,
+            "max_cols": self.gemv.max_cols,
+            "mem_kind": int(self.memory_kind),
+            "mem_size": self.memory_size,
+            "dma_desc_depth": self.dma_desc_depth,
+            "dma_status_depth": self.dma_status_depth,
+        }
+
+
+@dataclass(frozen=True)
+class Field:
+    """One field of a register, flattened from the elaborated SystemRDL model.
+
+    Attributes
+    ----------
+    name : str
+        Field name (``"START"``).
+    lsb, width : int
+        Bit position inside the register (which may be 64 bits wide).
+    access : str
+        ``"RO"``, ``"RW"``, ``"W1C"``, ``"W1S"`` or ``"WO"``.
+    reset : int or None
+        Reset value; None for a field that only mirrors a hardware input.
+    storage : bool
+        The bank holds a flip-flop for this field.
+    sw_readable, sw_writable : bool
+    hw_readable : bool
+        The bank drives the field's value towards the hardware (``value`` out).
+    hw_writable : bool
+        The hardware drives the field (``value`` in, or ``we``/``next``).
+    singlepulse : bool
+        A write of 1 makes a one-cycle ``pulse``; the field reads as 0.
+    hwset, hwclr, we, counter : bool
+        SystemRDL hardware-side controls present on this field.
+    incrwidth : int
+        Width of the counter's ``incr_value`` input, 0 for a count of one.
+    hw_precedence : bool
+        Hardware wins when software and hardware change the field in the
+        same cycle (``precedence = hw``).
+    encode : dict
+        Enumerated values, name → value (empty when the field has no enum).
+    desc : str
+    """
+
+    name: str
+    lsb: int
+    width: int
+    access: str
+    reset: object
+    storage: bool
+    sw_readable: bool
+    sw_writable: bool
+    hw_readable: bool
+    hw_writable: bool
+    singlepulse: bool
+    hwset: bool
+    hwclr: bool
+    we: bool
+    counter: bool
+    incrwidth: int
+    hw_precedence: bool
+    encode: dict
+    desc: str
+
+    @property
+    def msb(self):
+        """Highest bit of the field."""
+        return self.lsb + self.width - 1
+
+    @property
+    def mask(self):
+        """The field's bits within the register value."""
+        return ((1 << self.width) - 1) << self.lsb
+
+    @property
+    def constant(self):
+        """The field is read-only and fixed at its reset value."""
+        return not self.storage and not self.hw_writable
+
+    @property
+    def reads_as(self):
+        """What software reads after reset (None: set by a hardware input)."""
+        if not self.sw_readable or self.singlepulse:
+            return 0
+        return self.reset
+
+
+@dataclass(frozen=True)
+class Register:
+    """One register: name, byte address, width and fields.
+
+    Attributes
+    ----------
+    name : str
+    address : int
+        Byte address of the lowest 32-bit word.
+    width : int
+        32 or 64; a 64-bit register occupies two consecutive words.
+    fields : tuple of Field
+    desc : str
+    """
+
+    name: str
+    address: int
+    width: int
+    fields: tuple
+    desc: str = ""
+
+    @property
+    def words(self):
+        """Number of 32-bit bus words."""
+        return self.width // BUS_WIDTH
+
+    @property
+    def sw_readable(self):
+        """Some field is readable: a read answers OKAY (else SLVERR)."""
+        return any(f.sw_readable for f in self.fields)
+
+    @property
+    def sw_writable(self):
+        """Some field is writable: a write answers OKAY (else SLVERR)."""
+        return any(f.sw_writable for f in self.fields)
+
+    @property
+    def access(self):
+        """The access kinds of the fields, joined (``"RO"``, ``"RW/W1C"``, ...)."""
+        kinds = []
+        for f in self.fields:
+            if f.access not in kinds:
+                kinds.append(f.access)
+        return "/".join(kinds)
+
+    def field(self, name):
+        """Return the field called ``name``.
+
+        Raises
+        ------
+        KeyError
+            If there is no such field; the message lists the fields.
+        """
+        for f in self.fields:
+            if f.name == name.upper():
+                return f
+        raise KeyError(f"register {self.name} has no field {name!r} "
+                       f"(fields: {', '.join(f.name for f in self.fields)})")
+
+    @property
+    def reset(self):
+        """What software reads from the register after reset, hardware inputs at 0."""
+        return sum((f.reads_as or 0) << f.lsb for f in self.fields)
+
+    def sw_write_mask(self):
+        """Bits a software write can change the stored value of (RW, WO storage)."""
+        return sum(f.mask for f in self.fields
+                   if f.sw_writable and f.access in ("RW", "WO") and not f.singlepulse)
+
+
+@dataclass(frozen=True)
+class RegisterMap:
+    """Every register of the map, in address order.
+
+    Attributes
+    ----------
+    registers : tuple of Register
+    config : RegmapConfig
+        The configuration the capability values came from.
+    """
+
+    registers: tuple
+    config: RegmapConfig
+
+    def __iter__(self):
+        return iter(self.registers)
+
+    def __len__(self):
+        return len(self.registers)
+
+    def __getitem__(self, name):
+        for reg in self.registers:
+            if reg.name == name.upper():
+                return reg
+        raise KeyError(f"no register {name!r} in the lpaccel register map "
+                       f"(registers: {', '.join(r.name for r in self.registers)})")
+
+    def __contains__(self, name):
+        return any(reg.name == str(name).upper() for reg in self.registers)
+
+    @property
+    def size(self):
+        """Bytes spanned by the map, from address 0 to the end of the last register."""
+        last = self.registers[-1]
+        return last.address + last.width // 8
+
+    def at(self, address):
+        """Return ``(register, word index)`` at a byte address, or None if unmapped."""
+        for reg in self.registers:
+            offset = address - reg.address
+            if 0 <= offset < reg.width // 8 and offset % 4 == 0:
+                return reg, offset // 4
+        return None
+
+
+def _access(node):
+    from systemrdl.rdltypes import AccessType, OnWriteType
+    sw = node.get_property("sw")
+    onwrite = node.get_property("onwrite")
+    if sw == AccessType.r:
+        return "RO"
+    if sw == AccessType.w or sw == AccessType.w1:
+        return "WO"
+    if onwrite == OnWriteType.woclr:
+        return "W1C"
+    if onwrite == OnWriteType.woset:
+        return "W1S"
+    if onwrite is None:
+        return "RW"
+    raise ValueError(f"field {node.get_path()}: onwrite={onwrite.name} is not supported by the "
+                     f"lpaccel CSR generator (supported: woclr, woset or none)")
+
+
+def _field(node):
+    from systemrdl.rdltypes import PrecedenceType
+    path = node.get_path()
+    unsupported = [p for p in ("rclr", "rset", "swmod", "swacc", "intr", "paritycheck",
+                               "incr", "decr", "decrvalue", "overflow", "saturate",
+                               "incrsaturate", "incrthreshold", "sticky", "stickybit")
+                   if node.get_property(p, default=None) not in (None, False)]
+    if node.get_property("incrvalue", default=1) not in (None, 1):
+        unsupported.append("incrvalue")
+    if unsupported:
+        raise ValueError(f"field {path}: properties {', '.join(unsupported)} are not supported "
+                         f"by the lpaccel CSR generator; use hwset/hwclr/we/counter/incrwidth "
+                         f"or extend lpaccel.rtl.csr")
+    encode = node.get_property("encode")
+    return Field(
+        name=node.inst_name,
+        lsb=node.lsb,
+        width=node.width,
+        access=_access(node),
+        reset=node.get_property("reset"),
+        storage=node.implements_storage,
+        sw_readable=node.is_sw_readable,
+        sw_writable=node.is_sw_writable,
+        hw_readable=node.is_hw_readable,
+        hw_writable=node.is_hw_writable,
+        singlepulse=bool(node.get_property("singlepulse")),
+        hwset=bool(node.get_property("hwset")),
+        hwclr=bool(node.get_property("hwclr")),
+        we=bool(node.get_property("we")),
+        counter=bool(node.get_property("counter")),
+        incrwidth=node.get_property("incrwidth") or 0 if node.get_property("counter") else 0,
+        hw_precedence=node.get_property("precedence") == PrecedenceType.hw,
+        encode={m.name: m.value for m in encode} if encode is not None else {},
+        desc=node.get_property("desc") or "",
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def _compile(parameters):
+    from systemrdl import RDLCompiler
+    rdlc = RDLCompiler()
+    rdlc.compile_file(str(RDL_PATH))
+    return rdlc.elaborate(TOP, TOP, parameters=dict(parameters))
+
+
+def compile_regmap(config=None):
+    """Compile and elaborate ``lpaccel.rdl`` with ``config``'s capability values.
+
+    Parameters
+    ----------
+    config : RegmapConfig, optional
+        Default ``RegmapConfig()``.
+
+    Returns
+    -------
+    systemrdl.node.RootNode
+        The elaborated model, as PeakRDL exporters take it.
+    """
+    config = config if config is not None else RegmapConfig()
+    return _compile(tuple(sorted(config.parameters().items())))
+
+
+@functools.lru_cache(maxsize=8)
+def register_map(config=None):
+    """The flattened register map for ``config``.
+
+    Parameters
+    ----------
+    config : RegmapConfig, optional
+        Default ``RegmapConfig()``.
+
+    Returns
+    -------
+    RegisterMap
+
+    Raises
+    ------
+    ValueError
+        If the RDL uses something the generator does not implement (a field
+        property, a register width that is not a multiple of 32 bits, a
+        register not aligned to its width).
+    """
+    config = config if config is not None else RegmapConfig()
+    root = compile_regmap(config)
+    registers = []
+    for node in root.top.registers():
+        path = node.get_path()
+        if node.is_array:
+            raise ValueError(f"register {path}: arrays are not supported by the lpaccel CSR "
+                             f"generator; instantiate the registers one by one")
+        width = node.get_property("regwidth")
+        if width not in (32, 64) or node.get_property("accesswidth") != BUS_WIDTH:
+            raise ValueError(f"register {path}: regwidth must be 32 or 64 with accesswidth 32, "
+                             f"not regwidth={width} accesswidth="
+                             f"{node.get_property('accesswidth')}")
+        if node.absolute_address % (width // 8):
+            raise ValueError(f"register {path}: address {node.absolute_address:#x} is not "
+                             f"aligned to its {width // 8}-byte width; move it")
+        registers.append(Register(
+            name=node.inst_name,
+            address=node.absolute_address,
+            width=width,
+            fields=tuple(_field(f) for f in node.fields()),
+            desc=node.get_property("desc") or node.get_property("name") or "",
+        ))
+    registers.sort(key=lambda r: r.address)
+    return RegisterMap(registers=tuple(registers), config=config)
