@@ -101,6 +101,13 @@ def _cmd_build(args):
     return 0 if report["timing_met"] else 1
 
 
+def _cmd_regmap(args):
+    from lpaccel.regmap import generate
+    for name, path in generate(args.out).items():
+        print(f"{name:9s} {path}")
+    return 0
+
+
 def _parser():
     p = argparse.ArgumentParser(prog="lpaccel", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
@@ -130,6 +137,11 @@ def _parser():
     b.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
     b.add_argument("--json", action="store_true", help="print one JSON object")
     b.set_defaults(func=_cmd_build)
+
+    r = sub.add_parser("regmap", help="C header, Markdown/HTML docs and Python table of the "
+                                      "register map")
+    r.add_argument("--out", required=True, help="output directory, e.g. build/regmap")
+    r.set_defaults(func=_cmd_regmap)
     return p
 
 
