@@ -231,6 +231,8 @@ class SelfTestCase:
     ----------
     fmt : WeightFormat
     rows, cols : int
+    group : int
+        Elements per scale (32 for the GGUF formats).
     activation_blocks : tuple of int
         ``cols / 32`` 520-bit activation beats
         (see :func:`lpaccel.sim.repack.activation_blocks`).
@@ -243,12 +245,13 @@ class SelfTestCase:
     fmt: WeightFormat
     rows: int
     cols: int
+    group: int
     activation_blocks: tuple
     weight_words: tuple
     expected: tuple
 
 
-def make_selftest_case(*, seed=1, config=None, rows=8, cols=256, fmt="q4_0"):
+def make_selftest_case(*, seed=1, config=None, rows=8, cols=256, fmt="q4_0", group=None):
     """Generate a random self-test case with the golden model and repacker.
 
     Weights and activations are drawn from N(0, 1) with ``seed``, quantized
@@ -265,6 +268,8 @@ def make_selftest_case(*, seed=1, config=None, rows=8, cols=256, fmt="q4_0"):
         Shape of the weight matrix; ``cols`` a multiple of 32 and at most
         ``config.max_cols``.
     fmt : str or WeightFormat
+    group : int, optional
+        Group size of INT4/INT8 (32, 64 or 128).
 
     Returns
     -------
@@ -291,13 +296,13 @@ def make_selftest_case(*, seed=1, config=None, rows=8, cols=256, fmt="q4_0"):
     rng = np.random.default_rng(seed)
     w = rng.standard_normal((rows, cols)).astype(np.float32)
     x = rng.standard_normal(cols).astype(np.float32)
-    raw = golden.quantize_weights(w, fmt)
+    weights = golden.quantize_weights(w, fmt, group)
     mant, exp = golden.quantize_activations(x)
-    y = np.asarray(golden.gemv_golden(raw, fmt, rows, cols, x), dtype=np.float32)
+    y = np.asarray(golden.gemv_golden(weights, x), dtype=np.float32)
     return SelfTestCase(
-        fmt=fmt, rows=rows, cols=cols,
+        fmt=fmt, rows=rows, cols=cols, group=weights.group,
         activation_blocks=tuple(int(v) for v in repack.activation_blocks(mant, exp)),
-        weight_words=tuple(int(v) for v in repack.stream_words(raw, fmt, rows, cols, config)),
+        weight_words=tuple(int(v) for v in repack.stream_words(weights, config)),
         expected=tuple(int(v) for v in y.reshape(-1).view(np.uint32)),
     )
 
@@ -433,6 +438,7 @@ class SelfTestCore(wiring.Component):
             engine.job.payload.fmt.eq(int(case.fmt)),
             engine.job.payload.rows.eq(case.rows),
             engine.job.payload.cols.eq(case.cols),
+            engine.job.payload.group.eq(case.group),
         ]
         with m.If(engine.job.valid & engine.job.ready):
             m.d.sync += job_pending.eq(0)

@@ -16,7 +16,9 @@ __all__ = ["SHAPES", "QUICK_SHAPES", "run_bench"]
 SHAPES = [(64, 4096), (1024, 4096), (4096, 4096)]
 #: The ``--quick`` suite.
 QUICK_SHAPES = [(64, 4096)]
-FORMATS = ("q4_0", "q8_0")
+#: (format, group) pairs: the GGUF formats and INT4/INT8 at group 128 (and INT4 at 32).
+FORMATS = (("q4_0", None), ("q4_1", None), ("q8_0", None), ("int4", 128), ("int4", 32),
+           ("int8", 128))
 
 
 def run_bench(out_dir, *, quick=False, lanes=32, seed=1, log=print):
@@ -31,10 +33,10 @@ def run_bench(out_dir, *, quick=False, lanes=32, seed=1, log=print):
     out.mkdir(parents=True, exist_ok=True)
     reports = []
     for rows, cols in (QUICK_SHAPES if quick else SHAPES):
-        for fmt in FORMATS:
+        for fmt, group in FORMATS:
             log(f"bench: {fmt} {rows}x{cols} on {lanes} lanes ...")
-            reports.append(run_gemv(make_case(fmt, rows, cols, seed=seed), lanes=lanes,
-                                    seed=seed))
+            reports.append(run_gemv(make_case(fmt, rows, cols, group=group, seed=seed),
+                                    lanes=lanes, seed=seed))
     (out / "bench.json").write_text(json.dumps(reports, indent=2) + "\n")
     lines = [
         "# lpaccel GEMV benchmark",
@@ -43,13 +45,13 @@ def run_bench(out_dir, *, quick=False, lanes=32, seed=1, log=print):
         "(no memory model in the loop yet), seed "
         f"{seed}. Reproduce with `lpaccel bench{' --quick' if quick else ''} --out DIR`.",
         "",
-        "| format | rows × cols | cycles | ideal cycles | weight bytes | utilization "
+        "| format | group | rows × cols | cycles | ideal cycles | weight bytes | utilization "
         "(end to end) | utilization (streaming) | bit-exact | rel. RMS error |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in reports:
         lines.append(
-            f"| {r['format']} | {r['rows']} × {r['cols']} | {r['cycles']} | {r['ideal_cycles']} "
+            f"| {r['format']} | {r['group']} | {r['rows']} × {r['cols']} | {r['cycles']} | {r['ideal_cycles']} "
             f"| {r['weight_bytes']} | {100 * r['bw_utilization']:.2f} % "
             f"| {100 * r['stream_utilization']:.2f} % | {r['bit_exact']} "
             f"| {r['rel_rms_error']:.2e} |")

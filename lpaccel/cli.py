@@ -11,7 +11,9 @@ import sys
 
 __all__ = ["main"]
 
-FORMATS = ("q4_0", "q8_0")
+FORMATS = ("q4_0", "q4_1", "q8_0", "int4", "int8")
+GROUPS = (32, 64, 128)
+WORD_BITS = (64, 128, 256, 512)
 LANES = (8, 16, 32, 64, 128)
 
 
@@ -37,7 +39,9 @@ def _cols(text):
 def _gemv_text(r):
     status = "PASS" if r["bit_exact"] else f"FAIL ({r['mismatches']} of {r['rows']} rows differ)"
     return "\n".join([
-        f"GEMV {r['format'].upper()}  {r['rows']} x {r['cols']}  on {r['lanes']} lanes "
+        f"GEMV {r['format'].upper()}"
+        + (f" group {r['group']}" if r['format'].startswith("int") else "")
+        + f"  {r['rows']} x {r['cols']}  on {r['lanes']} lanes "
         f"({r['word_bits']}-bit weight words), Verilator RTL simulation",
         f"  bit-exact vs golden model : {status}",
         f"  rel. RMS error vs float64 : {r['rel_rms_error']:.3e}  (contract: <= 1e-3)",
@@ -51,8 +55,11 @@ def _gemv_text(r):
 
 def _cmd_gemv(args):
     from lpaccel.gemv import make_case, run_gemv
-    case = make_case(args.format, args.rows, args.cols, seed=args.seed)
-    report = run_gemv(case, lanes=args.lanes, seed=args.seed)
+    if args.group is not None and args.format not in ("int4", "int8"):
+        raise ValueError(f"--group {args.group}: {args.format} has fixed 32-element blocks; "
+                         f"--group applies to int4 and int8 only")
+    case = make_case(args.format, args.rows, args.cols, group=args.group, seed=args.seed)
+    report = run_gemv(case, lanes=args.lanes, word_bits=args.word_bits, seed=args.seed)
     if args.json:
         print(json.dumps(report))
     else:
@@ -65,8 +72,8 @@ def _cmd_demo(args):
     print("lpaccel demo: quantized GEMV on the RTL engine (Verilator), checked bit for bit\n")
     ok = True
     cycles = {}
-    for fmt in ("q4_0", "q8_0"):
-        case = make_case(fmt, 64, 4096, seed=args.seed)
+    for fmt, group in (("q4_0", None), ("q8_0", None), ("q4_1", None), ("int4", 128)):
+        case = make_case(fmt, 64, 4096, group=group, seed=args.seed)
         report = run_gemv(case, lanes=32, seed=args.seed)
         print(_gemv_text(report) + "\n")
         ok &= report["bit_exact"] and report["rel_rms_error"] <= 1e-3
@@ -120,7 +127,11 @@ def _parser():
     g.add_argument("--format", choices=FORMATS, default="q4_0")
     g.add_argument("--rows", type=_positive_int, default=64)
     g.add_argument("--cols", type=_cols, default=4096)
+    g.add_argument("--group", type=int, choices=GROUPS, default=None,
+                   help="elements per scale for int4/int8 (default 128)")
     g.add_argument("--lanes", type=int, choices=LANES, default=32)
+    g.add_argument("--word-bits", type=int, choices=WORD_BITS, default=None,
+                   help="weight-port width (default 4 x lanes)")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--json", action="store_true", help="print one JSON object")
     g.set_defaults(func=_cmd_gemv)

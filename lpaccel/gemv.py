@@ -30,66 +30,75 @@ class GemvCase:
 
     Attributes
     ----------
-    fmt : WeightFormat
-    rows, cols : int
+    weights : QuantizedWeights
+        The quantized matrix (format, shape and group).
     x : numpy.ndarray
         float32 activations, ``[cols]``.
-    raw : numpy.ndarray
-        GGUF weight bytes, ``uint8 [rows, cols / 32 * block_bytes]``.
     """
 
-    fmt: WeightFormat
-    rows: int
-    cols: int
+    weights: golden.QuantizedWeights
     x: np.ndarray
-    raw: np.ndarray
     expected: np.ndarray = field(init=False)
     reference: np.ndarray = field(init=False)
 
     def __post_init__(self):
-        self.expected = golden.gemv_golden(self.raw, self.fmt, self.rows, self.cols, self.x)
-        self.reference = golden.gemv_reference_f64(self.raw, self.fmt, self.rows, self.cols,
-                                                   self.x)
+        self.expected = golden.gemv_golden(self.weights, self.x)
+        self.reference = golden.gemv_reference_f64(self.weights, self.x)
+
+    @property
+    def fmt(self):
+        return self.weights.fmt
+
+    @property
+    def rows(self):
+        return self.weights.rows
+
+    @property
+    def cols(self):
+        return self.weights.cols
 
 
-def make_case(fmt, rows, cols, seed=0, weight_std=0.02):
-    """Random weights ``N(0, weight_std)`` quantized by ``gguf.quants`` and
-    ``N(0, 1)`` activations.
+def make_case(fmt, rows, cols, group=None, seed=0, weight_std=0.02):
+    """Random weights ``N(0, weight_std)`` quantized (GGUF formats by
+    ``gguf.quants``) and ``N(0, 1)`` activations.
 
     Raises
     ------
     ValueError
-        On an unsupported format or a shape that is not ``rows >= 1`` and
-        ``cols`` a positive multiple of 32.
+        On an unsupported format or group, or a shape that is not
+        ``rows >= 1`` and ``cols`` a positive multiple of the group.
     """
     fmt = WeightFormat.parse(fmt)
+    if fmt.grouped and group is None:
+        group = 128
     if not isinstance(rows, int) or rows < 1:
         raise ValueError(f"rows must be a positive integer, not {rows!r}")
-    if not isinstance(cols, int) or cols < BLOCK or cols % BLOCK:
-        raise ValueError(f"cols must be a positive multiple of {BLOCK}, not {cols!r}")
+    unit = group or BLOCK
+    if not isinstance(cols, int) or cols < unit or cols % unit:
+        raise ValueError(f"cols must be a positive multiple of {unit}, not {cols!r}")
     rng = np.random.default_rng(seed)
     w = rng.normal(0.0, weight_std, (rows, cols)).astype(np.float32)
     x = rng.normal(0.0, 1.0, cols).astype(np.float32)
-    return GemvCase(fmt, rows, cols, x, golden.quantize_weights(w, fmt))
+    return GemvCase(golden.quantize_weights(w, fmt, group), x)
 
 
-def engine_config_for(lanes, cols):
+def engine_config_for(lanes, cols, word_bits=None):
     """The engine configuration a run of ``cols`` columns is built with.
 
-    The activation buffer is 4096 elements unless the job needs more, so
+    The activation buffers hold 8192 elements unless the job needs more, so
     that most runs share one Verilator build.
     """
     unit = BLOCK * max(1, lanes // BLOCK)
-    max_cols = max(4096, -(-cols // unit) * unit)
-    return GemvConfig(lanes=lanes, max_cols=max_cols)
+    max_cols = max(8192, -(-cols // unit) * unit)
+    return GemvConfig(lanes=lanes, word_bits=word_bits, max_cols=max_cols)
 
 
-def _engine_factory(lanes, max_cols):
+def _engine_factory(lanes, word_bits, max_cols):
     from lpaccel.rtl.gemv import GemvEngine
-    return GemvEngine(GemvConfig(lanes=lanes, max_cols=max_cols))
+    return GemvEngine(GemvConfig(lanes=lanes, word_bits=word_bits, max_cols=max_cols))
 
 
-def run_gemv(case, lanes=32, *, stall=None, seed=0, work_dir=None):
+def run_gemv(case, lanes=32, *, word_bits=None, stall=None, seed=0, work_dir=None):
     """Run ``case`` on the RTL engine in Verilator and measure it.
 
     Parameters
@@ -97,9 +106,11 @@ def run_gemv(case, lanes=32, *, stall=None, seed=0, work_dir=None):
     case : GemvCase
     lanes : int
         Engine lanes (8 to 128, power of two).
+    word_bits : int, optional
+        Weight-port width (64 to 512); default ``4 * lanes`` (within 64..512).
     stall : dict, optional
-        Pause modes for the testbench, e.g. ``{"weights": "random",
-        "results": "periodic"}``; default none (a measurement run).
+        Pause modes for the testbench, e.g. ``{"idle": "random",
+        "backpressure": "periodic"}``; default none (a measurement run).
     seed : int
         Seed of the testbench's random pauses.
     work_dir : path, optional
@@ -112,18 +123,21 @@ def run_gemv(case, lanes=32, *, stall=None, seed=0, work_dir=None):
     """
     from lpaccel.sim.harness import run_cocotb
 
-    config = engine_config_for(lanes, case.cols)
+    config = engine_config_for(lanes, case.cols, word_bits)
+    config.check_job(case.fmt, case.rows, case.cols, case.weights.group)
     work = Path(work_dir) if work_dir else _REPO_ROOT / "build" / "runs"
     work.mkdir(parents=True, exist_ok=True)
     tag = f"{case.fmt.name.lower()}-{case.rows}x{case.cols}-l{lanes}-{os.getpid()}"
     case_file = work / f"{tag}.npz"
     report_file = work / f"{tag}.json"
     mant, exp = golden.quantize_activations(case.x)
-    words = repack.repack_weights_bytes(case.raw, case.fmt, case.rows, case.cols, config)
+    w = case.weights
+    stream = repack.repack_weights_bytes(w, config)
     np.savez(case_file,
-             job=np.array([int(case.fmt), case.rows, case.cols]),
+             job=np.array([int(w.fmt), w.rows, w.cols, w.group]),
+             w_q=w.q, w_scale_bits=w.scale_bits, w_zero=w.zero, w_min_bits=w.min_bits,
              mant=mant, exp=exp,
-             weights=np.frombuffer(words, dtype=np.uint8),
+             weights=np.frombuffer(stream, dtype=np.uint8),
              expected=case.expected.view(np.uint32))
     if report_file.exists():
         report_file.unlink()
@@ -133,7 +147,8 @@ def run_gemv(case, lanes=32, *, stall=None, seed=0, work_dir=None):
     try:
         with contextlib.redirect_stdout(log):
             run_cocotb(_engine_factory, name="gemv_engine",
-                       params={"lanes": config.lanes, "max_cols": config.max_cols},
+                       params={"lanes": config.lanes, "word_bits": config.word_bits,
+                               "max_cols": config.max_cols},
                        test_module="lpaccel.sim.gemv_tb", testcase="run_case",
                        seed=seed,
                        extra_env={"LPACCEL_CASE": str(case_file),
@@ -146,24 +161,25 @@ def run_gemv(case, lanes=32, *, stall=None, seed=0, work_dir=None):
     case_file.unlink()
     report_file.unlink()
     y = np.array(hw["results"], dtype=np.uint32).view(np.float32)
-    ideal = repack.stream_word_count(case.fmt, case.rows, case.cols, config)
-    weight_bytes = ideal * config.word_bytes
+    layout = repack.stream_layout(w.fmt, w.rows, w.cols, config, w.group)
     bit_exact = bool(np.array_equal(y.view(np.uint32), case.expected.view(np.uint32)))
     return {
         "format": case.fmt.name.lower(),
+        "group": w.group,
         "rows": case.rows,
         "cols": case.cols,
         "lanes": lanes,
         "word_bits": config.word_bits,
+        "beat_bits": config.beat_bits,
         "memory": "stream",
         "cycles": hw["cycles"],
-        "ideal_cycles": ideal,
+        "ideal_cycles": layout.ideal_cycles,
         "stream_cycles": hw["stream_cycles"],
         "load_cycles": hw["load_cycles"],
         "latency_cycles": hw["latency_cycles"],
-        "weight_bytes": weight_bytes,
-        "bw_utilization": round(ideal / hw["cycles"], 6),
-        "stream_utilization": round(ideal / hw["stream_cycles"], 6),
+        "weight_bytes": layout.bytes,
+        "bw_utilization": round(layout.ideal_cycles / hw["cycles"], 6),
+        "stream_utilization": round(layout.ideal_cycles / hw["stream_cycles"], 6),
         "bit_exact": bit_exact,
         "mismatches": int(np.count_nonzero(y.view(np.uint32) != case.expected.view(np.uint32))),
         "rel_rms_error": float(golden.rel_rms_error(y, case.reference)),

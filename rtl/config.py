@@ -1,42 +1,75 @@
 """One frozen configuration object per block.
 
 The same :class:`GemvConfig` instance feeds the RTL generator, the golden
-model, the performance model and (later) the register map and driver, so the
-numbers that describe an engine are written down exactly once.
+model, the repacker, the performance model and (later) the register map and
+driver, so the numbers that describe an engine are written down exactly once.
 """
 
 import enum
 from dataclasses import dataclass
 
-__all__ = ["WeightFormat", "GemvConfig", "BLOCK", "ACC_BITS", "ACC_FRAC"]
+__all__ = ["WeightFormat", "GemvConfig", "BLOCK", "ACC_BITS", "ACC_FRAC", "GROUP_SIZES"]
 
-#: Elements per quantization block (GGUF Q4_0/Q8_0) and per activation block.
+#: Elements per activation block, and per GGUF quantization block.
 BLOCK = 32
 #: Width of the row accumulator, see ``docs/arithmetic.md`` section 3.
 ACC_BITS = 96
 #: Fraction bits of the row accumulator (``F`` in ``docs/arithmetic.md``).
 ACC_FRAC = 32
+#: Group sizes of the group-wise affine formats (INT4, INT8).
+GROUP_SIZES = (32, 64, 128)
 
 
 class WeightFormat(enum.IntEnum):
-    """Weight format codes, as the hardware and the register map see them."""
+    """Weight format codes, as the hardware and the register map see them.
+
+    ``Q4_0``, ``Q4_1`` and ``Q8_0`` are llama.cpp's GGUF block formats;
+    ``INT4`` and ``INT8`` are group-wise affine (GPTQ/AWQ style): per group
+    of 32, 64 or 128 elements one float16 scale ``s`` and an unsigned integer
+    zero point ``z``, ``w = s * (q - z)`` with unsigned ``q``.
+    """
 
     Q4_0 = 0
     Q8_0 = 1
+    Q4_1 = 2
+    INT4 = 3
+    INT8 = 4
 
     @property
     def qbits(self):
         """Bits per stored quantized element."""
-        return {WeightFormat.Q4_0: 4, WeightFormat.Q8_0: 8}[self]
+        return 8 if self in (WeightFormat.Q8_0, WeightFormat.INT8) else 4
+
+    @property
+    def is_gguf(self):
+        """True for llama.cpp's block formats (fixed 32-element blocks)."""
+        return self in (WeightFormat.Q4_0, WeightFormat.Q8_0, WeightFormat.Q4_1)
+
+    @property
+    def grouped(self):
+        """True for the group-wise affine formats (a group size is needed)."""
+        return not self.is_gguf
+
+    @property
+    def slot_bits(self):
+        """Bits of one scale slot in the hardware stream (section 6 of the docs).
+
+        16 for a lone float16 scale (Q4_0, Q8_0); 32 for a scale with a
+        second field: Q4_1's float16 minimum, or the integer zero point.
+        """
+        return 16 if self in (WeightFormat.Q4_0, WeightFormat.Q8_0) else 32
 
     @property
     def block_bytes(self):
-        """Bytes per 32-element block in the GGUF layout (scale included)."""
-        return 2 + BLOCK * self.qbits // 8
+        """Bytes per 32-element block in the GGUF layout (GGUF formats only)."""
+        if not self.is_gguf:
+            raise ValueError(f"{self.name} is not a GGUF block format: it has no GGUF "
+                             f"block size")
+        return {WeightFormat.Q4_0: 18, WeightFormat.Q8_0: 34, WeightFormat.Q4_1: 20}[self]
 
     @classmethod
     def parse(cls, name):
-        """Look a format up by its name (``"q4_0"``, ``"Q8_0"``, ...).
+        """Look a format up by its name (``"q4_0"``, ``"INT8"``, ...) or code.
 
         Raises
         ------
@@ -45,12 +78,22 @@ class WeightFormat(enum.IntEnum):
         """
         if isinstance(name, WeightFormat):
             return name
-        try:
-            return cls[str(name).upper()]
-        except KeyError:
-            supported = ", ".join(f.name.lower() for f in cls)
-            raise ValueError(f"weight format {name!r} is not supported "
-                             f"(supported: {supported})") from None
+        if isinstance(name, int) and not isinstance(name, bool):
+            try:
+                return cls(name)
+            except ValueError:
+                pass
+        else:
+            try:
+                return cls[str(name).upper()]
+            except KeyError:
+                pass
+        supported = ", ".join(f.name.lower() for f in cls)
+        raise ValueError(f"weight format {name!r} is not supported "
+                         f"(supported: {supported})")
+
+
+ALL_FORMATS = tuple(WeightFormat)
 
 
 @dataclass(frozen=True)
@@ -60,23 +103,37 @@ class GemvConfig:
     Parameters
     ----------
     lanes : int
-        Multiply-accumulate lanes, a power of two from 8 to 128. Each cycle
-        the engine multiplies one weight word: ``lanes`` 4-bit weights or
-        ``lanes / 2`` 8-bit weights.
+        Multiply-accumulate lanes (one DSP multiplier each), a power of two
+        from 8 to 128. The engine's internal *beat* is ``4 * lanes`` bits:
+        ``lanes`` 4-bit weights or ``lanes / 2`` 8-bit weights per cycle.
+    word_bits : int
+        Width of the weight-stream port (the memory word), 64 to 512 bits;
+        default ``4 * lanes``. A word narrower than a beat is gathered (one
+        word per cycle, lanes partly idle); a wider one is split into
+        beats, one per cycle, so the engine consumes one full word per cycle
+        exactly when ``word_bits <= 4 * lanes``.
     max_cols : int
-        Capacity of the activation buffer in elements (the largest ``K``);
-        a multiple of ``32 * blocks_per_row``.
+        Capacity of each of the two activation buffers in elements (the
+        largest ``K``), a multiple of ``32 * blocks_per_row``; default 8192.
     max_rows : int
-        Largest row count a job may ask for.
+        Largest row count a job may ask for (at most 65535).
+    formats : tuple of WeightFormat
+        Formats compiled into the hardware; default all five.
     """
 
     lanes: int = 32
-    max_cols: int = 4096
+    word_bits: int = None
+    max_cols: int = 8192
     max_rows: int = 65535
+    formats: tuple = ALL_FORMATS
 
     def __post_init__(self):
         if not isinstance(self.lanes, int) or self.lanes not in (8, 16, 32, 64, 128):
             raise ValueError(f"lanes must be a power of two from 8 to 128, not {self.lanes!r}")
+        if self.word_bits is None:
+            object.__setattr__(self, "word_bits", min(512, max(64, 4 * self.lanes)))
+        if not isinstance(self.word_bits, int) or self.word_bits not in (64, 128, 256, 512):
+            raise ValueError(f"word_bits must be 64, 128, 256 or 512, not {self.word_bits!r}")
         if not isinstance(self.max_cols, int) or self.max_cols <= 0 or \
                 self.max_cols % (BLOCK * self.blocks_per_row) != 0:
             raise ValueError(f"max_cols must be a positive multiple of "
@@ -87,11 +144,23 @@ class GemvConfig:
                              f"for it), not {self.max_cols}")
         if not isinstance(self.max_rows, int) or not 1 <= self.max_rows <= 65535:
             raise ValueError(f"max_rows must be between 1 and 65535, not {self.max_rows!r}")
+        try:
+            formats = tuple(sorted({WeightFormat.parse(f) for f in self.formats}))
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"formats must be weight formats ({error})") from None
+        if not formats:
+            raise ValueError("formats must name at least one weight format")
+        object.__setattr__(self, "formats", formats)
 
     @property
-    def word_bits(self):
-        """Width of one weight-stream word in bits (``4 * lanes``)."""
+    def beat_bits(self):
+        """Width of one internal beat in bits (``4 * lanes``)."""
         return 4 * self.lanes
+
+    @property
+    def beat_bytes(self):
+        """Width of one internal beat in bytes."""
+        return self.beat_bits // 8
 
     @property
     def word_bytes(self):
@@ -103,11 +172,46 @@ class GemvConfig:
         """Activation blocks held in one row of the activation buffer."""
         return max(1, self.lanes // BLOCK)
 
-    @property
-    def scales_per_word(self):
-        """Float16 scales in one scale word (``bpc`` in the docs)."""
-        return self.word_bits // 16
+    def elements_per_beat(self, fmt):
+        """Weights carried by one quant beat of format ``fmt``."""
+        return self.beat_bits // WeightFormat.parse(fmt).qbits
 
-    def elements_per_word(self, fmt):
-        """Weights carried by one quant word of format ``fmt``."""
-        return self.word_bits // WeightFormat.parse(fmt).qbits
+    def slots_per_beat(self, fmt):
+        """Scale slots in one scale beat of format ``fmt``."""
+        return self.beat_bits // WeightFormat.parse(fmt).slot_bits
+
+    def check_job(self, fmt, rows, cols, group=None):
+        """Validate a job against this engine; return ``(fmt, group)``.
+
+        ``group`` is the scale group in elements: 32 for the GGUF formats
+        (``None`` accepted), one of 32/64/128 for INT4/INT8.
+
+        Raises
+        ------
+        ValueError
+            Naming the job field, the rule and the fix, for every condition
+            under which the hardware would reject the job.
+        """
+        fmt = WeightFormat.parse(fmt)
+        if fmt not in self.formats:
+            raise ValueError(f"format {fmt.name} is not compiled into this engine "
+                             f"(formats: {', '.join(f.name for f in self.formats)}); "
+                             f"rebuild with it in GemvConfig.formats")
+        if fmt.is_gguf:
+            if group not in (None, BLOCK):
+                raise ValueError(f"group = {group!r}: {fmt.name} has fixed 32-element "
+                                 f"blocks; leave the group unset")
+            group = BLOCK
+        elif group not in GROUP_SIZES:
+            raise ValueError(f"group = {group!r}: {fmt.name} needs a group size of "
+                             f"32, 64 or 128 elements")
+        if not isinstance(rows, int) or not 1 <= rows <= self.max_rows:
+            raise ValueError(f"rows = {rows!r}: must be from 1 to {self.max_rows}")
+        if not isinstance(cols, int) or cols < 1 or cols % group != 0:
+            raise ValueError(f"cols = {cols!r}: K must be a positive multiple of the "
+                             f"{group}-element group; pad the rows with zero groups")
+        if cols > self.max_cols:
+            raise ValueError(f"cols = {cols}: K exceeds the activation buffer of "
+                             f"{self.max_cols} elements; split the GEMV along K or build "
+                             f"with a larger max_cols")
+        return fmt, group

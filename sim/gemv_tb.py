@@ -16,6 +16,7 @@ from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 
 from lpaccel.rtl.config import BLOCK
 from lpaccel.rtl.gemv.engine import GemvEngine
+from lpaccel.sim.golden import QuantizedWeights
 from lpaccel.sim.repack import activation_blocks
 from lpaccel.sim.streams import PAUSE_MODES, StreamSink, StreamSource, unpack
 
@@ -76,41 +77,63 @@ class GemvTB:
         self.dut.rst.value = 0
         await RisingEdge(self.dut.clk)
 
-    async def run_job(self, fmt, rows, cols, mant, exp, weight_bytes):
-        """Send one job and return its results and cycle counts.
+    def submit(self, weights, mant, exp, stream):
+        """Queue one job: descriptor, activation blocks and weight words.
 
         Parameters
         ----------
-        fmt : int
-            :class:`WeightFormat` code.
-        rows, cols : int
+        weights : QuantizedWeights
+            The job's weights (format, shape and group are taken from it).
         mant, exp : numpy.ndarray
             BFP16 activations from :func:`lpaccel.sim.golden.quantize_activations`.
-        weight_bytes : bytes
-            The repacked weight stream.
+        stream : bytes
+            The repacked weight stream (:func:`lpaccel.sim.repack.repack_weights_bytes`).
+        """
+        wb = self.word_bytes
+        words = [int.from_bytes(stream[i:i + wb], "little") for i in range(0, len(stream), wb)]
+        self.job.send({"fmt": int(weights.fmt), "rows": weights.rows, "cols": weights.cols,
+                       "group": weights.group})
+        self.act.send_all(activation_blocks(mant, exp))
+        self.weights.send_all(words)
+
+    async def collect(self, rows):
+        """Receive one job's ``rows`` results; check its ``last`` flags.
 
         Returns
         -------
-        values : numpy.ndarray
-            ``uint32 [rows]`` FP32 bits of the results.
-        timing : dict
-            ``cycles`` (job accepted to last result, inclusive), ``load_cycles``,
-            ``stream_cycles`` (first to last weight word), ``latency_cycles``
-            (last weight word to last result).
+        numpy.ndarray
+            ``uint32 [rows]`` FP32 bits.
         """
-        self.events = {}
-        wb = self.word_bytes
-        words = [int.from_bytes(weight_bytes[i:i + wb], "little")
-                 for i in range(0, len(weight_bytes), wb)]
-        self.job.send({"fmt": int(fmt), "rows": rows, "cols": cols})
-        self.act.send_all(activation_blocks(mant, exp))
-        self.weights.send_all(words)
         values, lasts = [], []
         for _ in range(rows):
             r = unpack(GemvEngine.ResultLayout, await self.results.recv())
             values.append(r["value"])
             lasts.append(r["last"])
         assert lasts == [0] * (rows - 1) + [1], f"'last' flags are wrong: {lasts}"
+        return np.array(values, dtype=np.uint32)
+
+    async def run_jobs(self, jobs):
+        """Queue every job at once (back to back) and collect all results.
+
+        Parameters
+        ----------
+        jobs : list of tuple
+            ``(weights, mant, exp, stream)`` per job, as for :meth:`submit`.
+
+        Returns
+        -------
+        results : list of numpy.ndarray
+            Per job, ``uint32 [rows]`` FP32 bits.
+        timing : dict
+            ``cycles`` (first descriptor to last result, inclusive),
+            ``load_cycles`` (first descriptor to last activation block),
+            ``stream_cycles`` (first to last weight word), ``latency_cycles``
+            (last weight word to last result).
+        """
+        self.events = {}
+        for job in jobs:
+            self.submit(*job)
+        results = [await self.collect(w.rows) for w, *_ in jobs]
         # recv() returns inside the ReadOnly phase of the last transfer; one
         # edge later the recorder has certainly logged that transfer too.
         await RisingEdge(self.dut.clk)
@@ -121,7 +144,12 @@ class GemvTB:
             "stream_cycles": ev["weights"][1] - ev["weights"][0] + 1,
             "latency_cycles": ev["results"][1] - ev["weights"][1],
         }
-        return np.array(values, dtype=np.uint32), timing
+        return results, timing
+
+    async def run_job(self, weights, mant, exp, stream):
+        """One job on its own; returns ``(results, timing)`` as :meth:`run_jobs`."""
+        results, timing = await self.run_jobs([(weights, mant, exp, stream)])
+        return results[0], timing
 
     async def check_idle(self):
         """Assert that nothing is queued, in flight or left unread."""
@@ -143,13 +171,15 @@ async def run_case(dut):
     p = params()
     stall = json.loads(os.environ.get("LPACCEL_STALL", "{}"))
     case = np.load(os.environ["LPACCEL_CASE"])
-    fmt, rows, cols = (int(v) for v in case["job"])
-    tb = GemvTB(dut, 4 * p["lanes"], idle=stall.get("idle", "none"),
+    fmt, rows, cols, group = (int(v) for v in case["job"])
+    weights = QuantizedWeights(fmt, rows, cols, group, case["w_q"], case["w_scale_bits"],
+                               case["w_zero"], case["w_min_bits"])
+    tb = GemvTB(dut, p["word_bits"], idle=stall.get("idle", "none"),
                 backpressure=stall.get("backpressure", "none"))
     await tb.reset()
-    values, timing = await tb.run_job(fmt, rows, cols, case["mant"], case["exp"],
+    values, timing = await tb.run_job(weights, case["mant"], case["exp"],
                                       case["weights"].tobytes())
     await tb.check_idle()
-    assert len(case["mant"]) == cols and len(case["exp"]) == cols // BLOCK
+    assert len(case["mant"]) == weights.cols and len(case["exp"]) == weights.cols // BLOCK
     with open(os.environ["LPACCEL_REPORT"], "w") as f:
         json.dump({"results": values.tolist(), **timing}, f)

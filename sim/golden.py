@@ -1,8 +1,8 @@
 """Numpy golden model of the GEMV engine.
 
 This module implements ``docs/arithmetic.md`` exactly: the BFP16 activation
-format (section 1), the GGUF ``Q4_0``/``Q8_0`` weight blocks and their float16
-scales (section 2), the exact integer dot product and accumulator (section 3)
+format (section 1), the weight formats (GGUF ``Q4_0``/``Q4_1``/``Q8_0`` and
+group-wise ``INT4``/``INT8``) and their float16 scales (section 2), the exact integer dot product and accumulator (section 3)
 and the round-to-nearest-even conversion of the accumulator to float32
 (section 4). The RTL must agree with :func:`gemv_golden` bit for bit.
 
@@ -21,12 +21,14 @@ import gguf
 import gguf.quants
 import numpy as np
 
-from lpaccel.rtl.config import ACC_BITS, ACC_FRAC, BLOCK, WeightFormat
+from dataclasses import dataclass
+
+from lpaccel.rtl.config import ACC_BITS, ACC_FRAC, BLOCK, GROUP_SIZES, WeightFormat
 
 __all__ = [
     "quantize_activations", "dequantize_activations",
     "parse_weight_format", "check_weight_bytes",
-    "quantize_weights", "decode_weights", "dequantize_weights",
+    "QuantizedWeights", "quantize_weights",
     "decode_fp16_scale",
     "gemv_golden", "gemv_golden_quantized", "acc_to_fp32",
     "gemv_reference_f64", "rel_rms_error",
@@ -43,6 +45,7 @@ ACT_MANT_MAX = 32767
 
 _GGML_TYPES = {
     WeightFormat.Q4_0: gguf.GGMLQuantizationType.Q4_0,
+    WeightFormat.Q4_1: gguf.GGMLQuantizationType.Q4_1,
     WeightFormat.Q8_0: gguf.GGMLQuantizationType.Q8_0,
 }
 
@@ -182,14 +185,26 @@ def parse_weight_format(fmt):
     return WeightFormat.parse(fmt)
 
 
-def _check_shape(rows, cols):
+def _check_shape(rows, cols, group=BLOCK):
     if not isinstance(rows, (int, np.integer)) or rows < 1:
         raise ValueError(f"rows = {rows!r}: the row count must be a positive integer")
-    if not isinstance(cols, (int, np.integer)) or cols < 1 or cols % BLOCK != 0:
+    if not isinstance(cols, (int, np.integer)) or cols < 1 or cols % group != 0:
         raise ValueError(f"cols = {cols!r}: the column count K must be a positive multiple "
-                         f"of {BLOCK} (one quantization block); pad the rows with zero "
-                         f"blocks")
+                         f"of {group} (one quantization group); pad the rows with zero "
+                         f"groups")
     return int(rows), int(cols)
+
+
+def _check_group(fmt, group):
+    if fmt.is_gguf:
+        if group not in (None, BLOCK):
+            raise ValueError(f"group = {group!r}: {fmt.name} has fixed 32-element blocks; "
+                             f"leave the group unset")
+        return BLOCK
+    if group not in GROUP_SIZES:
+        raise ValueError(f"group = {group!r}: {fmt.name} needs a group size of 32, 64 or "
+                         f"128 elements (--group)")
+    return int(group)
 
 
 def check_weight_bytes(raw, fmt, rows, cols, name="raw"):
@@ -202,7 +217,7 @@ def check_weight_bytes(raw, fmt, rows, cols, name="raw"):
         ``fmt.block_bytes`` bytes, row after row. A ``uint8`` array may be
         1-D or shaped ``(rows, row_bytes)``.
     fmt : WeightFormat or str
-        ``Q4_0`` or ``Q8_0``.
+        ``Q4_0``, ``Q4_1`` or ``Q8_0``.
     rows, cols : int
         Matrix shape; ``cols`` a positive multiple of 32.
     name : str
@@ -217,9 +232,14 @@ def check_weight_bytes(raw, fmt, rows, cols, name="raw"):
     Raises
     ------
     ValueError
-        On an unsupported format, a bad shape or a size mismatch.
+        On a format that is not a GGUF block format, a bad shape or a size
+        mismatch.
     """
     fmt = parse_weight_format(fmt)
+    if not fmt.is_gguf:
+        raise ValueError(f"{name}: {fmt.name} is not a GGUF block format (GGUF formats: "
+                         f"q4_0, q4_1, q8_0); build {fmt.name} weights with "
+                         f"quantize_weights() or QuantizedWeights.from_groups()")
     rows, cols = _check_shape(rows, cols)
     row_bytes = cols // BLOCK * fmt.block_bytes
     if isinstance(raw, (bytes, bytearray, memoryview)):
@@ -237,111 +257,255 @@ def check_weight_bytes(raw, fmt, rows, cols, name="raw"):
     return fmt, raw.reshape(rows, row_bytes)
 
 
-def quantize_weights(w, fmt):
-    """Quantize a float matrix to GGUF ``Q4_0``/``Q8_0`` bytes with ``gguf.quants``.
+@dataclass(frozen=True, eq=False)
+class QuantizedWeights:
+    """A quantized weight matrix, decoded into the fields the hardware uses.
+
+    Build one with :func:`quantize_weights`, :meth:`from_gguf` or
+    :meth:`from_groups`; the constructor checks every field.
+
+    Parameters
+    ----------
+    fmt : WeightFormat
+    rows, cols : int
+        Matrix shape ``R x K``.
+    group : int
+        Elements per scale: 32 for the GGUF formats, 32/64/128 for INT4/INT8.
+    q : numpy.ndarray
+        ``int16 [R, K]`` stored codes in element order: the int8 of Q8_0, the
+        unsigned nibble (0..15) of Q4_0/Q4_1/INT4, the unsigned byte of INT8.
+    scale_bits : numpy.ndarray
+        ``uint16 [R, K / group]`` raw float16 bits of each scale ``d``/``s``.
+    zero : numpy.ndarray
+        ``int16 [R, K / group]`` zero points: 8 for Q4_0, 0 for Q8_0 and
+        Q4_1, the stored ``z`` (0..15 / 0..255) for INT4/INT8.
+    min_bits : numpy.ndarray
+        ``uint16 [R, K / 32]`` raw float16 bits of Q4_1's block minimum ``m``;
+        all zero for the other formats.
+    """
+
+    fmt: WeightFormat
+    rows: int
+    cols: int
+    group: int
+    q: np.ndarray
+    scale_bits: np.ndarray
+    zero: np.ndarray
+    min_bits: np.ndarray
+
+    def __post_init__(self):
+        fmt = parse_weight_format(self.fmt)
+        object.__setattr__(self, "fmt", fmt)
+        group = _check_group(fmt, self.group)
+        rows, cols = _check_shape(self.rows, self.cols, group)
+        ng = cols // group
+        for name, shape in (("q", (rows, cols)), ("scale_bits", (rows, ng)),
+                            ("zero", (rows, ng)), ("min_bits", (rows, cols // BLOCK))):
+            a = np.asarray(getattr(self, name))
+            if a.shape != shape or a.dtype.kind not in "iu":
+                raise ValueError(f"{fmt.name} weights: {name} has shape {a.shape} and dtype "
+                                 f"{a.dtype}: it must be integers of shape {shape}")
+        qlo, qhi = (-128, 127) if fmt == WeightFormat.Q8_0 else (0, (1 << fmt.qbits) - 1)
+        _check_int_range(self.q, qlo, qhi, f"{fmt.name} weight codes", f"{fmt.qbits}-bit")
+        _check_int_range(self.scale_bits, 0, 0xFFFF, "scale bits", "uint16")
+        _check_int_range(self.min_bits, 0, 0xFFFF, "minimum bits", "uint16")
+        zlo, zhi = {WeightFormat.Q4_0: (8, 8), WeightFormat.Q8_0: (0, 0),
+                    WeightFormat.Q4_1: (0, 0), WeightFormat.INT4: (0, 15),
+                    WeightFormat.INT8: (0, 255)}[fmt]
+        _check_int_range(self.zero, zlo, zhi, f"{fmt.name} zero points", f"[{zlo}, {zhi}]")
+        if fmt != WeightFormat.Q4_1 and np.any(np.asarray(self.min_bits)):
+            raise ValueError(f"{fmt.name} weights have no block minimum: min_bits must be 0")
+        object.__setattr__(self, "rows", rows)
+        object.__setattr__(self, "cols", cols)
+        object.__setattr__(self, "group", group)
+        object.__setattr__(self, "q", np.ascontiguousarray(self.q, dtype=np.int16))
+        object.__setattr__(self, "scale_bits", np.ascontiguousarray(self.scale_bits,
+                                                                    dtype=np.uint16))
+        object.__setattr__(self, "zero", np.ascontiguousarray(self.zero, dtype=np.int16))
+        object.__setattr__(self, "min_bits", np.ascontiguousarray(self.min_bits,
+                                                                  dtype=np.uint16))
+
+    # -- construction ------------------------------------------------------------------
+
+    @classmethod
+    def from_gguf(cls, raw, fmt, rows, cols):
+        """Decode GGUF ``Q4_0``/``Q4_1``/``Q8_0`` bytes.
+
+        Parameters
+        ----------
+        raw : bytes or numpy.ndarray
+            GGUF bytes as accepted by :func:`check_weight_bytes`.
+        fmt : WeightFormat or str
+        rows, cols : int
+
+        Raises
+        ------
+        ValueError
+            On an unsupported format or a size mismatch.
+        """
+        fmt, raw = check_weight_bytes(raw, fmt, rows, cols)
+        nb = cols // BLOCK
+        blocks = raw.reshape(rows, nb, fmt.block_bytes)
+
+        def half(k):
+            return blocks[..., k].astype(np.uint16) | (blocks[..., k + 1].astype(np.uint16) << 8)
+
+        scale_bits = half(0)
+        min_bits = np.zeros((rows, nb), np.uint16)
+        if fmt == WeightFormat.Q8_0:
+            q = blocks[..., 2:].view(np.int8)
+            zero = np.zeros((rows, nb), np.int16)
+        else:
+            qs = blocks[..., 4:] if fmt == WeightFormat.Q4_1 else blocks[..., 2:]
+            # Byte j holds element j (low nibble) and element j + 16 (high nibble).
+            q = np.concatenate([qs & 0x0F, qs >> 4], axis=-1)
+            zero = np.full((rows, nb), 8 if fmt == WeightFormat.Q4_0 else 0, np.int16)
+            if fmt == WeightFormat.Q4_1:
+                min_bits = half(2)
+        return cls(fmt, rows, cols, BLOCK, q.reshape(rows, cols), scale_bits, zero, min_bits)
+
+    @classmethod
+    def from_groups(cls, fmt, q, scales, zeros, group):
+        """Group-wise affine weights (INT4/INT8) from unpacked tensors.
+
+        Parameters
+        ----------
+        fmt : WeightFormat or str
+            ``INT4`` or ``INT8``.
+        q : array_like
+            ``[R, K]`` unsigned codes (0..15 or 0..255).
+        scales : array_like
+            ``float16 [R, K / group]`` scales (or their ``uint16`` bits).
+        zeros : array_like
+            ``[R, K / group]`` zero points (0..15 or 0..255).
+        group : int
+            32, 64 or 128.
+        """
+        fmt = parse_weight_format(fmt)
+        if not fmt.grouped:
+            raise ValueError(f"{fmt.name} is a GGUF format: use QuantizedWeights.from_gguf")
+        q = np.asarray(q)
+        scales = np.asarray(scales)
+        if scales.dtype == np.float16:
+            scales = scales.view(np.uint16)
+        if q.ndim != 2:
+            raise ValueError(f"{fmt.name} codes have shape {q.shape}: pass [rows, cols]")
+        rows, cols = q.shape
+        return cls(fmt, rows, cols, group, q, scales, zeros,
+                   np.zeros((rows, cols // BLOCK), np.uint16))
+
+    def to_gguf(self):
+        """Encode as GGUF bytes, ``uint8 [R, K / 32 * block_bytes]`` (GGUF formats)."""
+        fmt, rows, nb = self.fmt, self.rows, self.cols // BLOCK
+        if not fmt.is_gguf:
+            raise ValueError(f"{fmt.name} weights have no GGUF encoding")
+        q = self.q.reshape(rows, nb, BLOCK)
+        parts = [self.scale_bits.astype("<u2").view(np.uint8).reshape(rows, nb, 2)]
+        if fmt == WeightFormat.Q4_1:
+            parts.append(self.min_bits.astype("<u2").view(np.uint8).reshape(rows, nb, 2))
+        if fmt == WeightFormat.Q8_0:
+            parts.append(q.astype(np.int8).view(np.uint8))
+        else:
+            u = q.astype(np.uint8)
+            parts.append(u[..., :16] | (u[..., 16:] << 4))
+        return np.concatenate(parts, axis=-1).reshape(rows, -1)
+
+    # -- values ------------------------------------------------------------------------
+
+    def _per_element(self, a):
+        return np.repeat(a, self.group, axis=1)
+
+    def values(self):
+        """``int16 [R, K]``: ``q - z``, the integer each lane multiplies (section 3)."""
+        return self.q - self._per_element(self.zero)
+
+    def dequantize(self):
+        """``float32 [R, K]`` dequantized weights.
+
+        Bit-identical to ``gguf.quants.dequantize`` for the GGUF formats
+        (``d * (q - 8)``, ``d * q + m``, ``d * q`` in float32); for INT4/INT8
+        ``float32(s) * float32(q - z)``.
+        """
+        d = self._per_element(self.scale_bits.view(np.float16).astype(np.float32))
+        w = d * self.values().astype(np.float32)
+        if self.fmt == WeightFormat.Q4_1:
+            w = w + np.repeat(self.min_bits.view(np.float16).astype(np.float32), BLOCK, axis=1)
+        return w
+
+    def dequantize_f64(self):
+        """``float64 [R, K]``: the exact real value each weight stands for."""
+        d = self._per_element(self.scale_bits.view(np.float16).astype(np.float64))
+        w = d * self.values().astype(np.float64)
+        if self.fmt == WeightFormat.Q4_1:
+            w = w + np.repeat(self.min_bits.view(np.float16).astype(np.float64), BLOCK, axis=1)
+        return w
+
+
+def quantize_weights(w, fmt, group=None):
+    """Quantize a float matrix.
+
+    GGUF formats go through ``gguf.quants.quantize`` (bit-identical to
+    llama.cpp's reference quantizers); INT4/INT8 use per-group asymmetric
+    min/max quantization: ``s = float16((max - min) / qmax)``,
+    ``z = clip(rint(-min / s), 0, qmax)``, ``q = clip(rint(w / s) + z, 0, qmax)``
+    (``s = 1`` for a constant group).
 
     Parameters
     ----------
     w : numpy.ndarray
-        ``[R, K]`` finite floats (converted to float32), ``K`` a positive
-        multiple of 32.
+        ``[R, K]`` finite floats (converted to float32).
     fmt : WeightFormat or str
-        ``Q4_0`` or ``Q8_0``.
+    group : int, optional
+        32, 64 or 128 for INT4/INT8; unset for the GGUF formats.
 
     Returns
     -------
-    numpy.ndarray
-        ``uint8 [R, K / 32 * fmt.block_bytes]``: the GGUF array of blocks,
-        bit-identical to ``gguf.quants.quantize``.
+    QuantizedWeights
 
     Raises
     ------
     ValueError
-        On an unsupported format, a bad shape, non-finite weights, or
-        weights so large that a block scale overflows float16.
+        On an unsupported format, a bad shape or group, non-finite weights,
+        or weights so large that a scale overflows float16.
     """
     fmt = parse_weight_format(fmt)
+    group = _check_group(fmt, group)
     w = np.asarray(w, dtype=np.float32)
     if w.ndim != 2:
         raise ValueError(f"weights have shape {w.shape}: they must be a 2-D [rows, cols] "
                          f"matrix")
-    rows, cols = _check_shape(*w.shape)
+    rows, cols = _check_shape(*w.shape, group)
     if not np.isfinite(w).all():
         r, c = np.argwhere(~np.isfinite(w))[0]
         raise ValueError(f"weights[{r}, {c}] = {w[r, c]}: weights must be finite; fix the "
                          f"source tensor")
-    with np.errstate(over="ignore"):          # an overflowing scale is reported below
-        raw = gguf.quants.quantize(w, _GGML_TYPES[fmt])
-    raw = np.ascontiguousarray(raw, dtype=np.uint8).reshape(rows, -1)
-    _, scale_bits = decode_weights(raw, fmt, rows, cols)
-    bad = (scale_bits & 0x7C00) == 0x7C00
+    if fmt.is_gguf:
+        with np.errstate(over="ignore"):          # an overflowing scale is reported below
+            raw = gguf.quants.quantize(w, _GGML_TYPES[fmt])
+        qw = QuantizedWeights.from_gguf(np.ascontiguousarray(raw, np.uint8).reshape(rows, -1),
+                                        fmt, rows, cols)
+    else:
+        qmax = (1 << fmt.qbits) - 1
+        g = w.reshape(rows, cols // group, group).astype(np.float64)
+        lo = np.minimum(g.min(axis=-1), 0.0)
+        hi = np.maximum(g.max(axis=-1), 0.0)
+        with np.errstate(over="ignore"):
+            s = ((hi - lo) / qmax).astype(np.float16)
+        s = np.where(s == 0, np.float16(1.0), s)
+        sf = s.astype(np.float64)
+        with np.errstate(invalid="ignore", over="ignore"):
+            z = np.clip(np.rint(-lo / sf), 0, qmax)
+            q = np.clip(np.rint(g / sf[..., None]) + z[..., None], 0, qmax)
+        q = np.nan_to_num(q).astype(np.int16).reshape(rows, cols)
+        qw = QuantizedWeights.from_groups(fmt, q, s, np.nan_to_num(z).astype(np.int16), group)
+    bad = (qw.scale_bits & 0x7C00) == 0x7C00
+    bad = bad | ((qw.min_bits & 0x7C00) == 0x7C00).reshape(qw.rows, bad.shape[1], -1).any(-1)
     if bad.any():
         r, b = np.argwhere(bad)[0]
-        raise ValueError(f"weights row {r} block {b}: the {fmt.name} scale overflows "
+        raise ValueError(f"weights row {r} group {b}: the {fmt.name} scale overflows "
                          f"float16 (|w| too large, max {float(np.abs(w).max())}); rescale "
                          f"the matrix")
-    return raw
-
-
-def decode_weights(raw, fmt, rows, cols):
-    """Split GGUF weight blocks into signed quants and raw scale bits.
-
-    Parameters
-    ----------
-    raw : bytes or numpy.ndarray
-        GGUF bytes as accepted by :func:`check_weight_bytes`.
-    fmt : WeightFormat or str
-        ``Q4_0`` or ``Q8_0``.
-    rows, cols : int
-        Matrix shape.
-
-    Returns
-    -------
-    q : numpy.ndarray
-        ``int8 [rows, cols]`` in element order: the stored int8 (``Q8_0``)
-        or ``nibble - 8`` (``Q4_0``, in ``[-8, 7]``).
-    scale_bits : numpy.ndarray
-        ``uint16 [rows, cols / 32]``: the raw float16 bits ``h`` of each
-        block's scale (little-endian in the GGUF bytes).
-
-    Raises
-    ------
-    ValueError
-        On an unsupported format or a size mismatch.
-    """
-    fmt, raw = check_weight_bytes(raw, fmt, rows, cols)
-    nb = cols // BLOCK
-    blocks = raw.reshape(rows, nb, fmt.block_bytes)
-    scale_bits = blocks[..., 0].astype(np.uint16) | (blocks[..., 1].astype(np.uint16) << 8)
-    qs = blocks[..., 2:]
-    if fmt == WeightFormat.Q4_0:
-        # Byte j holds element j (low nibble) and element j + 16 (high nibble).
-        nib = np.concatenate([qs & 0x0F, qs >> 4], axis=-1)
-        q = nib.astype(np.int8) - np.int8(8)
-    else:
-        q = qs.view(np.int8)
-    return np.ascontiguousarray(q.reshape(rows, cols)), scale_bits
-
-
-def dequantize_weights(raw, fmt, rows, cols):
-    """Dequantize GGUF weight blocks: ``float32(d) * float32(q)``.
-
-    Bit-identical to ``gguf.quants.dequantize`` for both formats.
-
-    Parameters
-    ----------
-    raw, fmt, rows, cols
-        As for :func:`decode_weights`.
-
-    Returns
-    -------
-    numpy.ndarray
-        ``float32 [rows, cols]``.
-    """
-    q, scale_bits = decode_weights(raw, fmt, rows, cols)
-    d = scale_bits.view(np.float16).astype(np.float32)
-    w = q.astype(np.float32).reshape(rows, -1, BLOCK) * d[..., None]
-    return w.reshape(rows, cols)
+    return qw
 
 
 def decode_fp16_scale(bits):
@@ -388,15 +552,15 @@ def decode_fp16_scale(bits):
 _DOT_CHUNK_ELEMENTS = 1 << 22     # bounds the int64 temporaries to ~32 MiB
 
 
-def _block_dots(q, mant):
-    """``dot[r, b] = sum_i q[r, 32 b + i] * mant[32 b + i]`` exactly (int64)."""
-    rows, cols = q.shape
+def _block_dots(v, mant):
+    """``dot[r, b] = sum_i v[r, 32 b + i] * mant[32 b + i]`` exactly (int64)."""
+    rows, cols = v.shape
     nb = cols // BLOCK
     m = mant.astype(np.int64).reshape(nb, BLOCK)
     dots = np.empty((rows, nb), dtype=np.int64)
     step = max(1, _DOT_CHUNK_ELEMENTS // cols)
     for r0 in range(0, rows, step):
-        qc = q[r0:r0 + step].reshape(-1, nb, BLOCK).astype(np.int64)
+        qc = v[r0:r0 + step].reshape(-1, nb, BLOCK).astype(np.int64)
         dots[r0:r0 + step] = (qc * m).sum(axis=-1)
     return dots
 
@@ -408,7 +572,7 @@ def _accumulate(p, sh):
     ``p >> -sh`` (an arithmetic shift is floor division; shifts past 63 give
     the same 0 or -1 as shift 63) and are summed in int64. Terms with a
     non-negative shift are summed per distinct shift ``s`` in int64 first
-    (``|sum p| < 2**38 * K / 32 < 2**63`` for K < 2**30) and only those
+    (``|sum p| < 2**39 * K / 32 < 2**63`` for K < 2**28) and only those
     partial sums are shifted, as Python ints.
     """
     neg = sh < 0
@@ -422,16 +586,23 @@ def _accumulate(p, sh):
     return acc
 
 
-def gemv_golden_quantized(q, scale_bits, mant, exp):
-    """GEMV on already decoded weights and activations (sections 3 and 4).
+def _scaled_terms(x, bits, exp):
+    """``p`` and ``sh`` of section 3 for integers ``x`` scaled by float16 ``bits``."""
+    s, md, ed = decode_fp16_scale(bits)
+    p = x * md
+    p = np.where(s != 0, -p, p)
+    # The hardware clamps the shift at SH_MAX; only block exponents above 1,
+    # which quantize_activations never produces, can reach the clamp.
+    sh = np.minimum(ed + exp[None, :].astype(np.int64) + ACC_FRAC, SH_MAX)
+    return p, sh
+
+
+def gemv_golden_quantized(weights, mant, exp):
+    """GEMV on decoded weights and BFP16 activations (sections 3 and 4).
 
     Parameters
     ----------
-    q : numpy.ndarray
-        ``int8 [R, K]`` signed quants in element order (see
-        :func:`decode_weights`).
-    scale_bits : numpy.ndarray
-        ``uint16 [R, K / 32]`` raw float16 bits of the block scales.
+    weights : QuantizedWeights
     mant : numpy.ndarray
         ``int16 [K]`` activation mantissas.
     exp : numpy.ndarray
@@ -451,27 +622,23 @@ def gemv_golden_quantized(q, scale_bits, mant, exp):
         does not fit the 96-bit hardware register (impossible for inputs
         from :func:`quantize_activations` with ``K <= 65536``).
     """
+    if not isinstance(weights, QuantizedWeights):
+        raise ValueError(f"weights is a {type(weights).__name__}: pass QuantizedWeights "
+                         f"(from quantize_weights or QuantizedWeights.from_gguf)")
     mant, exp = _check_activation_blocks(mant, exp)
-    q = np.asarray(q)
-    scale_bits = np.asarray(scale_bits)
     cols = mant.size
-    if q.ndim != 2 or q.shape[1] != cols:
-        raise ValueError(f"weight quants have shape {q.shape}: they must be [rows, {cols}] "
-                         f"to match {cols} activations")
-    rows = q.shape[0]
-    if scale_bits.shape != (rows, cols // BLOCK):
-        raise ValueError(f"scale bits have shape {scale_bits.shape}: there must be one per "
-                         f"row and block, shape ({rows}, {cols // BLOCK})")
-    _check_int_range(q, -128, 127, "weight quants", "int8")
-    _check_int_range(scale_bits, 0, 0xFFFF, "scale bits", "uint16")
-
-    s, md, ed = decode_fp16_scale(scale_bits)
-    p = _block_dots(q, mant) * md                 # |dot| < 2**27, |p| < 2**38
-    p = np.where(s != 0, -p, p)
-    # The hardware clamps the shift at SH_MAX; only block exponents above 1,
-    # which quantize_activations never produces, can reach the clamp.
-    sh = np.minimum(ed + exp[None, :] + ACC_FRAC, SH_MAX)
+    if weights.cols != cols:
+        raise ValueError(f"the weights have {weights.cols} columns but there are {cols} "
+                         f"activations; pass a vector of length {weights.cols}")
+    per_block = weights.group // BLOCK
+    scale_bits = np.repeat(weights.scale_bits, per_block, axis=1)
+    p, sh = _scaled_terms(_block_dots(weights.values(), mant), scale_bits, exp)
     acc = _accumulate(p, sh)
+    if weights.fmt == WeightFormat.Q4_1:
+        msum = mant.astype(np.int64).reshape(-1, BLOCK).sum(axis=1)       # |.| < 2**20
+        pm, shm = _scaled_terms(np.broadcast_to(msum, weights.min_bits.shape),
+                                weights.min_bits, exp)
+        acc = [a + b for a, b in zip(acc, _accumulate(pm, shm))]
     limit = 1 << (ACC_BITS - 1)
     for r, a in enumerate(acc):
         if not -limit <= a < limit:
@@ -480,17 +647,12 @@ def gemv_golden_quantized(q, scale_bits, mant, exp):
     return acc, acc_to_fp32(acc)
 
 
-def gemv_golden(raw, fmt, rows, cols, x):
+def gemv_golden(weights, x):
     """Bit-exact model of the engine: ``y = W x`` per ``docs/arithmetic.md``.
 
     Parameters
     ----------
-    raw : bytes or numpy.ndarray
-        GGUF weight bytes (see :func:`check_weight_bytes`).
-    fmt : WeightFormat or str
-        ``Q4_0`` or ``Q8_0``.
-    rows, cols : int
-        Matrix shape ``R x K``.
+    weights : QuantizedWeights
     x : numpy.ndarray
         ``float16``/``float32 [K]`` activations, finite, ``|x| < 65536``.
 
@@ -502,15 +664,11 @@ def gemv_golden(raw, fmt, rows, cols, x):
     Raises
     ------
     ValueError
-        On bad weights (see :func:`decode_weights`), bad activations (see
-        :func:`quantize_activations`), or ``len(x) != cols``.
+        On bad activations (see :func:`quantize_activations`) or
+        ``len(x) != K``.
     """
-    q, scale_bits = decode_weights(raw, fmt, rows, cols)
     mant, exp = quantize_activations(x)
-    if mant.size != cols:
-        raise ValueError(f"activations have {mant.size} elements: the matrix has {cols} "
-                         f"columns; pass a vector of length {cols}")
-    return gemv_golden_quantized(q, scale_bits, mant, exp)[1]
+    return gemv_golden_quantized(weights, mant, exp)[1]
 
 
 # --- Output (section 4) ---------------------------------------------------------------
@@ -566,27 +724,29 @@ def acc_to_fp32(acc):
 
 # --- Float64 reference (section 5) ----------------------------------------------------
 
-def gemv_reference_f64(raw, fmt, rows, cols, x):
-    """Float64 GEMV of the dequantized weights: ``float64(W_deq) @ float64(x)``.
+def gemv_reference_f64(weights, x):
+    """Float64 GEMV of the dequantized weights: ``W_deq @ float64(x)``.
+
+    ``W_deq`` is :meth:`QuantizedWeights.dequantize_f64`, the exact value of
+    every weight (for the GGUF formats it equals ``gguf.quants.dequantize``
+    except where float32 rounds ``d * q + m``).
 
     Parameters
     ----------
-    raw, fmt, rows, cols
-        As for :func:`gemv_golden`.
+    weights : QuantizedWeights
     x : array_like
-        ``[cols]`` activations (any float dtype; converted to float64).
+        ``[K]`` activations (any float dtype; converted to float64).
 
     Returns
     -------
     numpy.ndarray
-        ``float64 [rows]``.
+        ``float64 [R]``.
     """
-    w = dequantize_weights(raw, fmt, rows, cols).astype(np.float64)
     x = np.asarray(x, dtype=np.float64)
-    if x.shape != (cols,):
-        raise ValueError(f"activations have shape {x.shape}: the matrix has {cols} columns; "
-                         f"pass a vector of length {cols}")
-    return w @ x
+    if x.shape != (weights.cols,):
+        raise ValueError(f"activations have shape {x.shape}: the matrix has {weights.cols} "
+                         f"columns; pass a vector of length {weights.cols}")
+    return weights.dequantize_f64() @ x
 
 
 def rel_rms_error(y, y_ref):

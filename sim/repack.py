@@ -1,28 +1,34 @@
-"""Host-side repacking of GGUF weights into the engine's weight stream.
+"""Host-side repacking of quantized weights into the engine's weight stream.
 
-Implements ``docs/arithmetic.md`` section 6. The stream is a sequence of
-``W``-bit words (``W = config.word_bits``); a word is stored little-endian in
-``W / 8`` bytes, so bit 0 of the word is bit 0 of its first byte. For each
-row, the row's blocks are split into chunks of ``bpc = W / 16`` blocks; each
-chunk is one scale word (the raw float16 bits of block ``j`` at bits
-``[16 j, 16 j + 16)``, unused slots zero) followed by
-``ceil(32 * blocks_in_chunk / n)`` quant words (``n = W / qbits`` elements per
-word, element ``i`` at bits ``[qbits i, qbits (i + 1))``, padding zero).
-Rows follow one another without padding.
+Implements ``docs/arithmetic.md`` section 6. The stream is defined in
+*beats* of ``B = 4 * lanes`` bits (``config.beat_bits``), the width the MAC
+lanes consume per cycle. For each row, the row's scale groups are split into
+chunks of ``spb = B / S`` groups (``S``, the slot width, is 16 bits for
+Q4_0/Q8_0 and 32 bits for Q4_1/INT4/INT8); each chunk is one *scale beat*
+(slot ``j`` at bits ``[S j, S j + S)``: the float16 scale bits, and for
+32-bit slots Q4_1's float16 minimum or the INT zero point in the upper
+half; unused slots zero) followed by ``ceil(elements_in_chunk / n)``
+*quant beats* (``n = B / qbits`` elements per beat, element ``i`` at bits
+``[qbits i, qbits (i + 1))``, padding zero). Rows follow one another without
+padding.
 
-The repacking is lossless: :func:`unpack_weights` recovers the GGUF bytes.
+The beats are then cut into the memory words of the weight port
+(``config.word_bits``), little-endian; when a word is wider than a beat the
+job's last word is padded with zero bits, which the engine discards.
+
+The repacking is lossless: :func:`unpack_weights` recovers the weights.
 """
 
 import numpy as np
 
 from lpaccel.rtl.config import BLOCK, GemvConfig, WeightFormat
 
-from .golden import (_check_activation_blocks, _check_shape, check_weight_bytes,
-                     parse_weight_format)
+from .golden import QuantizedWeights, _check_activation_blocks, _check_group, \
+    _check_shape, parse_weight_format
 
 __all__ = [
-    "stream_word_count", "repack_weights", "repack_weights_bytes", "stream_words",
-    "unpack_weights", "activation_blocks", "ACT_BLOCK_BITS",
+    "StreamLayout", "stream_layout", "repack_weights", "repack_weights_bytes",
+    "stream_words", "unpack_weights", "activation_blocks", "ACT_BLOCK_BITS",
 ]
 
 #: Width of one packed activation block: 32 int16 mantissas and an int8 exponent.
@@ -40,135 +46,146 @@ def _ceil_div(a, b):
     return -(-a // b)
 
 
-class _Layout:
-    """Sizes of one row of the stream, all in bytes unless named otherwise."""
+class StreamLayout:
+    """Sizes of the weight stream of one job.
 
-    def __init__(self, fmt, rows, cols, config):
-        self.fmt = fmt
-        self.rows = rows
-        self.cols = cols
-        self.word_bytes = config.word_bytes
-        self.bpc = config.scales_per_word
-        self.n = config.elements_per_word(fmt)
-        self.blocks = cols // BLOCK
-        self.full_chunks, self.tail_blocks = divmod(self.blocks, self.bpc)
-        # Bytes of packed quants per block in element order (16 for Q4_0, 32 for Q8_0).
-        self.qblock_bytes = BLOCK * fmt.qbits // 8
-        self.full_chunk_words = 1 + _ceil_div(BLOCK * self.bpc, self.n)
-        self.tail_words = 1 + _ceil_div(BLOCK * self.tail_blocks, self.n) \
-            if self.tail_blocks else 0
-        self.row_words = self.full_chunks * self.full_chunk_words + self.tail_words
-        self.row_bytes = self.row_words * self.word_bytes
-
-
-def stream_word_count(fmt, rows, cols, config):
-    """Number of words in the weight stream (the engine's ideal cycle count).
-
-    Parameters
+    Attributes
     ----------
-    fmt : WeightFormat or str
-        ``Q4_0`` or ``Q8_0``.
-    rows, cols : int
-        Matrix shape; ``cols`` a positive multiple of 32.
-    config : GemvConfig
-        The engine; only ``word_bits`` matters.
+    beats : int
+        Beats in the stream (the engine's cycle count when fed one word per
+        cycle and ``word_bits <= beat_bits``).
+    words : int
+        Memory words of ``config.word_bits`` carrying the beats.
+    bytes : int
+        ``words * config.word_bytes``: the bytes read from memory.
+    ideal_cycles : int
+        ``max(words, beats)``: the engine takes one word and one beat per
+        cycle at most.
+    """
 
-    Returns
-    -------
-    int
-        ``rows * sum over chunks of (1 + ceil(32 * blocks_in_chunk / n))``.
+    def __init__(self, fmt, rows, cols, config, group=None):
+        fmt = parse_weight_format(fmt)
+        group = _check_group(fmt, group)
+        rows, cols = _check_shape(rows, cols, group)
+        config = _check_config(config)
+        self.fmt, self.rows, self.cols, self.group, self.config = fmt, rows, cols, group, config
+        self.beat_bytes = config.beat_bytes
+        self.slot_bytes = fmt.slot_bits // 8
+        self.spb = config.slots_per_beat(fmt)
+        self.n = config.elements_per_beat(fmt)
+        self.groups = cols // group
+        self.qgroup_bytes = group * fmt.qbits // 8
+        self.full_chunks, self.tail_groups = divmod(self.groups, self.spb)
+        self.full_chunk_beats = 1 + _ceil_div(group * self.spb, self.n)
+        self.tail_beats = 1 + _ceil_div(group * self.tail_groups, self.n) \
+            if self.tail_groups else 0
+        self.row_beats = self.full_chunks * self.full_chunk_beats + self.tail_beats
+        self.row_bytes = self.row_beats * self.beat_bytes
+        self.beats = rows * self.row_beats
+        self.words = _ceil_div(self.beats * self.beat_bytes, config.word_bytes)
+        self.bytes = self.words * config.word_bytes
+        self.ideal_cycles = max(self.words, self.beats)
+
+
+def stream_layout(fmt, rows, cols, config, group=None):
+    """Return the :class:`StreamLayout` of a ``rows x cols`` job.
 
     Raises
     ------
     ValueError
-        On an unsupported format or a bad shape.
+        On an unsupported format, group or shape.
     """
-    fmt = parse_weight_format(fmt)
-    rows, cols = _check_shape(rows, cols)
-    return rows * _Layout(fmt, rows, cols, _check_config(config)).row_words
+    return StreamLayout(fmt, rows, cols, config, group)
 
 
-def repack_weights(raw, fmt, rows, cols, config):
-    """Repack GGUF ``Q4_0``/``Q8_0`` bytes into the hardware weight stream.
+def _slots(w):
+    """``uint8 [R, groups, slot_bytes]``: the scale slot of every group."""
+    if w.fmt.slot_bits == 16:
+        return w.scale_bits.astype("<u2").view(np.uint8).reshape(w.rows, -1, 2)
+    second = w.min_bits if w.fmt == WeightFormat.Q4_1 else w.zero.astype(np.uint16)
+    v = w.scale_bits.astype(np.uint32) | (second.astype(np.uint32) << 16)
+    return v.astype("<u4").view(np.uint8).reshape(w.rows, -1, 4)
+
+
+def _qbytes(w):
+    """``uint8 [R, groups, group * qbits / 8]``: packed codes in element order."""
+    if w.fmt.qbits == 8:
+        b = w.q.astype(np.int16).astype(np.uint8) if w.fmt == WeightFormat.Q8_0 \
+            else w.q.astype(np.uint8)
+    else:
+        u = w.q.astype(np.uint8)
+        b = u[:, 0::2] | (u[:, 1::2] << 4)
+    return b.reshape(w.rows, w.cols // w.group, -1)
+
+
+def repack_weights(weights, config):
+    """Repack quantized weights into the hardware weight stream.
 
     Parameters
     ----------
-    raw : bytes or numpy.ndarray
-        GGUF bytes of a ``rows x cols`` matrix (see
-        :func:`lpaccel.sim.golden.check_weight_bytes`).
-    fmt : WeightFormat or str
-        ``Q4_0`` or ``Q8_0``.
-    rows, cols : int
-        Matrix shape; ``cols`` a positive multiple of 32.
+    weights : QuantizedWeights
     config : GemvConfig
-        The engine the stream is for (``word_bits = 4 * lanes``).
+        The engine the stream is for.
 
     Returns
     -------
     numpy.ndarray
-        ``uint8 [words, config.word_bytes]``: one stream word per row of the
-        array, its bytes little-endian. ``.reshape(-1)`` gives the stream
+        ``uint8 [words, config.word_bytes]``: one memory word per row of the
+        array, its bytes little-endian; ``.reshape(-1)`` gives the stream
         bytes in transfer order.
 
     Raises
     ------
     ValueError
-        On an unsupported format, a bad shape or a size mismatch.
+        On weights the engine cannot take (see :meth:`GemvConfig.check_job`).
     """
-    fmt, raw = check_weight_bytes(raw, fmt, rows, cols)
+    if not isinstance(weights, QuantizedWeights):
+        raise ValueError(f"weights is a {type(weights).__name__}: pass QuantizedWeights "
+                         f"(from lpaccel.sim.golden.quantize_weights or .from_gguf)")
     config = _check_config(config)
-    lay = _Layout(fmt, rows, cols, config)
-    blocks = raw.reshape(rows, lay.blocks, fmt.block_bytes)
-    scale_bytes = blocks[..., :2]                               # [R, nb, 2]
-    qs = blocks[..., 2:]
-    if fmt == WeightFormat.Q4_0:
-        # GGUF byte j: element j low, element j + 16 high -> nibbles in element order.
-        # Element i then sits at bits [4 i, 4 i + 4) of the packed bytes.
-        nib = np.concatenate([qs & 0x0F, qs >> 4], axis=-1)
-        qbytes = nib[..., 0::2] | (nib[..., 1::2] << 4)         # [R, nb, 16]
-    else:
-        qbytes = qs                                             # [R, nb, 32]
-
+    config.check_job(weights.fmt, weights.rows, weights.cols, weights.group)
+    lay = StreamLayout(weights.fmt, weights.rows, weights.cols, config, weights.group)
+    rows = lay.rows
+    slots, qb = _slots(weights), _qbytes(weights)
     parts = []
-    nfull = lay.full_chunks * lay.bpc
+    nfull = lay.full_chunks * lay.spb
     if lay.full_chunks:
-        # A full chunk's scale word is exactly bpc scales and its quant words
-        # are exactly bpc blocks of packed elements: no padding.
-        sc = scale_bytes[:, :nfull].reshape(rows, lay.full_chunks, lay.word_bytes)
-        qb = qbytes[:, :nfull].reshape(rows, lay.full_chunks, lay.bpc * lay.qblock_bytes)
-        parts.append(np.concatenate([sc, qb], axis=2).reshape(rows, -1))
-    if lay.tail_blocks:
-        tb = lay.tail_blocks
-        sc = np.zeros((rows, lay.word_bytes), dtype=np.uint8)
-        sc[:, :2 * tb] = scale_bytes[:, nfull:].reshape(rows, 2 * tb)
-        nq = (lay.tail_words - 1) * lay.word_bytes
-        qb = np.zeros((rows, nq), dtype=np.uint8)
-        qb[:, :tb * lay.qblock_bytes] = qbytes[:, nfull:].reshape(rows, -1)
-        parts.append(sc)
-        parts.append(qb)
-    stream = np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
-    assert stream.shape == (rows, lay.row_bytes)
-    return np.ascontiguousarray(stream).reshape(-1, lay.word_bytes)
+        # A full chunk's scale beat is exactly spb slots and its quant beats
+        # exactly spb groups of packed codes: no padding.
+        sc = slots[:, :nfull].reshape(rows, lay.full_chunks, lay.beat_bytes)
+        q = qb[:, :nfull].reshape(rows, lay.full_chunks, -1)
+        parts.append(np.concatenate([sc, q], axis=2).reshape(rows, -1))
+    if lay.tail_groups:
+        tg = lay.tail_groups
+        sc = np.zeros((rows, lay.beat_bytes), dtype=np.uint8)
+        sc[:, :tg * lay.slot_bytes] = slots[:, nfull:].reshape(rows, -1)
+        q = np.zeros((rows, (lay.tail_beats - 1) * lay.beat_bytes), dtype=np.uint8)
+        q[:, :tg * lay.qgroup_bytes] = qb[:, nfull:].reshape(rows, -1)
+        parts += [sc, q]
+    stream = np.concatenate(parts, axis=1).reshape(-1)
+    assert stream.size == lay.beats * lay.beat_bytes
+    out = np.zeros(lay.bytes, dtype=np.uint8)
+    out[:stream.size] = stream
+    return out.reshape(lay.words, config.word_bytes)
 
 
-def repack_weights_bytes(raw, fmt, rows, cols, config):
+def repack_weights_bytes(weights, config):
     """Like :func:`repack_weights`, returning the stream as ``bytes``."""
-    return repack_weights(raw, fmt, rows, cols, config).tobytes()
+    return repack_weights(weights, config).tobytes()
 
 
-def stream_words(raw, fmt, rows, cols, config):
-    """Like :func:`repack_weights`, returning each word as a ``W``-bit Python int.
+def stream_words(weights, config):
+    """Like :func:`repack_weights`, returning each word as a Python int.
 
     Returns
     -------
     list of int
-        ``stream_word_count(fmt, rows, cols, config)`` words, each in
-        ``[0, 2**config.word_bits)``, bit 0 of a word is bit 0 of its first
-        stream byte.
+        One ``config.word_bits``-bit int per memory word; bit 0 of a word
+        is bit 0 of its first stream byte.
     """
-    words = repack_weights(raw, fmt, rows, cols, config)
-    if words.shape[1] in (4, 8):
-        return words.view(f"<u{words.shape[1]}").reshape(-1).tolist()
+    words = repack_weights(weights, config)
+    if words.shape[1] == 8:
+        return words.view("<u8").reshape(-1).tolist()
     return [int.from_bytes(w, "little") for w in map(bytes, words)]
 
 
@@ -194,73 +211,81 @@ def _stream_to_bytes(words_or_bytes, word_bytes):
                      f"array or a list of int words")
 
 
-def unpack_weights(words_or_bytes, fmt, rows, cols, config):
-    """Invert :func:`repack_weights`: recover the GGUF bytes from a stream.
+def unpack_weights(words_or_bytes, fmt, rows, cols, config, group=None):
+    """Invert :func:`repack_weights`: recover the weights from a stream.
 
     Parameters
     ----------
     words_or_bytes : bytes or numpy.ndarray or list of int
         The stream as bytes, a ``uint8`` array (any shape, read in order) or
-        a list of ``W``-bit words.
+        a list of words.
     fmt : WeightFormat or str
-        ``Q4_0`` or ``Q8_0``.
     rows, cols : int
-        Matrix shape; ``cols`` a positive multiple of 32.
     config : GemvConfig
         The engine the stream was built for.
+    group : int, optional
+        Group size of INT4/INT8.
 
     Returns
     -------
-    numpy.ndarray
-        ``uint8 [rows, cols / 32 * fmt.block_bytes]`` GGUF bytes.
+    QuantizedWeights
 
     Raises
     ------
     ValueError
         If the stream has the wrong length for the shape and format, or a
-        padding slot (unused scale slot, element past the row's end) is not
-        zero, which means the stream was built for another shape or config.
+        padding slot (unused scale slot, element past the row's end, bits
+        after the last beat) is not zero, which means the stream was built
+        for another shape or config.
     """
-    fmt = parse_weight_format(fmt)
-    rows, cols = _check_shape(rows, cols)
-    config = _check_config(config)
-    lay = _Layout(fmt, rows, cols, config)
-    data = _stream_to_bytes(words_or_bytes, lay.word_bytes)
-    if data.size != rows * lay.row_bytes:
+    lay = StreamLayout(fmt, rows, cols, config, group)
+    fmt, rows, group = lay.fmt, lay.rows, lay.group
+    data = _stream_to_bytes(words_or_bytes, config.word_bytes)
+    if data.size != lay.bytes:
         raise ValueError(f"weight stream has {data.size} bytes: a {rows}x{cols} {fmt.name} "
-                         f"matrix at {config.word_bits}-bit words is {rows * lay.row_words} "
-                         f"words, {rows * lay.row_bytes} bytes; check rows, cols, format "
-                         f"and lanes")
-    stream = data.reshape(rows, lay.row_bytes)
-    nb = lay.blocks
-    scale_bytes = np.empty((rows, nb, 2), dtype=np.uint8)
-    qbytes = np.empty((rows, nb, lay.qblock_bytes), dtype=np.uint8)
-    nfull = lay.full_chunks * lay.bpc
-    full_len = lay.full_chunks * lay.full_chunk_words * lay.word_bytes
+                         f"matrix at {config.word_bits}-bit words is {lay.words} words, "
+                         f"{lay.bytes} bytes; check rows, cols, format, group and lanes")
+
+    def nonzero(region, what):
+        if region.any():
+            raise ValueError(f"weight stream: {what} is not zero; the stream was not built "
+                             f"for a {rows}x{cols} {fmt.name} matrix with this config")
+
+    nonzero(data[lay.beats * lay.beat_bytes:], "padding after the last beat")
+    stream = data[:lay.beats * lay.beat_bytes].reshape(rows, lay.row_bytes)
+    ng = lay.groups
+    slots = np.empty((rows, ng, lay.slot_bytes), dtype=np.uint8)
+    qb = np.empty((rows, ng, lay.qgroup_bytes), dtype=np.uint8)
+    nfull = lay.full_chunks * lay.spb
+    full_len = lay.full_chunks * lay.full_chunk_beats * lay.beat_bytes
     if lay.full_chunks:
         chunks = stream[:, :full_len].reshape(rows, lay.full_chunks, -1)
-        scale_bytes[:, :nfull] = chunks[..., :lay.word_bytes].reshape(rows, nfull, 2)
-        qbytes[:, :nfull] = chunks[..., lay.word_bytes:].reshape(rows, nfull, -1)
-    if lay.tail_blocks:
-        tb = lay.tail_blocks
+        slots[:, :nfull] = chunks[..., :lay.beat_bytes].reshape(rows, nfull, -1)
+        qb[:, :nfull] = chunks[..., lay.beat_bytes:].reshape(rows, nfull, -1)
+    if lay.tail_groups:
+        tg = lay.tail_groups
         tail = stream[:, full_len:]
-        sc, qb = tail[:, :lay.word_bytes], tail[:, lay.word_bytes:]
-        scale_bytes[:, nfull:] = sc[:, :2 * tb].reshape(rows, tb, 2)
-        qbytes[:, nfull:] = qb[:, :tb * lay.qblock_bytes].reshape(rows, tb, -1)
-        pad = [(sc[:, 2 * tb:], "unused scale slot"),
-               (qb[:, tb * lay.qblock_bytes:], "element past the row's end")]
-        for region, what in pad:
-            if region.any():
-                r = int(np.argwhere(region)[0][0])
-                raise ValueError(f"weight stream row {r}: {what} is not zero; the stream "
-                                 f"was not built for a {rows}x{cols} {fmt.name} matrix at "
-                                 f"{config.word_bits}-bit words")
-    if fmt == WeightFormat.Q4_0:
-        nib = np.stack([qbytes & 0x0F, qbytes >> 4], axis=-1).reshape(rows, nb, BLOCK)
-        qs = nib[..., :BLOCK // 2] | (nib[..., BLOCK // 2:] << 4)
+        sc, q = tail[:, :lay.beat_bytes], tail[:, lay.beat_bytes:]
+        slots[:, nfull:] = sc[:, :tg * lay.slot_bytes].reshape(rows, tg, -1)
+        qb[:, nfull:] = q[:, :tg * lay.qgroup_bytes].reshape(rows, tg, -1)
+        nonzero(sc[:, tg * lay.slot_bytes:], "an unused scale slot")
+        nonzero(q[:, tg * lay.qgroup_bytes:], "an element past the row's end")
+    if fmt.slot_bits == 16:
+        scale_bits = slots.view("<u2").reshape(rows, ng)
+        second = np.zeros((rows, ng), np.uint16)
     else:
-        qs = qbytes
-    return np.concatenate([scale_bytes, qs], axis=2).reshape(rows, -1)
+        v = slots.view("<u4").reshape(rows, ng)
+        scale_bits, second = (v & 0xFFFF).astype(np.uint16), (v >> 16).astype(np.uint16)
+    flat = qb.reshape(rows, -1)
+    if fmt.qbits == 8:
+        q = flat.view(np.int8) if fmt == WeightFormat.Q8_0 else flat
+    else:
+        q = np.stack([flat & 0x0F, flat >> 4], axis=-1).reshape(rows, cols)
+    zero = {WeightFormat.Q4_0: np.full((rows, ng), 8, np.int16)}.get(
+        fmt, second.astype(np.int16) if fmt.grouped else np.zeros((rows, ng), np.int16))
+    min_bits = second if fmt == WeightFormat.Q4_1 else np.zeros((rows, cols // BLOCK), np.uint16)
+    return QuantizedWeights(fmt, rows, cols, group, q.astype(np.int16), scale_bits, zero,
+                            min_bits)
 
 
 def activation_blocks(mant, exp):

@@ -1,23 +1,39 @@
-"""GEMV engine in Verilator (cocotb) against the golden model."""
+"""GEMV engine in Verilator (cocotb) against the golden model.
+
+The default suite covers the three shapes of the weight-port adapter
+(word = beat, word narrower than a beat, word wider than a beat) on 16 and
+32 lanes; the slow suite adds 64 and 128 lanes and 512-bit words.
+"""
 
 import json
 
 import pytest
 
-from lpaccel.rtl.config import GemvConfig
 from lpaccel.sim.harness import run_cocotb
 
 
-def engine(lanes, max_cols):
+def engine(lanes, word_bits, max_cols):
+    from lpaccel.rtl.config import GemvConfig
     from lpaccel.rtl.gemv import GemvEngine
-    return GemvEngine(GemvConfig(lanes=lanes, max_cols=max_cols))
+    return GemvEngine(GemvConfig(lanes=lanes, word_bits=word_bits, max_cols=max_cols))
 
 
-# 8 lanes take 4-8x more cycles per row, so their random K stops at 1024;
-# the 32-lane build covers K up to the buffer size of 4096.
-@pytest.mark.parametrize("lanes,max_cols_test", [(8, 1024), (32, 4096)])
-def test_gemv_engine(lanes, max_cols_test):
-    knobs = {"seed": lanes, "jobs": 3, "max_cols_test": max_cols_test}
-    run_cocotb(engine, name="gemv_engine", params={"lanes": lanes, "max_cols": 4096},
-               test_module="gemv.cocotb_gemv", seed=lanes,
+CONFIGS = [
+    # lanes, word bits, buffer size, largest random K
+    pytest.param(16, 64, 8192, 1024, id="16lanes-64b"),
+    pytest.param(32, 128, 8192, 2048, id="32lanes-128b"),
+    pytest.param(32, 64, 1024, 1024, id="32lanes-64b-gather"),
+    pytest.param(16, 256, 1024, 512, id="16lanes-256b-split"),
+    pytest.param(64, 512, 8192, 2048, id="64lanes-512b-split", marks=pytest.mark.slow),
+    pytest.param(128, 512, 8192, 4096, id="128lanes-512b", marks=pytest.mark.slow),
+    pytest.param(128, 128, 2048, 2048, id="128lanes-128b-gather", marks=pytest.mark.slow),
+]
+
+
+@pytest.mark.parametrize("lanes,word_bits,max_cols,max_cols_test", CONFIGS)
+def test_gemv_engine(lanes, word_bits, max_cols, max_cols_test):
+    knobs = {"seed": lanes + word_bits, "jobs": 4, "max_cols_test": max_cols_test}
+    run_cocotb(engine, name="gemv_engine",
+               params={"lanes": lanes, "word_bits": word_bits, "max_cols": max_cols},
+               test_module="gemv.cocotb_gemv", seed=lanes + word_bits,
                extra_env={"GEMV_TEST": json.dumps(knobs)})

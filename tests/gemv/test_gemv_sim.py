@@ -1,5 +1,7 @@
 """Fast amaranth.sim checks of the GEMV engine on tiny cases."""
 
+import random
+
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
@@ -9,94 +11,224 @@ from lpaccel.rtl.gemv import GemvEngine, GemvError
 from lpaccel.sim import golden
 from lpaccel.sim.repack import stream_words
 
+ALL = [(WeightFormat.Q4_0, None), (WeightFormat.Q4_1, None), (WeightFormat.Q8_0, None),
+       (WeightFormat.INT4, 32), (WeightFormat.INT4, 64), (WeightFormat.INT8, 128),
+       (WeightFormat.INT8, 32)]
 
-def simulate(config, jobs):
-    """Run ``jobs`` (fmt, rows, cols, raw, x) back to back; return result bits."""
+
+def simulate(config, jobs, *, stall=0.0, seed=0, raw_jobs=()):
+    """Run ``jobs`` through the engine with every stream driven concurrently.
+
+    ``jobs`` are ``(weights, x)`` pairs: QuantizedWeights and a float vector
+    or ``(mant, exp)``. Jobs are queued back to back (the next job's
+    descriptor and activations are offered while the current one computes).
+    ``raw_jobs`` are extra descriptors (dicts) sent first, e.g. bad ones.
+    Returns the result bits per job and the cycle of every weight handshake.
+    """
     dut = GemvEngine(config)
-    out = []
+    rng = random.Random(seed)
+    prepared = []
+    for w, x in jobs:
+        mant, exp = x if isinstance(x, tuple) else golden.quantize_activations(x)
+        prepared.append((w, mant, exp, stream_words(w, config)))
+    total_rows = sum(w.rows for w, *_ in prepared)
+    results, taken_cycles = [], []
 
-    async def testbench(ctx):
-        ctx.set(dut.results.ready, 1)
-        for fmt, rows, cols, raw, x in jobs:
-            # x is a float vector, or already BFP16 (mant, exp) blocks.
-            mant, exp = x if isinstance(x, tuple) else golden.quantize_activations(x)
-            ctx.set(dut.job.payload, {"fmt": int(fmt), "rows": rows, "cols": cols})
+    async def idle(ctx):
+        while stall and rng.random() < stall:
+            await ctx.tick()
+
+    async def send_jobs(ctx):
+        for desc in raw_jobs:
+            ctx.set(dut.job.payload, desc)
             ctx.set(dut.job.valid, 1)
             await ctx.tick().until(dut.job.ready)
             ctx.set(dut.job.valid, 0)
-            for b in range(cols // 32):
+        for w, mant, exp, _ in prepared:
+            await idle(ctx)
+            ctx.set(dut.job.payload, {"fmt": int(w.fmt), "rows": w.rows, "cols": w.cols,
+                                      "group": w.group})
+            ctx.set(dut.job.valid, 1)
+            await ctx.tick().until(dut.job.ready)
+            ctx.set(dut.job.valid, 0)
+            for b in range(w.cols // 32):
+                await idle(ctx)
                 ctx.set(dut.activations.payload.exp, int(exp[b]))
                 for i in range(32):
                     ctx.set(dut.activations.payload.mant[i], int(mant[32 * b + i]))
                 ctx.set(dut.activations.valid, 1)
                 await ctx.tick().until(dut.activations.ready)
-            ctx.set(dut.activations.valid, 0)
-            words = stream_words(raw, fmt, rows, cols, config)
-            got = []
-            for cycle in range(len(words) + 100):
-                if words:
-                    ctx.set(dut.weights.payload, words[0])
-                ctx.set(dut.weights.valid, bool(words))
-                _, _, taken, valid, value, last = await ctx.tick().sample(
-                    dut.weights.ready, dut.results.valid, dut.results.payload.value,
-                    dut.results.payload.last)
-                if words and taken:
-                    words.pop(0)
-                if valid:
-                    got.append(value)
-                    if last:
+                ctx.set(dut.activations.valid, 0)
+
+    async def send_weights(ctx):
+        cycle = 0
+        for *_, words in prepared:
+            for word in words:
+                ctx.set(dut.weights.payload, word)
+                ctx.set(dut.weights.valid, 1)
+                while True:
+                    _, _, ready = await ctx.tick().sample(dut.weights.ready)
+                    cycle += 1
+                    if ready:
                         break
-            ctx.set(dut.weights.valid, 0)
-            assert not words, "engine stopped taking weights"
-            assert ctx.get(dut.busy) == 0
-            out.append(np.array(got, dtype=np.uint32))
+                taken_cycles.append(cycle)
+                ctx.set(dut.weights.valid, 0)
+                await idle(ctx)
+
+    async def collect(ctx):
+        got = []
+        budget = 200 * (sum(len(p[3]) for p in prepared) + total_rows + 100)
+        while len(got) < total_rows:
+            budget -= 1
+            assert budget > 0, "engine stopped producing results"
+            ready = not (stall and rng.random() < stall)
+            ctx.set(dut.results.ready, ready)
+            _, _, valid, value, last = await ctx.tick().sample(
+                dut.results.valid, dut.results.payload.value, dut.results.payload.last)
+            if valid and ready:
+                got.append((value, last))
+        ctx.set(dut.results.ready, 1)
+        for _ in range(30):
+            _, _, valid = await ctx.tick().sample(dut.results.valid)
+            assert not valid, "a result nobody expected"
+        assert ctx.get(dut.busy) == 0, "engine busy after its last result"
+        k = 0
+        for w, *_ in prepared:
+            chunk = got[k:k + w.rows]
+            k += w.rows
+            assert [last for _, last in chunk] == [0] * (w.rows - 1) + [1]
+            results.append(np.array([v for v, _ in chunk], dtype=np.uint32))
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
-    sim.add_testbench(testbench)
+    sim.add_testbench(send_jobs)
+    sim.add_testbench(send_weights)
+    sim.add_testbench(collect)
     sim.run()
-    return out
+    return results, taken_cycles, dut
 
 
-@pytest.mark.parametrize("lanes", [8, 64])
-def test_tiny_gemv_matches_golden(lanes):
-    rng = np.random.default_rng(lanes)
-    config = GemvConfig(lanes=lanes, max_cols=128)
-    jobs = []
-    for fmt, rows, cols in [(WeightFormat.Q4_0, 3, 64), (WeightFormat.Q8_0, 2, 96)]:
-        w = rng.normal(0, 0.05, (rows, cols)).astype(np.float32)
-        x = rng.normal(0, 1, cols).astype(np.float32)
-        jobs.append((fmt, rows, cols, golden.quantize_weights(w, fmt), x))
-    results = simulate(config, jobs)
+def random_case(rng, fmt, group, rows, cols):
+    w = rng.normal(0, 0.05, (rows, cols)).astype(np.float32)
+    x = rng.normal(0, 1, cols).astype(np.float32)
+    return golden.quantize_weights(w, fmt, group), x
+
+
+def check(jobs, results):
     assert len(results) == len(jobs)
-    for (fmt, rows, cols, raw, x), got in zip(jobs, results):
-        expected = golden.gemv_golden(raw, fmt, rows, cols, x).view(np.uint32)
-        np.testing.assert_array_equal(got, expected)
+    for (w, x), got in zip(jobs, results):
+        mant, exp = x if isinstance(x, tuple) else golden.quantize_activations(x)
+        _, expected = golden.gemv_golden_quantized(w, mant, exp)
+        np.testing.assert_array_equal(got, expected.view(np.uint32),
+                                      err_msg=f"{w.fmt.name} group {w.group}")
 
 
-def test_rejected_job_sets_error():
-    dut = GemvEngine(GemvConfig(lanes=8, max_cols=64))
+@pytest.mark.parametrize("lanes,word_bits", [(8, 64), (16, 64), (16, 128), (64, 64),
+                                             (32, 256)])
+def test_every_format_back_to_back(lanes, word_bits):
+    rng = np.random.default_rng(lanes * word_bits)
+    config = GemvConfig(lanes=lanes, word_bits=word_bits, max_cols=256)
+    jobs = [random_case(rng, fmt, group, int(rng.integers(1, 4)), 128 if group != 128
+                        else 256) for fmt, group in ALL]
+    results, _, _ = simulate(config, jobs)
+    check(jobs, results)
+
+
+def test_random_stalls():
+    rng = np.random.default_rng(3)
+    config = GemvConfig(lanes=16, word_bits=128, max_cols=256)
+    jobs = [random_case(rng, fmt, group, 2, 128) for fmt, group in ALL if group != 128]
+    results, _, _ = simulate(config, jobs, stall=0.3, seed=5)
+    check(jobs, results)
+
+
+def test_double_buffering_leaves_no_gap():
+    """With everything offered, consecutive jobs' weights stream without a
+    single idle cycle: the next activations load while the current job
+    computes, across format and group changes."""
+    rng = np.random.default_rng(11)
+    config = GemvConfig(lanes=16, word_bits=64, max_cols=256)
+    jobs = [random_case(rng, f, g, 3, 256) for f, g in
+            [(WeightFormat.Q4_0, None), (WeightFormat.INT8, 64), (WeightFormat.Q4_1, None),
+             (WeightFormat.INT4, 128)]]
+    results, cycles, _ = simulate(config, jobs)
+    check(jobs, results)
+    first_job_words = len(stream_words(jobs[0][0], config))
+    steady = cycles[first_job_words - 1:]
+    gaps = [b - a for a, b in zip(steady, steady[1:]) if b - a != 1]
+    assert gaps == [], f"idle cycles between weight words after the first job: {gaps}"
+
+
+@pytest.mark.parametrize("desc,code", [
+    ({"fmt": 0, "rows": 1, "cols": 512, "group": 0}, GemvError.COLS_TOO_LARGE),
+    ({"fmt": 0, "rows": 1, "cols": 0, "group": 0}, GemvError.BAD_COLS),
+    ({"fmt": 1, "rows": 1, "cols": 48, "group": 0}, GemvError.BAD_COLS),
+    ({"fmt": 3, "rows": 1, "cols": 96, "group": 64}, GemvError.BAD_COLS),
+    ({"fmt": 4, "rows": 1, "cols": 128, "group": 16}, GemvError.BAD_GROUP),
+    ({"fmt": 7, "rows": 1, "cols": 64, "group": 0}, GemvError.BAD_FORMAT),
+    ({"fmt": 2, "rows": 0, "cols": 64, "group": 0}, GemvError.BAD_ROWS),
+])
+def test_rejected_job_sets_error_and_next_job_runs(desc, code):
+    rng = np.random.default_rng(1)
+    config = GemvConfig(lanes=16, max_cols=256)
+    jobs = [random_case(rng, WeightFormat.Q4_1, None, 2, 64)]
+    errors = []
+    results, _, _ = simulate(config, jobs, raw_jobs=[desc])
+    check(jobs, results)
+
+    # And the code itself, read while the bad job is the only thing sent.
+    dut = GemvEngine(config)
 
     async def testbench(ctx):
-        ctx.set(dut.job.payload, {"fmt": 0, "rows": 1, "cols": 96})
+        ctx.set(dut.job.payload, desc)
         ctx.set(dut.job.valid, 1)
         await ctx.tick()
         ctx.set(dut.job.valid, 0)
         await ctx.tick()
-        assert ctx.get(dut.error) == GemvError.COLS_TOO_LARGE
+        errors.append(ctx.get(dut.error))
         assert ctx.get(dut.busy) == 0
+        assert ctx.get(dut.activations.ready) == 0
+        ctx.set(dut.error_clear, 1)
+        await ctx.tick()
+        errors.append(ctx.get(dut.error))
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     sim.add_testbench(testbench)
     sim.run()
+    assert errors == [code, GemvError.NONE]
+
+
+def test_format_not_compiled_in_is_rejected():
+    config = GemvConfig(lanes=16, max_cols=128, formats=("q4_0",))
+    dut = GemvEngine(config)
+    seen = []
+
+    async def testbench(ctx):
+        ctx.set(dut.job.payload, {"fmt": int(WeightFormat.Q8_0), "rows": 1, "cols": 32})
+        ctx.set(dut.job.valid, 1)
+        await ctx.tick()
+        ctx.set(dut.job.valid, 0)
+        await ctx.tick()
+        seen.append(ctx.get(dut.error))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.run()
+    assert seen == [GemvError.BAD_FORMAT]
+    with pytest.raises(ValueError, match="format Q8_0 is not compiled into this engine"):
+        config.check_job("q8_0", 1, 32)
 
 
 @pytest.mark.parametrize("kwargs,message", [
     ({"lanes": 12}, "lanes must be a power of two from 8 to 128, not 12"),
+    ({"word_bits": 96}, "word_bits must be 64, 128, 256 or 512, not 96"),
     ({"lanes": 64, "max_cols": 96}, "max_cols must be a positive multiple of 64"),
     ({"max_cols": 1 << 17}, "max_cols must be at most 65536"),
     ({"max_rows": 0}, "max_rows must be between 1 and 65535"),
+    ({"formats": ()}, "formats must name at least one weight format"),
+    ({"formats": ("q5_k",)}, "formats must be weight formats"),
 ])
 def test_config_errors(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -105,29 +237,47 @@ def test_config_errors(kwargs, message):
 
 def test_format_names():
     assert WeightFormat.parse("Q4_0") is WeightFormat.Q4_0
-    with pytest.raises(ValueError, match=r"'q5_k' is not supported \(supported: q4_0, q8_0\)"):
+    assert WeightFormat.parse(4) is WeightFormat.INT8
+    with pytest.raises(ValueError, match=r"'q5_k' is not supported \(supported: q4_0, q8_0, "
+                                         r"q4_1, int4, int8\)"):
         WeightFormat.parse("q5_k")
 
 
+def _edge_weights(fmt, group, rows, cols, rng):
+    """Weights whose first scale per row walks the float16 edge cases."""
+    w = golden.quantize_weights(rng.normal(0, 0.05, (rows, cols)).astype(np.float32), fmt,
+                                group)
+    scale_bits = w.scale_bits.copy()
+    for r, h in enumerate([0x0000, 0x0001, 0x03FF, 0x8400, 0x7BFF, 0xFBFF][:rows]):
+        scale_bits[r, 0] = h
+    q = w.q.copy()
+    lo, hi = (-128, 127) if fmt == WeightFormat.Q8_0 else (0, (1 << fmt.qbits) - 1)
+    q[-1, :32] = lo
+    q[-2, :32] = hi
+    zero, min_bits = w.zero.copy(), w.min_bits.copy()
+    if fmt.grouped:
+        zero[0, :] = hi
+        zero[1, :] = 0
+    if fmt == WeightFormat.Q4_1:
+        min_bits[:, 0] = [0x0001, 0x7BFF, 0xFBFF, 0x0000, 0x8001, 0x3C00][:rows]
+    return golden.QuantizedWeights(fmt, rows, cols, w.group, q, scale_bits, zero, min_bits)
+
+
 def test_extreme_values_match_golden():
-    """Scale and exponent edge cases: zero, subnormal, negative and largest
-    float16 scales; extreme weights; mantissas at +-32767; activation
+    """Scale and exponent edge cases on every format: zero, subnormal,
+    negative and largest float16 scales (and Q4_1 minimums); all-minimum and
+    all-maximum codes and zero points; mantissas at +-32767; activation
     exponents at -128 and above the contract's limit (the shift clamp)."""
     rng = np.random.default_rng(7)
-    config = GemvConfig(lanes=8, max_cols=128)
+    config = GemvConfig(lanes=16, max_cols=128)
     rows, cols = 6, 128
-    raw = bytearray(golden.quantize_weights(
-        rng.normal(0, 0.05, (rows, cols)).astype(np.float32), WeightFormat.Q8_0).tobytes())
-    row_bytes = cols // 32 * 34
-    scales = [0x0000, 0x0001, 0x03FF, 0x8400, 0x7BFF, 0xFBFF]   # one per row, first block
-    for r, h in enumerate(scales):
-        raw[r * row_bytes:r * row_bytes + 2] = h.to_bytes(2, "little")
-    raw[row_bytes * 5 + 2:row_bytes * 5 + 34] = bytes([0x80] * 32)   # all -128
     mant = rng.integers(-32767, 32768, cols).astype(np.int16)
     mant[:32] = 32767
+    mant[32:64] = -32767
     exp = np.array([-128, 1, 20, 127], dtype=np.int8)
-    raw = np.frombuffer(bytes(raw), dtype=np.uint8)
-    (got,) = simulate(config, [(WeightFormat.Q8_0, rows, cols, raw, (mant, exp))])
-    q, scale_bits = golden.decode_weights(raw, WeightFormat.Q8_0, rows, cols)
-    _, expected = golden.gemv_golden_quantized(q, scale_bits, mant, exp)
-    np.testing.assert_array_equal(got, expected.view(np.uint32))
+    jobs = [(_edge_weights(fmt, group, rows, cols, rng), (mant, exp))
+            for fmt, group in ALL if group != 128]
+    jobs.append((_edge_weights(WeightFormat.INT8, 128, rows, cols, rng),
+                 (np.zeros(cols, np.int16), np.full(4, -128, np.int8))))
+    results, _, _ = simulate(config, jobs)
+    check(jobs, results)
