@@ -41,6 +41,8 @@ class AXI4LiteSubordinate(wiring.Component):
         The subordinate port.
     access : Out(AXI4LiteSubordinate.Access(addr_width))
         Single-cycle accesses towards the register target.
+    aw_skid, w_skid, ar_skid : SkidBuffer
+        The request buffers (for formal harnesses).
     """
 
     class Access(wiring.Signature):
@@ -85,15 +87,19 @@ class AXI4LiteSubordinate(wiring.Component):
             "bus": In(AXI4LiteSignature(addr_width=addr_width, data_width=32)),
             "access": Out(self.Access(addr_width)),
         })
+        addr_layout = data.StructLayout({"addr": addr_width, "prot": 3})
+        # Created here rather than in elaborate() so that formal harnesses can
+        # state invariants over their occupancy.
+        self.aw_skid = SkidBuffer(addr_layout)
+        self.w_skid = SkidBuffer(data.StructLayout({"data": 32, "strb": 4}))
+        self.ar_skid = SkidBuffer(addr_layout)
 
     def elaborate(self, platform):
         m = Module()
         bus, access = self.bus, self.access
-        addr_layout = data.StructLayout({"addr": self.addr_width, "prot": 3})
-        w_layout = data.StructLayout({"data": 32, "strb": 4})
-        m.submodules.aw = aw = SkidBuffer(addr_layout)
-        m.submodules.w = w = SkidBuffer(w_layout)
-        m.submodules.ar = ar = SkidBuffer(addr_layout)
+        m.submodules.aw = aw = self.aw_skid
+        m.submodules.w = w = self.w_skid
+        m.submodules.ar = ar = self.ar_skid
         for skid, channel, fields in ((aw, bus.aw, ("addr", "prot")),
                                       (w, bus.w, ("data", "strb")),
                                       (ar, bus.ar, ("addr", "prot"))):
