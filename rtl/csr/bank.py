@@ -213,7 +213,7 @@ class CsrBank(wiring.Component):
                     m.d.comb += port.pulse.eq(store)
                     continue
 
-                def sw_update(cur, field=field, written=written):
+                def sw_update(cur, field=field, written=written, sw_we=sw_we):
                     if field.access == "W1C":
                         new = cur & ~written
                     elif field.access == "W1S":

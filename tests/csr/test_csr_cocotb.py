@@ -8,7 +8,6 @@ message that names the broken register.
 """
 
 import pytest
-
 from csr_top import csr_top
 from lpaccel.sim.harness import run_cocotb
 
@@ -25,8 +24,8 @@ def test_csr_bank(seed):
 @pytest.mark.parametrize("mutant,testcase,message", [
     ("alias", "write_read_and_aliasing", r"reads 0x[0-9a-f]+, expected"),
     ("fields", "illegal_accesses", r"write to read-only CAP_MAX_ROWS"),
-    ("fields", "hardware_side", r"IRQ_STATUS reads 0x[0-9a-f]+, expected 0x[0-9a-f]+ after writing . over "
-                                r"DMA_DONE"),
+    ("fields", "hardware_side", (r"IRQ_STATUS reads 0x[0-9a-f]+, expected 0x[0-9a-f]+ after "
+                                 r"writing . over DMA_DONE")),
 ])
 def test_csr_suite_catches(mutant, testcase, message):
     with pytest.raises(AssertionError, match=message):
