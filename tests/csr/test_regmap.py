@@ -16,14 +16,12 @@ from lpaccel.rtl.regmap import MemoryKind, RegmapConfig, compile_regmap, registe
 
 from lpaccel.regmap import MemoryTransport, RegisterError, Registers, generate
 
-REPO = Path(__file__).resolve().parents[2]
-OUT = REPO / "build" / "test_regmap"
-
 
 @pytest.fixture(scope="module")
-def generated():
-    shutil.rmtree(OUT, ignore_errors=True)
-    return generate(OUT, RegmapConfig(build_hash=0xABCD1234, memory_size=1 << 34))
+def generated(tmp_path_factory):
+    # One directory per pytest(-xdist) worker: no two workers write the same files.
+    out = tmp_path_factory.mktemp("regmap")
+    return generate(out, RegmapConfig(build_hash=0xABCD1234, memory_size=1 << 34))
 
 
 # --- the map itself -------------------------------------------------------------
