@@ -623,13 +623,14 @@ class GemvEngine(wiring.Component):
         e2r, ms2r = side2r[2 * nseg:3 * nseg], side2r[3 * nseg:]
 
         # Per segment and per scale (d, and Q4_1's m): mantissa, sign, and
-        # sh = min(ed + e + F, 39) turned into a right shift of p << 39.
+        # sh = ed + e + F; the next stages but one turn sh into a clamped
+        # right shift of p << 39 (rsh = 39 - sh, within [0, max_rsh]).
         nsc = 2 if has_min else 1
         max_rsh = 41 + 39
         md3 = [[Signal(11, name=f"md{c}_{j}") for j in range(nseg)] for c in range(nsc)]
         neg3 = [[Signal(name=f"neg{c}_{j}") for j in range(nseg)] for c in range(nsc)]
-        rsh3 = [[Signal(range(max_rsh + 1), name=f"rsh{c}_{j}") for j in range(nseg)]
-                for c in range(nsc)]
+        sh3 = [[Signal(signed(10), name=f"sh{c}_{j}") for j in range(nseg)]
+               for c in range(nsc)]
         v3r, side3r, flags3r, pairs = carry(v2r, ms2r, flags2r, "3r")
         ms3r = side3r
         for c, hs in enumerate([h2r, mh2r][:nsc]):
@@ -637,23 +638,41 @@ class GemvEngine(wiring.Component):
                 h = hs[j]
                 e_field = h[10:15]
                 ed = Cat(Mux(e_field == 0, 1, e_field), Const(0, 1)).as_signed() - 25
-                rsh = Signal(signed(11), name=f"rsh_raw{c}_{j}")
-                m.d.comb += rsh.eq(39 - (ed + e2r[j] + ACC_FRAC))
                 pairs += [(md3[c][j], Cat(h[:10], e_field != 0)), (neg3[c][j], h[15]),
-                          (rsh3[c][j], Mux(rsh < 0, 0, Mux(rsh > max_rsh, max_rsh, rsh)))]
+                          (sh3[c][j], ed + e2r[j] + ACC_FRAC)]
         _stage(m, en, pairs)
 
         prod3 = [Signal(signed(25), name=f"prod3_{i}") for i in range(L)]
-        sc_side = [s for c in range(nsc) for s in md3[c] + neg3[c] + rsh3[c]]
+        sc_side = [s for c in range(nsc) for s in md3[c] + neg3[c] + sh3[c]]
         v3, side3, flags3, pairs = carry(v3r, sc_side + ms3r, flags3r, 3)
         _stage(m, en, pairs + list(zip(prod3, prod3r)))
 
-        # Stages 3 and 4: adder trees, one per 32-lane segment.
+        # Stages 3 and 4: adder trees, one per 32-lane segment; the shift
+        # amounts are clamped alongside.
         part = min(8, seg_lanes)
         nparts = seg_lanes // part
         psum4 = [[Signal(signed(28), name=f"psum4_{j}_{p}") for p in range(nparts)]
                  for j in range(nseg)]
-        v4, side4, flags4, pairs = carry(v3, side3, flags3, 4)
+        v4 = Signal()
+        side4 = []
+        pairs = [(v4, v3)]
+        for c in range(nsc):
+            base = 3 * nseg * c
+            for s_prev in side3[base:base + 2 * nseg]:          # md, neg
+                s_new = Signal.like(s_prev, name=f"{s_prev.name}_4")
+                pairs.append((s_new, s_prev))
+                side4.append(s_new)
+            for j, sh in enumerate(side3[base + 2 * nseg:base + 3 * nseg]):
+                rsh = 39 - sh
+                r4 = Signal(range(max_rsh + 1), name=f"rsh{c}_{j}")
+                pairs.append((r4, Mux(rsh < 0, 0, Mux(rsh > max_rsh, max_rsh, rsh))))
+                side4.append(r4)
+        for s_prev in side3[3 * nseg * nsc:]:                   # block sums
+            s_new = Signal.like(s_prev, name=f"{s_prev.name}_4")
+            pairs.append((s_new, s_prev))
+            side4.append(s_new)
+        flags4 = [Signal.like(f, name=f"{f.name}_4") for f in flags3]
+        pairs += list(zip(flags4, flags3))
         for j in range(nseg):
             for p in range(nparts):
                 base = j * seg_lanes + p * part
