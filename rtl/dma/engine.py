@@ -234,6 +234,7 @@ class _BurstIssuer(Elaboratable):
         self.aborting = Signal()
         self.cancel = Signal()
         self.cancel_seq = Signal(cfg._seq_bits)
+        self.credit = Signal(init=1)   # another burst may be launched
         self.busy = Signal()
 
     def elaborate(self, platform):
@@ -279,7 +280,7 @@ class _BurstIssuer(Elaboratable):
                     with m.If(rec.w_rdy):
                         m.d.comb += [rec.w_en.eq(1), rec.w.marker.eq(1), rec.w.desc_end.eq(1)]
                         m.next = "IDLE"
-                with m.Elif(free & rec.w_rdy):
+                with m.Elif(free & rec.w_rdy & self.credit):
                     m.d.comb += [rec.w_en.eq(1), rec.w.beats.eq(n), rec.w.desc_end.eq(final)]
                     m.d.sync += [ax.valid.eq(1), ax.addr.eq(Cat(Const(0, lg), addr)),
                                  ax.len.eq(n - 1), addr.eq(addr + n), left.eq(left - n)]
@@ -478,8 +479,12 @@ class _S2mm(Elaboratable):
             "length": cfg.len_width, "ok": 1, "code": ERROR_BITS}), cfg.queue_depth)
         records = _Fifo(m, "records", _record_layout(), cfg.max_outstanding)
         bytes_bits = bits_for(256 * B)
+        # Room for every write burst in flight (the issuer's credit below)
+        # plus the markers of the descriptors in flight, so the W side never
+        # waits for a write response: W data never depends on B.
         brecs = _Fifo(m, "brecs", data.StructLayout({
-            "bytes": bytes_bits, "desc_end": 1, "marker": 1}), cfg.max_outstanding + 1)
+            "bytes": bytes_bits, "desc_end": 1, "marker": 1}),
+            cfg.max_outstanding + cfg.queue_depth + 2)
         wres = _Fifo(m, "wres", data.StructLayout({
             "tag": cfg.tag_width, "flags": cfg.flags_width, "code": ERROR_BITS,
             "aborted": 1, "mismatch": 1}), 2)
@@ -560,16 +565,16 @@ class _S2mm(Elaboratable):
                         m.d.comb += [records.r_en.eq(1), brecs.w_en.eq(1),
                                      brecs.w.marker.eq(1), brecs.w.desc_end.eq(1)]
                         m.next = "DISCARD"
-                with m.Elif(records.r_rdy & w_free & brecs.w_rdy):
+                with m.Elif(records.r_rdy & w_free):
                     need = (rem != 0) & ~ended & ~e._aborting
-                    with m.If(~need | inp.valid):
+                    wlast = beat_in_burst == rec.beats - 1
+                    with m.If((~need | inp.valid) & (~wlast | brecs.w_rdy)):
                         m.d.comb += inp.ready.eq(need)
                         cur = Mux(need, ip.data, 0)
                         cur_mask = Mux(need, _lane_mask(take, B), 0)
                         strb = Signal(B)
                         m.d.comb += strb.eq(Cat(prev_mask, cur_mask).bit_select(shift, B))
                         beat_bytes = burst_bytes + _popcount(strb)
-                        wlast = beat_in_burst == rec.beats - 1
                         m.d.sync += [
                             w_valid.eq(1), w.last.eq(wlast), w.strb.eq(strb),
                             w.data.eq(Cat(prev, cur).bit_select(shift * 8, cfg.data_width)),
@@ -603,6 +608,13 @@ class _S2mm(Elaboratable):
                     m.next = "IDLE"
         with m.If(e._aborting & ~ended & ~fsm.ongoing("IDLE") & ~fsm.ongoing("DONE")):
             m.d.sync += aborted.eq(1)
+
+        # Write bursts launched and not yet answered stay within max_outstanding.
+        in_flight = Signal(range(cfg.max_outstanding + 1))
+        launched = records.w_en & ~records.w.marker
+        answered = b.valid & b.ready
+        m.d.sync += in_flight.eq(in_flight + launched - answered)
+        m.d.comb += issuer.credit.eq(in_flight < cfg.max_outstanding)
 
         # --- B side: responses per descriptor -----------------------------
         berr = Signal(2)
