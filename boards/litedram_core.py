@@ -167,6 +167,9 @@ class GeneratedLiteDram:
         ``(byte address, value, delay cycles)`` writes of the init sequence.
     axi_addr_width, axi_data_width, axi_id_width : int
         The AXI user port's widths.
+    sim : bool
+        Generated for simulation: LiteDRAM's ``SDRAMPHYModel`` (a behavioural
+        DRAM with storage) replaces the PHY and the pins.
     """
 
     board: str
@@ -178,6 +181,7 @@ class GeneratedLiteDram:
     axi_addr_width: int
     axi_data_width: int
     axi_id_width: int
+    sim: bool = False
 
     @property
     def dram_pins(self):
@@ -185,16 +189,16 @@ class GeneratedLiteDram:
         return {n: p for n, p in self.ports.items() if n.startswith(("sdram_", "ddram_"))}
 
 
-def _config_key(board: LiteDramBoard) -> str:
+def _config_key(board: LiteDramBoard, sim: bool) -> str:
     from importlib.metadata import version
     # This file is part of the key: it holds the generator's post-processing.
-    text = json.dumps({**asdict(board), "litedram": version("litedram"),
+    text = json.dumps({**asdict(board), "sim": sim, "litedram": version("litedram"),
                        "generator": hashlib.sha256(Path(__file__).read_bytes()).hexdigest()},
                       sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def generate_litedram_core(board: str, *, out_dir: Path | None = None,
+def generate_litedram_core(board: str, *, sim: bool = False, out_dir: Path | None = None,
                            force: bool = False) -> GeneratedLiteDram:
     """Generate (or reuse) the LiteDRAM core of a board.
 
@@ -202,8 +206,13 @@ def generate_litedram_core(board: str, *, out_dir: Path | None = None,
     ----------
     board : str
         A key of :data:`LITEDRAM_BOARDS`.
+    sim : bool
+        Generate the simulation variant: the same controller, crossbar and
+        AXI port, with litedram's ``SDRAMPHYModel`` (DRAM behaviour and
+        storage) in place of the PHY; no pins, no vendor primitives.
     out_dir : Path, optional
-        Default ``build/litedram/<board>/`` in the repository.
+        Default ``build/litedram/<board>/`` (``<board>-sim/`` for ``sim``)
+        in the repository.
     force : bool
         Generate again even if a matching generation exists.
 
@@ -222,16 +231,17 @@ def generate_litedram_core(board: str, *, out_dir: Path | None = None,
         raise ValueError(f"board {board!r} has no LiteDRAM configuration "
                          f"(known: {', '.join(sorted(LITEDRAM_BOARDS))})")
     spec = LITEDRAM_BOARDS[board]
-    out_dir = Path(out_dir) if out_dir is not None else REPO_ROOT / "build" / "litedram" / board
+    default_dir = REPO_ROOT / "build" / "litedram" / (f"{board}-sim" if sim else board)
+    out_dir = Path(out_dir) if out_dir is not None else default_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     marker = out_dir / "lpaccel-litedram.json"
-    key = _config_key(spec)
+    key = _config_key(spec, sim)
     if force or not marker.exists() or json.loads(marker.read_text()).get("key") != key:
         # litedram/LiteX/Migen keep global state (name counters, platform
         # registries): generate in a fresh interpreter.
         proc = subprocess.run(
             [sys.executable, "-m", "lpaccel.boards.litedram_core", "--generate", board,
-             "--out", str(out_dir)],
+             "--out", str(out_dir)] + (["--sim"] if sim else []),
             capture_output=True, text=True, cwd=out_dir)
         if proc.returncode != 0:
             tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-30:])
@@ -240,10 +250,10 @@ def generate_litedram_core(board: str, *, out_dir: Path | None = None,
         meta = json.loads((out_dir / "init_program.json").read_text())
         marker.write_text(json.dumps({"key": key, "board": board, **meta["summary"]},
                                      indent=2) + "\n")
-    return _load(board, out_dir)
+    return _load(board, out_dir, sim)
 
 
-def _load(board, out_dir):
+def _load(board, out_dir, sim):
     verilog = out_dir / "gateware" / "litedram_core.v"
     ports = _parse_ports(verilog.read_text())
     csr = {}
@@ -258,7 +268,7 @@ def _load(board, out_dir):
         init_program=program,
         axi_addr_width=ports["user_port_axi_0_awaddr"][1],
         axi_data_width=ports["user_port_axi_0_wdata"][1],
-        axi_id_width=ports["user_port_axi_0_awid"][1])
+        axi_id_width=ports["user_port_axi_0_awid"][1], sim=sim)
 
 
 def _parse_ports(text):
@@ -294,20 +304,38 @@ def _init_program(sequence, csr):
     return writes
 
 
-def _generate(board, out_dir):
+def _generate(board, out_dir, sim=False):
     """Run litedram's generator in this process (see generate_litedram_core)."""
+    import types
+
     from litedram.gen import LiteDRAMCore
     from litedram.init import get_sdram_phy_init_sequence
-    from litex.build.lattice import LatticePlatform
     from litex.soc.integration.builder import Builder
 
     spec = LITEDRAM_BOARDS[board]
     cfg = spec.core_config()
-    platform = LatticePlatform(cfg["device"], io=[], toolchain="trellis")
+    if sim:
+        # litedram.gen imports get_sdram_phy_settings from litex.tools.litex_sim,
+        # which needs liteeth (not a dependency); litedram has the same function.
+        from litedram.phy.model import get_sdram_phy_settings
+        stub = types.ModuleType("litex.tools.litex_sim")
+        stub.get_sdram_phy_settings = get_sdram_phy_settings
+        sys.modules["litex.tools.litex_sim"] = stub
+        # LiteX's own Verilator flow (C++ harness, tapcfg) is not used:
+        # cocotb drives Verilator. Keep the Verilog, skip the rest.
+        import litex.build.sim.verilator as litex_verilator
+        litex_verilator._generate_sim_variables = lambda *args, **kwargs: None
+        litex_verilator._build_sim = lambda *args, **kwargs: None
+        from litex.build.sim import SimPlatform
+        platform = SimPlatform("", io=[])
+    else:
+        from litex.build.lattice import LatticePlatform
+        platform = LatticePlatform(cfg["device"], io=[], toolchain="trellis")
     soc = LiteDRAMCore(platform, cfg, integrated_rom_size=0xC000)
     builder = Builder(soc, output_dir=str(out_dir), compile_gateware=False,
                       compile_software=False)
-    builder.build(build_name="litedram_core", regular_comb=False)
+    builder.build(build_name="litedram_core", regular_comb=False,
+                  **({"run": False} if sim else {}))
     phy = getattr(soc, "sdrphy", None) or soc.ddrphy
     sequence, _ = get_sdram_phy_init_sequence(phy.settings, soc.sdram.controller.settings.timing)
     verilog = out_dir / "gateware" / "litedram_core.v"
@@ -418,6 +446,9 @@ class LiteDramCore(wiring.Component):
     primitives : bool
         Instantiate ECP5 primitives (the SDRAM clock's ODDRX1F); False for
         simulation without vendor cells.
+    init_delay_cap : int, optional
+        Simulation only: clamp every init delay to this many cycles (the
+        SDRAMPHYModel does not check the power-up wait of real SDRAM).
 
     Ports
     -----
@@ -443,12 +474,13 @@ class LiteDramCore(wiring.Component):
     ODDRX1F, inverted so the SDRAM samples mid-cycle.
     """
 
-    def __init__(self, core, *, pads=None, primitives=True):
+    def __init__(self, core, *, pads=None, primitives=True, init_delay_cap=None):
         if not isinstance(core, GeneratedLiteDram):
             raise TypeError(f"core must be a GeneratedLiteDram (from generate_litedram_core), "
                             f"not {core!r}")
         self.core = core
         self.primitives = primitives
+        self.init_delay_cap = init_delay_cap
         self.sdr = any(n.startswith("sdram_") for n in core.dram_pins)
         pins = dict(core.dram_pins)
         if self.sdr:
@@ -477,7 +509,10 @@ class LiteDramCore(wiring.Component):
         m.d.comb += [ClockSignal("litedram").eq(self.user_clk),
                      ResetSignal("litedram").eq(self.user_rst)]
 
-        seq = LiteDramInitSequencer(core.init_program)
+        program = core.init_program
+        if self.init_delay_cap is not None:
+            program = [(a, v, min(d, self.init_delay_cap)) for a, v, d in program]
+        seq = LiteDramInitSequencer(program)
         m.submodules.init = DomainRenamer("litedram")(seq)
 
         core_done, core_error = Signal(), Signal()
@@ -486,7 +521,7 @@ class LiteDramCore(wiring.Component):
         p = "user_port_axi_0_"
         aw = core.axi_addr_width
         kwargs = {
-            "i_clk": ClockSignal("sync"), "i_rst": ResetSignal("sync"),
+            "i_clk": ClockSignal("sync"),
             "o_init_done": core_done, "o_init_error": core_error,
             "o_user_clk": self.user_clk, "o_user_rst": self.user_rst,
             "i_wb_ctrl_adr": seq.wb_adr, "i_wb_ctrl_dat_w": seq.wb_dat_w,
@@ -512,6 +547,10 @@ class LiteDramCore(wiring.Component):
             f"o_{p}rdata": axi.r.data, f"o_{p}rresp": axi.r.resp, f"o_{p}rid": axi.r.id,
             f"o_{p}rlast": axi.r.last,
         })
+        if "rst" in core.ports:
+            kwargs["i_rst"] = ResetSignal("sync")
+        if "sim_trace" in core.ports:          # simulation variant
+            kwargs["i_sim_trace"] = Const(0)
         for name in core.dram_pins:
             kwargs[f"io_{name}"] = self.pads[name]
         # Core inputs we do not use are tied off; unknown extra inputs (a
@@ -606,8 +645,10 @@ def _main(argv=None):
     parser.add_argument("--generate", metavar="BOARD", choices=sorted(LITEDRAM_BOARDS),
                         required=True)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--sim", action="store_true",
+                        help="SDRAMPHYModel instead of the PHY (for Verilator)")
     args = parser.parse_args(argv)
-    _generate(args.generate, args.out.resolve())
+    _generate(args.generate, args.out.resolve(), sim=args.sim)
 
 
 if __name__ == "__main__":

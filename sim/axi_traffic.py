@@ -153,18 +153,40 @@ class AxiTrafficGenerator:
         self.known = np.zeros(size, dtype=bool)
         self.stats = TrafficStats()
         self._busy: list[tuple[int, int, bool]] = []   # (start, end, is_write) in flight
+        self.seed = seed
         self.masters = {}
-        for k, prefix in enumerate(prefixes):
+        for prefix in prefixes:
             master = AxiMaster(AxiBus.from_prefix(dut, prefix), clk, reset)
             self._quiet(master)
+            self.masters[prefix] = master
+            self.stats.per_manager[prefix] = {"reads": 0, "writes": 0, "beats": 0}
+        self.set_pauses(idle, backpressure)
+        self.word_bytes = len(next(iter(self.masters.values())).write_if.w_channel.bus.wdata) // 8
+
+    def set_pauses(self, idle: str, backpressure: str, seed: int | None = None) -> None:
+        """Give every channel of every manager a new pause pattern.
+
+        One generator (one ``AxiMaster`` per port) can then run several
+        phases with different pauses: a second ``AxiMaster`` on the same
+        port would also consume the first one's responses.
+
+        Parameters
+        ----------
+        idle, backpressure : str
+            Keys of :data:`PAUSE_MODES`, as for the constructor.
+        seed : int, optional
+            Seed of the patterns; default the generator's seed.
+        """
+        for name, mode in (("idle", idle), ("backpressure", backpressure)):
+            if mode not in PAUSE_MODES:
+                raise ValueError(f"{name} must be one of {sorted(PAUSE_MODES)}, not {mode!r}")
+        seed = self.seed if seed is None else seed
+        for k, master in enumerate(self.masters.values()):
             for j, ch in enumerate(("aw", "w", "ar", "b", "r")):
                 iface = master.write_if if ch in ("aw", "w", "b") else master.read_if
                 mode = idle if ch in ("aw", "w", "ar") else backpressure
                 getattr(iface, f"{ch}_channel").set_pause_generator(
                     PAUSE_MODES[mode](seed=seed * 1009 + k * 31 + j))
-            self.masters[prefix] = master
-            self.stats.per_manager[prefix] = {"reads": 0, "writes": 0, "beats": 0}
-        self.word_bytes = len(next(iter(self.masters.values())).write_if.w_channel.bus.wdata) // 8
 
     @staticmethod
     def _quiet(master):
@@ -262,6 +284,9 @@ class AxiTrafficGenerator:
 
     async def run(self, beats: int) -> TrafficStats:
         """Run until about ``beats`` data beats were issued, then drain.
+
+        May be called again (e.g. after :meth:`set_pauses`); statistics
+        accumulate.
 
         Parameters
         ----------
