@@ -115,6 +115,21 @@ def _cmd_regmap(args):
     return 0
 
 
+def _cmd_mem_bench(args):
+    from lpaccel.membench import run_mem_bench
+    report = run_mem_bench(args.memory, args.pattern, args.bytes, refresh=args.refresh,
+                           seed=args.seed)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        loss = ", ".join(f"{k} {v}" for k, v in report["loss"].items())
+        print(f"mem-bench {report['memory']} {report['pattern']}: {report['bytes']} bytes in "
+              f"{report['cycles']} cycles, {100 * report['bw_utilization']:.2f} % of peak "
+              f"({report['peak_bytes_per_cycle']} B/cycle); timing violations "
+              f"{report['timing_violations']}; lost cycles: {loss}")
+    return 0 if report["timing_violations"] == 0 else 1
+
+
 def _parser():
     p = argparse.ArgumentParser(prog="lpaccel", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
@@ -153,6 +168,16 @@ def _parser():
                                       "register map")
     r.add_argument("--out", required=True, help="output directory, e.g. build/regmap")
     r.set_defaults(func=_cmd_regmap)
+
+    mb = sub.add_parser("mem-bench", help="LPDDR controller + device model bandwidth (Verilator)")
+    mb.add_argument("--memory", choices=("lpddr4-3200", "lpddr4x-4266", "lpddr5-6400"),
+                    default="lpddr4-3200")
+    mb.add_argument("--pattern", choices=("seq", "random"), default="seq")
+    mb.add_argument("--bytes", type=_positive_int, default=1 << 20)
+    mb.add_argument("--refresh", choices=("per_bank", "all_bank"), default="per_bank")
+    mb.add_argument("--seed", type=int, default=1)
+    mb.add_argument("--json", action="store_true", help="print one JSON object")
+    mb.set_defaults(func=_cmd_mem_bench)
     return p
 
 
