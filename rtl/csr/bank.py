@@ -119,6 +119,7 @@ class CsrBank(wiring.Component):
         if addr_width is None:
             addr_width = need
         if not isinstance(addr_width, int) or not need <= addr_width <= 32:
+            self._MustUse__silence = True   # never elaborated: no "unused" warning
             raise ValueError(f"addr_width must be an integer from {need} (the register map "
                              f"spans {self.regmap.size:#x} bytes) to 32, not {addr_width!r}")
         self.addr_width = addr_width
