@@ -23,11 +23,25 @@ import abc
 import json
 from pathlib import Path
 
-from lpaccel.rtl.regmap import (BUS_WIDTH, Field, Register, RegisterMap, RegmapConfig,
-                                compile_regmap, register_map)
+from lpaccel.rtl.regmap import (
+    BUS_WIDTH,
+    Field,
+    Register,
+    RegisterMap,
+    RegmapConfig,
+    compile_regmap,
+    register_map,
+)
 
-__all__ = ["Transport", "MemoryTransport", "Registers", "RegisterError", "generate",
-           "regmap_to_dict", "regmap_from_dict"]
+__all__ = [
+    "MemoryTransport",
+    "RegisterError",
+    "Registers",
+    "Transport",
+    "generate",
+    "regmap_from_dict",
+    "regmap_to_dict",
+]
 
 
 class RegisterError(Exception):

@@ -24,13 +24,22 @@ WO      ``sw=w``                        write only; reads of an all-WO register 
 
 import enum
 import functools
-from dataclasses import dataclass, field as dc_field
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 from pathlib import Path
 
 from ..config import GemvConfig, WeightFormat
 
-__all__ = ["RDL_PATH", "MemoryKind", "RegmapConfig", "Field", "Register", "RegisterMap",
-           "compile_regmap", "register_map"]
+__all__ = [
+    "RDL_PATH",
+    "Field",
+    "MemoryKind",
+    "Register",
+    "RegisterMap",
+    "RegmapConfig",
+    "compile_regmap",
+    "register_map",
+]
 
 #: The SystemRDL source (shipped as package data next to this module).
 RDL_PATH = Path(__file__).resolve().parent / "lpaccel.rdl"

@@ -8,7 +8,6 @@ import dataclasses
 
 from amaranth.hdl import Module
 from amaranth.lib import wiring
-
 from lpaccel.rtl.bus.axi import AXI4LiteSignature, connect_flat, flat_members
 from lpaccel.rtl.config import GemvConfig
 from lpaccel.rtl.regmap import RegmapConfig, register_map
