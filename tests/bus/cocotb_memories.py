@@ -156,7 +156,8 @@ async def random_traffic(dut, idle, backpressure):
     seed = P["seed"] * 100 + 10 * names.index(idle) + names.index(backpressure)
     checkers = await start(dut)
     gens = [AxiTrafficGenerator(dut.clk, dut, [prefix], reset=dut.rst, window=(0, size),
-                                seed=seed + k, idle=idle, backpressure=backpressure)
+                                seed=seed + k, idle=idle, backpressure=backpressure,
+                                max_burst=32)
             for k, (prefix, size) in enumerate(SIZES.items())]
     await cocotb.triggers.gather(*(g.run(beats=P["beats"] // 9 // 2) for g in gens))
     await ClockCycles(dut.clk, 4)
@@ -164,5 +165,7 @@ async def random_traffic(dut, idle, backpressure):
         gen.check([checker])
         s = gen.stats
         assert s.reads and s.writes and checker.beats["r"] == s.read_beats
+        assert s.compared_bytes > 0, "no read checked a written byte"
         print(f"TRAFFIC {checker.prefix} beats={s.beats} cycles={checker.cycles} "
+              f"compared={s.compared_bytes} "
               f"idle={idle} backpressure={backpressure}")

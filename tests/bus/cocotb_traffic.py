@@ -67,7 +67,8 @@ async def random_traffic(dut, idle, backpressure):
             seed=seed)
     gen = AxiTrafficGenerator(dut.clk, dut, MANAGERS, reset=dut.rst,
                               window=(0, P["window"]), seed=seed, idle=idle,
-                              backpressure=backpressure, workers=P["workers"])
+                              backpressure=backpressure, workers=P["workers"],
+                              max_burst=P["max_burst"])
     await tb.reset()
     stats = await gen.run(beats=P["beats"] // COMBOS)
     await ClockCycles(dut.clk, 4)
@@ -79,11 +80,16 @@ async def random_traffic(dut, idle, backpressure):
     assert link.beats["w"] == sum(c.beats["w"] for c in tb.checkers[:-1])
     assert link.beats["b"] == link.beats["aw"] and link.beats["ar"] == sum(
         c.beats["ar"] for c in tb.checkers[:-1])
+    # Reads must actually check data, not only unwritten bytes.
+    wanted = P["min_compared"] * stats.read_beats * P["data_width"] // 8
+    assert stats.compared_bytes >= wanted, (
+        f"only {stats.compared_bytes} bytes compared in {stats.read_beats} read beats")
     for prefix, numbers in stats.per_manager.items():
         assert numbers["reads"] and numbers["writes"], f"{prefix} starved: {numbers}"
     dut._log.info(f"idle={idle} backpressure={backpressure}: {stats.beats} beats "
                   f"({stats.read_beats} R, {stats.write_beats} W) in {link.cycles} cycles, "
                   f"{stats.reads} reads, {stats.writes} writes, per manager "
                   f"{stats.per_manager}")
-    print(f"TRAFFIC beats={stats.beats} cycles={link.cycles} idle={idle} "
+    print(f"TRAFFIC beats={stats.beats} cycles={link.cycles} compared={stats.compared_bytes} "
+          f"idle={idle} "
           f"backpressure={backpressure}")

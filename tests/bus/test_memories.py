@@ -10,6 +10,6 @@ BUILD = {"sram_bytes": 1 << 15, "spram_bytes": 1 << 17, "data_width": 64, "id_wi
 
 
 def test_onchip_memories():
-    knobs = {"beats": 9_000, "seed": 3}
+    knobs = {"beats": 18_000, "seed": 3}
     run_cocotb(MemoriesTop, name="memories", params=BUILD, test_module="bus.cocotb_memories",
                seed=3, extra_env={"BUS_TEST": json.dumps(knobs)})

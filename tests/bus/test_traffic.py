@@ -15,7 +15,8 @@ ARB = {"managers": 3, "data_width": 64, "id_width": 4, "max_outstanding": 8}
 
 def _run(factory, name, build, module, **knobs):
     knobs = {"managers": build["managers"], "id_width": build["id_width"],
-             "window": 1 << 16, "workers": 3, "seed": 1, **knobs}
+             "data_width": build["data_width"], "window": 1 << 16, "workers": 3, "seed": 1,
+             "max_burst": 256, "min_compared": 0.25, **knobs}
     run_cocotb(factory, name=name, params=build, test_module=f"bus.{module}",
                seed=knobs["seed"],
                extra_env={"BUS_TEST": json.dumps(knobs)})
@@ -29,7 +30,8 @@ def test_arbiter_sram_random_traffic():
 
 def test_arbiter_axiram_random_traffic():
     # Pauses on the subordinate side too (cocotbext-axi AxiRam behind the arbiter).
-    _run(ArbiterTop, "arbiter", ARB, "cocotb_traffic", backend="axiram", beats=9_000)
+    _run(ArbiterTop, "arbiter", ARB, "cocotb_traffic", backend="axiram", beats=9_000,
+         window=8192, max_burst=64, min_compared=0.02)
 
 
 def test_arbiter_round_robin():
