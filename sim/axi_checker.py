@@ -78,6 +78,9 @@ class AxiProtocolChecker:
         Non-OKAY responses: ``{"b": n, "r": n}`` (R counted per beat).
     cycles : int
         Clock cycles observed (out of reset).
+    peak_outstanding : dict
+        Most writes (AW transferred, B not yet) and reads (AR transferred,
+        last R not yet) in flight at once: ``{"writes": n, "reads": n}``.
     """
 
     def __init__(self, clk: Any, dut: Any, prefix: str, *, reset: Any = None,
@@ -92,6 +95,7 @@ class AxiProtocolChecker:
         self.beats = dict.fromkeys(_CHANNEL_FIELDS, 0)
         self.error_responses = {"b": 0, "r": 0}
         self.cycles = 0
+        self.peak_outstanding = {"writes": 0, "reads": 0}
         self._callbacks: dict[str, list] = {ch: [] for ch in _CHANNEL_FIELDS}
         self._sig = {}
         for ch, fields in _CHANNEL_FIELDS.items():
@@ -220,6 +224,8 @@ class AxiProtocolChecker:
 
     def _on_aw(self, p: dict) -> None:
         self._check_4k("aw", p)
+        writes = len(self._aw_pending) + sum(len(q) for q in self._writes.values()) + 1
+        self.peak_outstanding["writes"] = max(self.peak_outstanding["writes"], writes)
         if self._w_bursts:
             self._pair_write(p, self._w_bursts.popleft())
         else:
@@ -270,6 +276,8 @@ class AxiProtocolChecker:
 
     def _on_ar(self, p: dict) -> None:
         self._check_4k("ar", p)
+        reads = sum(len(q) for q in self._reads.values()) + 1
+        self.peak_outstanding["reads"] = max(self.peak_outstanding["reads"], reads)
         self._reads[p.get("id", 0)].append([p, 0])
 
     def _on_r(self, p: dict) -> None:

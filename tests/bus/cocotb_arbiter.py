@@ -29,6 +29,8 @@ async def round_robin(dut):
     for checker in tb.checkers:
         checker.check_idle()
     assert sorted(order) == sorted(list(range(n)) * 8), order
+    peak = tb.checkers[-1].peak_outstanding["reads"]
+    assert 1 < peak <= P["max_outstanding"], (peak, P["max_outstanding"])
     # Once all managers are waiting, every window of n grants names each once.
     steady = order[n:-n]
     for i in range(len(steady) - n + 1):

@@ -80,6 +80,14 @@ async def random_traffic(dut, idle, backpressure):
     assert link.beats["w"] == sum(c.beats["w"] for c in tb.checkers[:-1])
     assert link.beats["b"] == link.beats["aw"] and link.beats["ar"] == sum(
         c.beats["ar"] for c in tb.checkers[:-1])
+    # The arbiter bounds what is in flight at the subordinate, and does let
+    # several transactions overlap.
+    peak = link.peak_outstanding
+    assert 1 < peak["writes"] <= P["max_outstanding"], peak
+    assert 1 < peak["reads"] <= P["max_outstanding"], peak
+    if P.get("peak_at_limit"):
+        # Behind AxiRam (which queues without limit) the bound is what binds.
+        assert max(peak.values()) == P["max_outstanding"], peak
     # Reads must actually check data, not only unwritten bytes.
     wanted = P["min_compared"] * stats.read_beats * P["data_width"] // 8
     assert stats.compared_bytes >= wanted, (
@@ -91,5 +99,6 @@ async def random_traffic(dut, idle, backpressure):
                   f"{stats.reads} reads, {stats.writes} writes, per manager "
                   f"{stats.per_manager}")
     print(f"TRAFFIC beats={stats.beats} cycles={link.cycles} compared={stats.compared_bytes} "
+          f"peak_outstanding={peak} "
           f"idle={idle} "
           f"backpressure={backpressure}")
