@@ -44,7 +44,7 @@ from pathlib import Path
 
 from amaranth.hdl import (Cat, ClockDomain, ClockSignal, Const, DomainRenamer, Instance,
                           IOBufferInstance, IOPort, Module, ResetSignal, Signal)
-from amaranth.lib import wiring
+from amaranth.lib import io, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
@@ -52,7 +52,8 @@ from amaranth.utils import ceil_log2
 from lpaccel.rtl.bus.axi import AXI4Signature
 
 __all__ = ["LiteDramBoard", "LITEDRAM_BOARDS", "GeneratedLiteDram", "generate_litedram_core",
-           "LiteDramInitSequencer", "LiteDramCore", "yosys_synth", "REPO_ROOT"]
+           "LiteDramInitSequencer", "LiteDramCore", "Ulx3sDramSelfTestTop", "yosys_synth",
+           "REPO_ROOT"]
 
 #: Repository root (``boards/`` lives directly below it).
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -485,12 +486,23 @@ class LiteDramCore(wiring.Component):
         pins = dict(core.dram_pins)
         if self.sdr:
             pins["sdram_clk"] = ("output", 1)
-        self.pads = pads if pads is not None else {
-            name: IOPort(width, name=name) for name, (_, width) in pins.items()}
-        missing = sorted(set(pins) - set(self.pads))
-        if missing:
-            raise ValueError(f"pads lacks DRAM pin(s) {', '.join(missing)} of the "
-                             f"{core.board} core")
+        # An amaranth-boards SDRAM resource (platform.request("sdram", 0,
+        # dir="-")): outputs through io.Buffer (which also undoes the
+        # resource's active-low inversion), DQ straight to the core's own
+        # TRELLIS_IO, the clock through an io.DDRBuffer.
+        self.resource = pads if pads is not None and hasattr(pads, "dq") else None
+        if self.resource is not None:
+            if not self.sdr:
+                raise ValueError("a platform SDRAM resource as pads needs an SDR core "
+                                 f"({core.board} is not)")
+            self.pads = {}
+        else:
+            self.pads = pads if pads is not None else {
+                name: IOPort(width, name=name) for name, (_, width) in pins.items()}
+            missing = sorted(set(pins) - set(self.pads))
+            if missing:
+                raise ValueError(f"pads lacks DRAM pin(s) {', '.join(missing)} of the "
+                                 f"{core.board} core")
         self.axi_signature = AXI4Signature(addr_width=max(12, core.axi_addr_width),
                                            data_width=core.axi_data_width,
                                            id_width=core.axi_id_width)
@@ -551,8 +563,24 @@ class LiteDramCore(wiring.Component):
             kwargs["i_rst"] = ResetSignal("sync")
         if "sim_trace" in core.ports:          # simulation variant
             kwargs["i_sim_trace"] = Const(0)
-        for name in core.dram_pins:
-            kwargs[f"io_{name}"] = self.pads[name]
+        res = self.resource
+        if res is not None:
+            # core pin -> (resource subsignal, logical value from the core's pin)
+            routes = {"sdram_a": ("a", False), "sdram_ba": ("ba", False),
+                      "sdram_cs_n": ("cs", True), "sdram_we_n": ("we", True),
+                      "sdram_ras_n": ("ras", True), "sdram_cas_n": ("cas", True),
+                      "sdram_cke": ("clk_en", False), "sdram_dm": ("dqm", False)}
+            for name, (sub, active_low) in routes.items():
+                width = core.ports[name][1]
+                pin = Signal(width, name=name)
+                kwargs[f"o_{name}"] = pin
+                buf = io.Buffer("o", getattr(res, sub))
+                m.submodules[f"{name}_buf"] = buf
+                m.d.comb += buf.o.eq(~pin if active_low else pin)
+            kwargs["io_sdram_dq"] = res.dq.io
+        else:
+            for name in core.dram_pins:
+                kwargs[f"io_{name}"] = self.pads[name]
         # Core inputs we do not use are tied off; unknown extra inputs (a
         # newer litedram) would be caught by Yosys as unconnected.
         m.submodules.core = Instance("litedram_core", **kwargs)
@@ -561,7 +589,11 @@ class LiteDramCore(wiring.Component):
             self.init_done.eq(core_done & seq.done),
             self.init_error.eq(core_error | seq.error),
         ]
-        if self.sdr:
+        if self.sdr and res is not None:
+            # Inverted clock: the SDRAM samples in the middle of our cycle.
+            m.submodules.sdram_clk_buf = clk_buf = io.DDRBuffer("o", res.clk, o_domain="sync")
+            m.d.comb += [clk_buf.o[0].eq(0), clk_buf.o[1].eq(1)]
+        elif self.sdr:
             if self.primitives:
                 sdram_clk = Signal()
                 m.submodules.sdram_clk_ddr = Instance(
@@ -572,6 +604,56 @@ class LiteDramCore(wiring.Component):
             else:
                 m.submodules.sdram_clk_buf = IOBufferInstance(self.pads["sdram_clk"],
                                                               o=~ClockSignal("sync"))
+        return m
+
+
+class Ulx3sDramSelfTestTop(wiring.Component):
+    """ULX3S top: LiteDRAM SDR core + :class:`~lpaccel.rtl.bus.memtest.AxiMemTest`.
+
+    Board bring-up for the SDRAM: the 25 MHz oscillator feeds an ECP5 PLL
+    (``sync`` at ``core_mhz``), the generated core comes up through the
+    wrapper's init sequencer, then the self-test writes and reads back
+    ``words`` words. LEDs: 0 ``init_done``, 1 pass, 2 fail, 3 ``init_error``,
+    7 heartbeat.
+
+    Parameters
+    ----------
+    core_mhz : float
+        Core clock; the generated core is configured for 50 MHz.
+    words : int
+        Words to test (32-bit words; 1 MiW = 4 MiB by default).
+    """
+
+    def __init__(self, *, core_mhz=50.0, words=1 << 20):
+        self.core_mhz = core_mhz
+        self.words = words
+        super().__init__({})
+
+    def elaborate(self, platform):
+        from lpaccel.rtl.bus.memtest import AxiMemTest, AxiMemTestConfig
+
+        from .ulx3s import Ecp5PllClock
+
+        m = Module()
+        m.domains.sync = ClockDomain("sync")
+        m.submodules.clock = Ecp5PllClock(25.0, self.core_mhz)
+        core = generate_litedram_core("ulx3s")
+        platform.add_file("litedram_core.v", core.verilog.read_text())
+        m.submodules.dram = dram = LiteDramCore(
+            core, pads=platform.request("sdram", 0, dir="-"))
+        m.submodules.memtest = test = AxiMemTest(AxiMemTestConfig(
+            addr_width=dram.axi_signature.addr_width, data_width=core.axi_data_width,
+            id_width=core.axi_id_width, words=self.words, burst=16))
+        wiring.connect(m, test.axi, dram.axi)
+        m.d.comb += test.start.eq(dram.init_done)
+        beat = Signal(27)
+        m.d.sync += beat.eq(beat + 1)
+        for index, value in enumerate([dram.init_done, test.passed, test.done & ~test.passed,
+                                       dram.init_error, Const(0), Const(0), Const(0),
+                                       beat[-1]]):
+            buf = io.Buffer("o", platform.request("led", index, dir="-"))
+            m.submodules[f"led{index}"] = buf
+            m.d.comb += buf.o.eq(value)
         return m
 
 

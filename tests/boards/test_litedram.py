@@ -135,3 +135,18 @@ def test_litedram_core_synthesizes_for_ecp5(board):
         assert cells.get("TRELLIS_IO") == 16  # the DQ bidirectional buffers
     else:
         assert cells.get("EHXPLLL") == 1 and cells.get("DQSBUFM") == 2, cells
+
+
+@pytest.mark.slow
+def test_ulx3s_dram_selftest_bitstream():
+    # Place and route of the SDR core + wrapper + AxiMemTest on the ULX3S-85F
+    # (about a minute): the SDRAM pins, the inverted DDR clock output and
+    # 50 MHz timing must all work out.
+    from lpaccel.boards.build import build_board
+    from lpaccel.boards.litedram_core import Ulx3sDramSelfTestTop
+    report = build_board("ulx3s-85f", top=Ulx3sDramSelfTestTop(), core_mhz=50.0,
+                         out_dir=REPO_ROOT / "build" / "ulx3s-litedram")
+    print(json.dumps({k: report[k] for k in ("fmax_mhz", "target_mhz", "timing_met")}))
+    assert report["timing_met"], report["fmax_mhz"]
+    assert report["utilization"]["io"]["used"] >= 39 + 8   # SDRAM pins + LEDs
+    assert (REPO_ROOT / report["bitstream"]).stat().st_size > 0
