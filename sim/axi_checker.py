@@ -33,7 +33,7 @@ import collections
 import logging
 from typing import Any
 
-__all__ = ["AxiProtocolError", "AxiProtocolChecker"]
+__all__ = ["AxiProtocolChecker", "AxiProtocolError"]
 
 _CHANNEL_FIELDS = {
     "aw": ("id", "addr", "len", "size", "burst"),

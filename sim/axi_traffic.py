@@ -253,8 +253,8 @@ class AxiTrafficGenerator:
     # -- running ------------------------------------------------------------
 
     async def _worker(self, prefix: str, master: Any, budget: list[int]) -> None:
-        from cocotb.triggers import RisingEdge
         import numpy as np
+        from cocotb.triggers import RisingEdge
         while budget[0] > 0:
             write = self.rng.random() < self.write_fraction
             for _ in range(8):

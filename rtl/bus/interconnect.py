@@ -31,7 +31,7 @@ from amaranth.utils import ceil_log2
 
 from .axi import AXI4Signature
 
-__all__ = ["AXI4ArbiterConfig", "AXI4Arbiter"]
+__all__ = ["AXI4Arbiter", "AXI4ArbiterConfig"]
 
 _ADDR_FIELDS = ("addr", "len", "size", "burst", "lock", "cache", "prot", "qos")
 

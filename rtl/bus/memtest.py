@@ -13,7 +13,7 @@ from amaranth.utils import exact_log2
 
 from .axi import AXI4Signature, Burst
 
-__all__ = ["AxiMemTestConfig", "AxiMemTest", "memtest_pattern"]
+__all__ = ["AxiMemTest", "AxiMemTestConfig", "memtest_pattern"]
 
 
 def memtest_pattern(index, data_width):
@@ -129,9 +129,8 @@ class AxiMemTest(wiring.Component):
                      axi.w.last.eq(beat == cfg.burst - 1)]
 
         with m.FSM():
-            with m.State("IDLE"):
-                with m.If(self.start):
-                    m.next = "AW"
+            with m.State("IDLE"), m.If(self.start):
+                m.next = "AW"
             with m.State("AW"):
                 m.d.comb += axi.aw.valid.eq(1)
                 with m.If(axi.aw.ready):

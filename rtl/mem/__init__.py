@@ -2,4 +2,4 @@
 
 from .onchip import AxiMemoryConfig, AxiMemoryFrontEnd, AxiSpram, AxiSram, Spram256ka
 
-__all__ = ["AxiMemoryConfig", "AxiMemoryFrontEnd", "AxiSram", "AxiSpram", "Spram256ka"]
+__all__ = ["AxiMemoryConfig", "AxiMemoryFrontEnd", "AxiSpram", "AxiSram", "Spram256ka"]

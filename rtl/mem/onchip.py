@@ -27,7 +27,7 @@ from amaranth.utils import ceil_log2, exact_log2
 
 from ..bus.axi import AXI4Signature, Burst, Resp
 
-__all__ = ["AxiMemoryConfig", "AxiMemoryFrontEnd", "AxiSram", "AxiSpram", "Spram256ka"]
+__all__ = ["AxiMemoryConfig", "AxiMemoryFrontEnd", "AxiSpram", "AxiSram", "Spram256ka"]
 
 
 @dataclass(frozen=True)

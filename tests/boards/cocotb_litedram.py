@@ -11,7 +11,6 @@ import os
 import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
-
 from lpaccel.sim.axi_checker import AxiProtocolChecker
 from lpaccel.sim.axi_traffic import AxiTrafficGenerator
 from lpaccel.sim.streams import PAUSE_MODES

@@ -3,7 +3,6 @@
 from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import Out
-
 from lpaccel.boards.litedram_core import LiteDramCore
 from lpaccel.rtl.bus.axi import connect_flat, flat_members
 

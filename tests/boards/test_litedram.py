@@ -10,10 +10,14 @@ import json
 import pytest
 from amaranth.back import verilog
 from amaranth.sim import Simulator
-
-from lpaccel.boards.litedram_core import (LITEDRAM_BOARDS, REPO_ROOT, LiteDramCore,
-                                          LiteDramInitSequencer, generate_litedram_core,
-                                          yosys_synth)
+from lpaccel.boards.litedram_core import (
+    LITEDRAM_BOARDS,
+    REPO_ROOT,
+    LiteDramCore,
+    LiteDramInitSequencer,
+    generate_litedram_core,
+    yosys_synth,
+)
 
 
 @pytest.fixture(scope="module")

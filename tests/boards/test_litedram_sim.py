@@ -8,14 +8,11 @@ board tests (the Verilator build of the core takes about 40 s of CPU).
 
 import hashlib
 import json
-import os
 
 import pytest
-
+from litedram_sim_top import LiteDramSimTop
 from lpaccel.boards.litedram_core import generate_litedram_core
 from lpaccel.sim import harness
-
-from litedram_sim_top import LiteDramSimTop
 
 
 @pytest.mark.synth

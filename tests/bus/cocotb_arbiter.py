@@ -2,10 +2,8 @@
 
 import cocotb
 from cocotb.triggers import ClockCycles
-
+from cocotb_traffic import MANAGERS, TB, P
 from lpaccel.sim.axi_traffic import AxiTrafficGenerator
-
-from cocotb_traffic import MANAGERS, P, TB
 
 
 @cocotb.test()

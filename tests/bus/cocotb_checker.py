@@ -10,7 +10,6 @@ correct exchange with stalls passes clean.
 import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
-
 from lpaccel.sim.axi_checker import AxiProtocolChecker
 
 CHANNELS = {
@@ -39,7 +38,7 @@ class Probe:
         Channels not named are idle (valid and ready low).
         """
         await RisingEdge(self.dut.clk)
-        for ch, fields in CHANNELS.items():
+        for ch in CHANNELS:
             valid, ready, values = channels.get(ch, (0, 0, {}))
             getattr(self.dut, f"x_{ch}valid").value = valid
             getattr(self.dut, f"x_{ch}ready").value = ready

@@ -10,7 +10,6 @@ import os
 import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
-
 from lpaccel.sim.axi_checker import AxiProtocolChecker
 from lpaccel.sim.axi_traffic import AxiTrafficGenerator
 from lpaccel.sim.harness import params
@@ -52,27 +51,27 @@ async def throughput(dut):
     """
     checkers = await start(dut)
     results = {}
+    burst = 256 * WORD
+    data = bytes(range(256)) * (burst // 256)
+
+    async def run(mst, beats, kind, n):
+        for cycles in beats.values():
+            cycles.clear()
+        ops = []
+        if kind in ("r", "rw"):
+            ops += [cocotb.start_soon(mst.read(k * burst, burst)) for k in range(n)]
+        if kind in ("w", "rw"):
+            ops += [cocotb.start_soon(mst.write(k * burst, data)) for k in range(n)]
+        for op in ops:
+            await op
+        return {ch: (len(c), span(c)) for ch, c in beats.items() if c}
+
     for prefix in SIZES:
         mst = master(dut, prefix)
         beats = {"r": [], "w": []}
-        for ch in beats:
-            checkers[prefix].add_callback(ch, lambda cycle, p, ch=ch: beats[ch].append(cycle))
-        burst = 256 * WORD
-        data = bytes(range(256)) * (burst // 256)
-
-        async def run(kind, n):
-            for ch in beats:
-                beats[ch].clear()
-            ops = []
-            if kind in ("r", "rw"):
-                ops += [cocotb.start_soon(mst.read(k * burst, burst)) for k in range(n)]
-            if kind in ("w", "rw"):
-                ops += [cocotb.start_soon(mst.write(k * burst, data)) for k in range(n)]
-            for op in ops:
-                await op
-            return {ch: (len(c), span(c)) for ch, c in beats.items() if c}
-
-        results[prefix] = {kind: await run(kind, 4) for kind in ("w", "r", "rw")}
+        for ch, cycles in beats.items():
+            checkers[prefix].add_callback(ch, lambda cycle, p, cycles=cycles: cycles.append(cycle))
+        results[prefix] = {kind: await run(mst, beats, kind, 4) for kind in ("w", "r", "rw")}
         dut._log.info(f"{prefix}: (beats, cycles from first to last beat) {results[prefix]}")
         print(f"THROUGHPUT {prefix} {results[prefix]}")
     for prefix in SIZES:

@@ -14,7 +14,6 @@ import os
 import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
-
 from lpaccel.sim.axi_checker import AxiProtocolChecker
 from lpaccel.sim.axi_traffic import AxiTrafficGenerator
 from lpaccel.sim.harness import params
@@ -37,6 +36,7 @@ class TB:
         self.ram = None
         if P["backend"] == "axiram":
             import logging
+
             from cocotbext.axi import AxiBus, AxiRam
             self.ram = AxiRam(AxiBus.from_prefix(dut, "s"), dut.clk, dut.rst,
                               size=P["window"])

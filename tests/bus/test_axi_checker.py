@@ -1,13 +1,11 @@
 """The AXI4 protocol checker catches every rule it claims (negative tests)."""
 
 import pytest
-
+from bus_tops import AxiProbe
 from lpaccel.sim.harness import run_cocotb
 
-from bus_tops import AxiProbe
-
-PROBE = dict(component_factory=AxiProbe, name="axi_probe",
-             params={"data_width": 64, "id_width": 4}, test_module="bus.cocotb_checker")
+PROBE = {"component_factory": AxiProbe, "name": "axi_probe",
+         "params": {"data_width": 64, "id_width": 4}, "test_module": "bus.cocotb_checker"}
 
 NEGATIVE = ["good_sequence", "catches_valid_drop", "catches_payload_change",
             "catches_w_payload_change", "catches_4k_crossing", "catches_short_w_burst",

@@ -1,7 +1,6 @@
 """Fast amaranth.sim unit tests: arbiter routing and W order, AxiSram bursts."""
 
 from amaranth.sim import Simulator
-
 from lpaccel.rtl.bus.axi import Resp
 from lpaccel.rtl.bus.interconnect import AXI4Arbiter, AXI4ArbiterConfig
 from lpaccel.rtl.mem import AxiMemoryConfig, AxiSram

@@ -5,10 +5,8 @@ the primitive must keep its SB_SPRAM256KA instances through synth_ice40.
 Builds live in build/synth/ (YoWASP sees a private /tmp).
 """
 
-from pathlib import Path
 
 from amaranth.back import verilog
-
 from lpaccel.boards.litedram_core import REPO_ROOT, yosys_synth
 from lpaccel.rtl.mem import AxiMemoryConfig, AxiSpram, AxiSram
 

@@ -2,9 +2,8 @@
 
 import json
 
-from lpaccel.sim.harness import run_cocotb
-
 from bus_tops import MemoriesTop
+from lpaccel.sim.harness import run_cocotb
 
 BUILD = {"sram_bytes": 1 << 15, "spram_bytes": 1 << 17, "data_width": 64, "id_width": 4}
 
