@@ -510,9 +510,6 @@ class LiteDramCore(wiring.Component):
         # TRELLIS_IO, the clock through an io.DDRBuffer.
         self.resource = pads if pads is not None and hasattr(pads, "dq") else None
         if self.resource is not None:
-            if not self.sdr:
-                raise ValueError("a platform SDRAM resource as pads needs an SDR core "
-                                 f"({core.board} is not)")
             self.pads = {}
         else:
             self.pads = pads if pads is not None else {
@@ -582,7 +579,19 @@ class LiteDramCore(wiring.Component):
         if "sim_trace" in core.ports:          # simulation variant
             kwargs["i_sim_trace"] = Const(0)
         res = self.resource
-        if res is not None:
+        if res is not None and not self.sdr:
+            # DDR3: the core drives every pad through its own ECP5 I/O cells
+            # (ODDRX2F, DQSBUFM, TRELLIS_IO...), so it gets the raw pads;
+            # active-low pads take the core's active-low signals as they are.
+            # The resource has no cs_n/reset_n (tied on the board).
+            routes = {"ddram_a": "a", "ddram_ba": "ba", "ddram_ras_n": "ras",
+                      "ddram_cas_n": "cas", "ddram_we_n": "we", "ddram_cke": "clk_en",
+                      "ddram_odt": "odt", "ddram_dm": "dm", "ddram_dq": "dq"}
+            for name, sub in routes.items():
+                kwargs[f"io_{name}"] = getattr(res, sub).io
+            kwargs["io_ddram_dqs_p"] = res.dqs.p
+            kwargs["io_ddram_clk_p"] = res.clk.p
+        elif res is not None:
             # core pin -> (resource subsignal, logical value from the core's pin)
             routes = {"sdram_a": ("a", False), "sdram_ba": ("ba", False),
                       "sdram_cs_n": ("cs", True), "sdram_we_n": ("we", True),
@@ -671,6 +680,59 @@ class Ulx3sDramSelfTestTop(wiring.Component):
                                        beat[-1]]):
             buf = io.Buffer("o", platform.request("led", index, dir="-"))
             m.submodules[f"led{index}"] = buf
+            m.d.comb += buf.o.eq(value)
+        return m
+
+
+class Ecpix5DramSelfTestTop(wiring.Component):
+    """ECPIX-5 top: LiteDRAM DDR3 core + :class:`~lpaccel.rtl.bus.memtest.AxiMemTest`.
+
+    The 100 MHz oscillator is the core's input clock (its own PLL makes the
+    50 MHz controller clock and the 100 MHz DDR clock); the self-test runs
+    on the core's ``user_clk``. LEDs (red/green of RGB LED 0 and 1): init
+    done, pass, fail, init error. DDR3 read leveling is not implemented
+    (see the module docstring), so this is a build check, not a working
+    memory test.
+
+    Parameters
+    ----------
+    words : int
+        64-bit words to test.
+    """
+
+    def __init__(self, *, words=1 << 18):
+        self.words = words
+        super().__init__({})
+
+    def elaborate(self, platform):
+        from lpaccel.rtl.bus.memtest import AxiMemTest, AxiMemTestConfig
+
+        m = Module()
+        # The raw oscillator; the core resets itself (power-on counter, PLL lock).
+        m.domains.sync = ClockDomain("sync")
+        clk_buf = io.Buffer("i", platform.request(platform.default_clk, dir="-"))
+        m.submodules.clk100 = clk_buf
+        m.d.comb += [ClockSignal("sync").eq(clk_buf.i), ResetSignal("sync").eq(0)]
+        core = generate_litedram_core("ecpix5")
+        platform.add_file("litedram_core.v", core.verilog.read_text())
+        m.submodules.dram = dram = LiteDramCore(
+            core, pads=platform.request("ddr3", 0, dir="-"))
+        m.domains.dram = ClockDomain("dram")
+        m.d.comb += [ClockSignal("dram").eq(dram.user_clk),
+                     ResetSignal("dram").eq(dram.user_rst)]
+        test = AxiMemTest(AxiMemTestConfig(
+            addr_width=dram.axi_signature.addr_width, data_width=core.axi_data_width,
+            id_width=core.axi_id_width, words=self.words, burst=16))
+        m.submodules.memtest = DomainRenamer("dram")(test)
+        wiring.connect(m, test.axi, dram.axi)
+        m.d.comb += test.start.eq(dram.init_done)
+        leds = [("rgb_led", 0, "r", dram.init_done), ("rgb_led", 0, "g", test.passed),
+                ("rgb_led", 1, "r", test.done & ~test.passed),
+                ("rgb_led", 1, "g", dram.init_error)]
+        rgb = [platform.request("rgb_led", index, dir="-") for index in (0, 1)]
+        for k, (_, index, color, value) in enumerate(leds):
+            buf = io.Buffer("o", getattr(rgb[index], color))
+            m.submodules[f"led{k}"] = buf
             m.d.comb += buf.o.eq(value)
         return m
 

@@ -154,3 +154,32 @@ def test_ulx3s_dram_selftest_bitstream():
     assert report["timing_met"], report["fmax_mhz"]
     assert report["utilization"]["io"]["used"] >= 39 + 8   # SDRAM pins + LEDs
     assert (REPO_ROOT / report["bitstream"]).stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_ecpix5_dram_selftest_places_and_routes():
+    # ECPIX-5 is not in lpaccel.boards.build.BOARDS; run amaranth-boards'
+    # flow directly with the same YoWASP tools and Yosys workaround.
+    import subprocess
+
+    from amaranth_boards.ecpix5 import ECPIX585Platform
+    from lpaccel.boards.build import (
+        _ECP5_YOSYS_OVERRIDES,
+        parse_nextpnr_report,
+        tool_environment,
+    )
+    from lpaccel.boards.litedram_core import Ecpix5DramSelfTestTop
+    out_dir = REPO_ROOT / "build" / "ecpix5-litedram"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "top.report.json").unlink(missing_ok=True)
+    plan = ECPIX585Platform().prepare(Ecpix5DramSelfTestTop(), name="top",
+                                      **_ECP5_YOSYS_OVERRIDES,
+                                      nextpnr_opts="--seed 1 --report top.report.json")
+    try:
+        plan.execute_local(str(out_dir), env=tool_environment())
+    except subprocess.CalledProcessError as error:
+        raise AssertionError(f"ECPIX-5 build failed ({error}); see {out_dir}") from None
+    report = parse_nextpnr_report(json.loads((out_dir / "top.report.json").read_text()))
+    print(json.dumps({k: report[k] for k in ("fmax_mhz", "target_mhz", "timing_met")}))
+    assert report["timing_met"], report["fmax_mhz"]
+    assert report["fmax_mhz"]["dram_clk"] >= 50.0
