@@ -56,6 +56,41 @@ class Rule(enum.IntEnum):
     WRDATA = 19
 
 
+def _or_tree(values):
+    """Bitwise OR of ``values`` as a balanced tree (shallow expressions)."""
+    while len(values) > 1:
+        values = [values[i] | values[i + 1] if i + 1 < len(values) else values[i]
+                  for i in range(0, len(values), 2)]
+    return values[0]
+
+
+def _first_hit(m, checks, p, bank_port):
+    """The first of ``checks`` (condition, rule, bank) that holds, as signals.
+
+    Each condition is evaluated once into its own wire, a running "an earlier
+    check hit" wire makes the hits one-hot, and the rule and bank are ORed
+    from the one-hot hits. (An ``If``/``Elif`` chain over ~50 conditions
+    becomes a ``casez`` that Verilator expands quadratically: tens of MB of
+    C++ and minutes of build; a 50-deep Mux chain is too deep for pysim.)
+    """
+    seen = Const(0, 1)
+    rules, banks = [], []
+    for k, (cond, rule, bank) in enumerate(checks):
+        c = Signal(name=f"chk{k}_p{p}")
+        hit = Signal(name=f"hit{k}_p{p}")
+        m.d.comb += [c.eq(cond), hit.eq(c & ~seen)]
+        after = Signal(name=f"seen{k}_p{p}")
+        m.d.comb += after.eq(seen | c)
+        seen = after
+        rules.append(Mux(hit, int(rule), 0))
+        banks.append(Mux(hit, bank, 0))
+    v = Signal(name=f"viol_p{p}")
+    r = Signal(Rule, name=f"rule_p{p}")
+    bk = Signal.like(bank_port, name=f"bank_p{p}")
+    m.d.comb += [v.eq(seen), r.eq(_or_tree(rules)), bk.eq(_or_tree(banks))]
+    return v, r, bk
+
+
 class LpddrTimingChecker(wiring.Component):
     """Checks every command on a DFI-style boundary against the part's timings.
 
@@ -214,14 +249,7 @@ class LpddrTimingChecker(wiring.Component):
                     (refab & opened, Rule.REF_OPEN, b),
                     (refab & early(f"act_rp{b}"), Rule.tRP, b),
                 ]
-            v = Signal(name=f"viol_p{p}")
-            r = Signal(Rule, name=f"rule_p{p}")
-            bk = Signal.like(self.bank, name=f"bank_p{p}")
-            with m.If(Const(0, 1)):
-                pass
-            for cond, rule, bank in checks:
-                with m.Elif(cond):
-                    m.d.comb += [v.eq(1), r.eq(rule), bk.eq(bank)]
+            v, r, bk = _first_hit(m, checks, p, self.bank)
             viol_p.append(v)
             rule_p.append(r)
             bank_p.append(bk)
