@@ -118,7 +118,7 @@ def _cmd_regmap(args):
 def _cmd_mem_bench(args):
     from lpaccel.membench import run_mem_bench
     report = run_mem_bench(args.memory, args.pattern, args.bytes, refresh=args.refresh,
-                           seed=args.seed)
+                           ratio=args.ratio, seed=args.seed)
     if args.json:
         print(json.dumps(report))
     else:
@@ -175,6 +175,9 @@ def _parser():
     mb.add_argument("--pattern", choices=("seq", "random"), default="seq")
     mb.add_argument("--bytes", type=_positive_int, default=1 << 20)
     mb.add_argument("--refresh", choices=("per_bank", "all_bank"), default="per_bank")
+    mb.add_argument("--ratio", type=int, choices=(1, 2, 4, 8), default=None,
+                    help="controller:DRAM clock ratio (default: 4, a 128-bit AXI port "
+                         "for LPDDR4)")
     mb.add_argument("--seed", type=int, default=1)
     mb.add_argument("--json", action="store_true", help="print one JSON object")
     mb.set_defaults(func=_cmd_mem_bench)

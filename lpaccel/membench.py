@@ -31,7 +31,7 @@ def _factory(**params):
 
 
 def run_mem_bench(memory="lpddr4-3200", pattern="seq", nbytes=1 << 20, *,
-                  refresh="per_bank", seed=1, work_dir=None):
+                  refresh="per_bank", ratio=None, seed=1, work_dir=None):
     """Run one measurement and return the report (one JSON-able dict).
 
     Parameters
@@ -44,6 +44,9 @@ def run_mem_bench(memory="lpddr4-3200", pattern="seq", nbytes=1 << 20, *,
         Bytes to read (rounded to whole 256-beat bursts, at least one).
     refresh : str
         ``"per_bank"`` or ``"all_bank"``.
+    ratio : int or None
+        Controller:DRAM clock ratio (1, 2, 4 or 8); ``None`` takes
+        :data:`BENCH_RATIO` for the part.
 
     Raises
     ------
@@ -56,7 +59,9 @@ def run_mem_bench(memory="lpddr4-3200", pattern="seq", nbytes=1 << 20, *,
     if pattern not in ("seq", "random"):
         raise ValueError(f"pattern must be 'seq' or 'random', not {pattern!r}")
     from lpaccel.sim.harness import run_cocotb
-    params = {"part": memory, "ratio": BENCH_RATIO[memory], "sim_bytes": 64 * 1024,
+    if ratio is None:
+        ratio = BENCH_RATIO[memory]
+    params = {"part": memory, "ratio": ratio, "sim_bytes": 64 * 1024,
               "refresh": refresh, "window": 8}
     LpddrConfig(**params)  # validate before building anything
     work = Path(work_dir) if work_dir else _REPO_ROOT / "build" / "runs"

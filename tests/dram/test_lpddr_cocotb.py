@@ -39,3 +39,27 @@ def test_random_traffic_long():
 
 def test_refresh_under_streaming():
     _run(BASE, "refresh_under_streaming", refresh_intervals=10)
+
+
+#: A 1:1 controller:DRAM clock ratio (one command slot per cycle, 32-bit data
+#: path, 8 beats per LPDDR4 burst) with all-bank refresh: the other corner of
+#: the DFI boundary and of the refresh engine.
+ONE_TO_ONE_ALL_BANK = {"ratio": 1, "sim_bytes": 64 * 1024, "window": 8,
+                       "refresh": "all_bank"}
+
+
+def test_random_traffic_1to1_all_bank():
+    _run(ONE_TO_ONE_ALL_BANK, RANDOM_TESTS, beats=6000)
+
+
+def test_refresh_under_streaming_1to1_all_bank():
+    _run(ONE_TO_ONE_ALL_BANK, "refresh_under_streaming", refresh_intervals=10)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("ratio,refresh", [(2, "per_bank"), (2, "all_bank"),
+                                           (4, "all_bank"), (1, "per_bank")])
+def test_random_traffic_ratio_refresh(ratio, refresh):
+    params = {"ratio": ratio, "sim_bytes": 64 * 1024, "window": 8, "refresh": refresh}
+    _run(params, RANDOM_TESTS, seed=3, beats=35000)
+    _run(params, "refresh_under_streaming", refresh_intervals=10)
