@@ -297,14 +297,19 @@ def _window_ok(m, cfg, addr, length, base, size):
     return (addr >= base) & (end <= limit) & (end <= (1 << cfg.addr_width))
 
 
-class _Mm2s(Elaboratable):
-    """MM2S channel: descriptors → AR bursts, R beats → realigned, packed beats."""
+class _Channel(Elaboratable):
+    """One DMA direction: ``busy`` while it holds work, ``status_pending``
+    while a status record waits for the host."""
 
     def __init__(self, cfg, engine):
         self.cfg = cfg
         self.e = engine
         self.busy = Signal()
         self.status_pending = Signal()
+
+
+class _Mm2s(_Channel):
+    """MM2S channel: descriptors → AR bursts, R beats → realigned, packed beats."""
 
     def elaborate(self, platform):
         cfg, e = self.cfg, self.e
@@ -458,14 +463,8 @@ class _Mm2s(Elaboratable):
         return m
 
 
-class _S2mm(Elaboratable):
+class _S2mm(_Channel):
     """S2MM channel: descriptors → AW bursts, input packets → W beats with strobes."""
-
-    def __init__(self, cfg, engine):
-        self.cfg = cfg
-        self.e = engine
-        self.busy = Signal()
-        self.status_pending = Signal()
 
     def elaborate(self, platform):
         cfg, e = self.cfg, self.e
