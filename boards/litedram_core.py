@@ -43,6 +43,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from amaranth.hdl import (
+    Array,
     Cat,
     ClockDomain,
     ClockSignal,
@@ -52,10 +53,11 @@ from amaranth.hdl import (
     IOBufferInstance,
     IOPort,
     Module,
+    Mux,
     ResetSignal,
     Signal,
 )
-from amaranth.lib import io, wiring
+from amaranth.lib import data, io, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
@@ -67,7 +69,10 @@ __all__ = [
     "GeneratedLiteDram",
     "LiteDramBoard",
     "LiteDramCore",
+    "LiteDramInitController",
     "LiteDramInitSequencer",
+    "LiteDramLevelingConfig",
+    "LiteDramReadLeveler",
     "Ulx3sDramSelfTestTop",
     "generate_litedram_core",
     "yosys_synth",
@@ -81,6 +86,12 @@ _DFII = {"DFII_CONTROL_SEL": 0x01, "DFII_CONTROL_CKE": 0x02, "DFII_CONTROL_ODT":
          "DFII_CONTROL_RESET_N": 0x08, "DFII_COMMAND_CS": 0x01, "DFII_COMMAND_WE": 0x02,
          "DFII_COMMAND_CAS": 0x04, "DFII_COMMAND_RAS": 0x08, "DFII_COMMAND_WRDATA": 0x10,
          "DFII_COMMAND_RDDATA": 0x20}
+
+#: litedram ``PhySettings`` attributes recorded at generation (read leveling
+#: needs them; see :class:`LiteDramLevelingConfig`).
+_PHY_SETTINGS = ("phytype", "memtype", "databits", "dfi_databits", "strobes", "nphases",
+                 "rdphase", "wrphase", "cl", "cwl", "read_latency", "write_latency",
+                 "read_leveling", "write_leveling", "bitslips", "delays")
 
 #: Clock cycles per unit of the BIOS's ``cdelay()`` busy loop (a NOP and a
 #: decrement-and-branch: at least 3 cycles on VexRiscv); rounded up.
@@ -182,6 +193,15 @@ class GeneratedLiteDram:
         Port name -> (direction, width), parsed from the Verilog.
     csr : dict
         CSR register name -> byte address on the Wishbone control port.
+    csr_words : dict
+        CSR register name -> number of CSR words it spans (LiteX puts the most
+        significant word at the lowest address).
+    csr_data_width : int
+        Bits per CSR word (``config_csr_data_width``).
+    phy : dict
+        The PHY's litedram ``PhySettings`` (``nphases``, ``databits``,
+        ``dfi_databits``, ``strobes``, ``rdphase``, ``wrphase``,
+        ``read_leveling``, ``bitslips``, ``delays``, ...).
     init_program : list
         ``(byte address, value, delay cycles)`` writes of the init sequence.
     axi_addr_width, axi_data_width, axi_id_width : int
@@ -201,6 +221,14 @@ class GeneratedLiteDram:
     axi_data_width: int
     axi_id_width: int
     sim: bool = False
+    csr_words: dict = field(default_factory=dict)
+    csr_data_width: int = 32
+    phy: dict = field(default_factory=dict)
+
+    @property
+    def read_leveling(self):
+        """Whether the PHY needs read leveling (DDR3 on ECP5: yes; SDR: no)."""
+        return bool(self.phy.get("read_leveling")) and not self.sim
 
     @property
     def dram_pins(self):
@@ -275,15 +303,19 @@ def generate_litedram_core(board: str, *, sim: bool = False, out_dir: Path | Non
 def _load(board, out_dir, sim):
     verilog = out_dir / "gateware" / "litedram_core.v"
     ports = _parse_ports(verilog.read_text())
-    csr = {}
+    csr, csr_words, csr_data_width = {}, {}, 8
     with open(out_dir / "csr.csv") as f:
         for row in csv.reader(f):
             if row and row[0] == "csr_register":
                 csr[row[1]] = int(row[2], 0)
+                csr_words[row[1]] = int(row[3])
+            elif row and row[0] == "constant" and row[1] == "config_csr_data_width":
+                csr_data_width = int(row[2])
     meta = json.loads((out_dir / "init_program.json").read_text())
     program = _init_program(meta["sequence"], csr)
     return GeneratedLiteDram(
         board=board, directory=out_dir, verilog=verilog, ports=ports, csr=csr,
+        csr_words=csr_words, csr_data_width=csr_data_width, phy=meta.get("phy", {}),
         init_program=program,
         axi_addr_width=ports["user_port_axi_0_awaddr"][1],
         axi_data_width=ports["user_port_axi_0_wdata"][1],
@@ -366,8 +398,15 @@ def _generate(board, out_dir, sim=False):
     verilog.write_text(text)
     summary = {"memtype": spec.memtype, "module": spec.module, "phy": spec.phy,
                "sys_clk_hz": spec.sys_clk_hz, "init_steps": len(sequence)}
+    settings = {}
+    for name in _PHY_SETTINGS:
+        value = getattr(phy.settings, name, None)
+        # Some PHYs make rdphase/wrphase CSR-backed Signals: keep the reset value.
+        value = getattr(getattr(value, "reset", None), "value", value)
+        settings[name] = value
     (out_dir / "init_program.json").write_text(json.dumps(
-        {"summary": summary, "sequence": [list(s) for s in sequence]}, indent=1) + "\n")
+        {"summary": summary, "phy": settings, "sequence": [list(s) for s in sequence]},
+        indent=1) + "\n")
 
 
 class LiteDramInitSequencer(wiring.Component):
@@ -451,6 +490,572 @@ class LiteDramInitSequencer(wiring.Component):
         return m
 
 
+#: CSRs the read leveler drives, besides the DFII phase injectors.
+_LEVELING_CSRS = ("ddrphy_dly_sel", "ddrphy_rdly_dq_rst", "ddrphy_rdly_dq_inc",
+                  "ddrphy_rdly_dq_bitslip_rst", "ddrphy_rdly_dq_bitslip",
+                  "sdram_dfii_control", "ddrctrl_init_done")
+
+
+@dataclass(frozen=True)
+class LiteDramLevelingConfig:
+    """Read leveling of a LiteDRAM PHY, derived from a generated core.
+
+    Build it with :meth:`from_core`; every field comes from the core's CSR
+    map and its PHY settings, nothing is specific to one board.
+
+    Parameters
+    ----------
+    csr : dict
+        CSR register name -> byte address on the Wishbone control port.
+    modules : int
+        Byte groups with their own DQS strobe, read delay and bitslip
+        (``PhySettings.strobes``).
+    bitslips, delays : int
+        Read bitslip and read delay settings per module (``PhySettings``).
+    nphases : int
+        DFI phases per controller clock.
+    rdphase, wrphase : int
+        DFI phases that carry read and write commands.
+    databits : int
+        DRAM data bus width.
+    dfi_databits : int
+        Data bits per DFI phase (``databits`` times the beats per phase).
+    csr_data_width : int
+        Bits per CSR word; the Wishbone port is 32 bits wide, so 32.
+    seeds : tuple of int
+        One write/read-back test per seed and (bitslip, delay) setting; the
+        BIOS uses three patterns (seeds 42, 84, 36).
+    settle_cycles : int
+        Cycles to wait after each DFII command (the BIOS's ``cdelay(15)``);
+        must cover the PHY's read latency before the read data is fetched.
+    timeout : int
+        Cycles to wait for a Wishbone acknowledge before giving up.
+
+    Raises
+    ------
+    ValueError
+        If a parameter is out of range or a needed CSR is missing; the
+        message names it.
+    """
+
+    csr: dict = field(hash=False)
+    modules: int
+    bitslips: int
+    delays: int
+    nphases: int
+    rdphase: int
+    wrphase: int
+    databits: int
+    dfi_databits: int
+    csr_data_width: int = 32
+    seeds: tuple = (42, 84, 36)
+    settle_cycles: int = 60
+    timeout: int = 1024
+
+    def __post_init__(self):
+        for name in ("modules", "bitslips", "delays", "nphases", "databits", "dfi_databits",
+                     "settle_cycles", "timeout"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, not {value!r}")
+        for name in ("rdphase", "wrphase"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or not 0 <= value < self.nphases:
+                raise ValueError(f"{name} must be a DFI phase in 0..{self.nphases - 1}, "
+                                 f"not {value!r}")
+        if self.databits % self.modules or (self.databits // self.modules) % 8:
+            raise ValueError(f"databits ({self.databits}) must split into {self.modules} "
+                             f"modules of whole bytes")
+        if self.dfi_databits % self.databits:
+            raise ValueError(f"dfi_databits ({self.dfi_databits}) must be a multiple of "
+                             f"databits ({self.databits})")
+        if self.csr_data_width != 32:
+            raise ValueError(f"csr_data_width must be 32 (the Wishbone control port's width), "
+                             f"not {self.csr_data_width}; generate the core with "
+                             f"csr_data_width=32")
+        if not self.seeds:
+            raise ValueError("seeds must hold at least one test pattern seed")
+        missing = [n for n in self.required_csrs if n not in self.csr]
+        if missing:
+            raise ValueError(f"csr lacks register(s) {', '.join(missing)} needed for read "
+                             f"leveling; is the core's PHY read-leveling capable?")
+
+    @classmethod
+    def from_core(cls, core, **overrides):
+        """The leveling of a generated core.
+
+        Parameters
+        ----------
+        core : GeneratedLiteDram
+        **overrides
+            Field values to replace (``seeds``, ``settle_cycles``,
+            ``timeout``).
+
+        Raises
+        ------
+        ValueError
+            If the core's PHY does not do read leveling (SDR cores).
+        """
+        if not core.read_leveling:
+            raise ValueError(f"the {core.board} core's PHY ({core.phy.get('phytype', '?')}) "
+                             f"does not need read leveling; build LiteDramInitController "
+                             f"without leveling")
+        phy = core.phy
+        fields = dict(csr=dict(core.csr), modules=phy["strobes"], bitslips=phy["bitslips"],
+                      delays=phy["delays"], nphases=phy["nphases"], rdphase=phy["rdphase"],
+                      wrphase=phy["wrphase"], databits=phy["databits"],
+                      dfi_databits=phy["dfi_databits"], csr_data_width=core.csr_data_width)
+        fields.update(overrides)
+        return cls(**fields)
+
+    @property
+    def words_per_phase(self):
+        """CSR words of one phase's ``wrdata``/``rddata`` register."""
+        return -(-self.dfi_databits // self.csr_data_width)
+
+    @property
+    def burst_detect(self):
+        """Whether the PHY reports DQS burst detection (``ddrphy_burstdet_*``, ECP5)."""
+        return "ddrphy_burstdet_clr" in self.csr and "ddrphy_burstdet_seen" in self.csr
+
+    @property
+    def required_csrs(self):
+        """CSR names the leveler writes or reads."""
+        names = list(_LEVELING_CSRS)
+        for p in sorted({0, self.rdphase, self.wrphase}):
+            names += [f"sdram_dfii_pi{p}_{r}" for r in ("command", "command_issue",
+                                                        "address", "baddress")]
+        for p in range(self.nphases):
+            names += [f"sdram_dfii_pi{p}_wrdata", f"sdram_dfii_pi{p}_rddata"]
+        return names
+
+    def lane_mask(self, module):
+        """Bits of one DFI phase's data that belong to ``module``.
+
+        A phase holds ``dfi_databits // databits`` beats of ``databits``
+        bits; module ``i`` owns bits ``8*r*i .. 8*r*(i+1)-1`` of every beat,
+        ``r`` bytes per module.
+        """
+        width = self.databits // self.modules
+        mask = 0
+        for beat in range(self.dfi_databits // self.databits):
+            mask |= ((1 << width) - 1) << (beat * self.databits + module * width)
+        return mask
+
+    def patterns(self):
+        """Test data per seed: a list of ``nphases`` DFI phase words.
+
+        Pseudo-random (Python's ``random`` seeded with the seed). Every
+        module sees at least two different bytes across the burst, so a
+        read with the wrong bitslip (the burst shifted by beats) differs
+        from what was written.
+        """
+        import random
+        result = []
+        for seed in self.seeds:
+            rng = random.Random(seed)
+            while True:
+                words = [rng.getrandbits(self.dfi_databits) for _ in range(self.nphases)]
+                if all(len({(w >> s) & 0xFF for w in words
+                            for s in range(0, self.dfi_databits, 8)
+                            if (self.lane_mask(module) >> s) & 1}) > 1
+                       for module in range(self.modules)):
+                    break
+            result.append(words)
+        return result
+
+
+class LiteDramReadLeveler(wiring.Component):
+    """DDR read leveling over the LiteDRAM core's Wishbone CSR port.
+
+    What LiteX's BIOS ``sdram_read_leveling()`` does for a read-leveling
+    PHY (``ECP5DDRPHY``), in hardware. The DFII must already be in software
+    control with the DRAM initialized (the init program ran). For each
+    module (DQS group) ``m`` and each bitslip ``b`` in ``0..bitslips-1``
+    and read delay ``d`` in ``0..delays-1``, one test per seed: write the
+    seed's pattern into every phase's ``wrdata``, activate row 0 of bank 0,
+    write (on ``wrphase``), clear the PHY's burst detect, read (on
+    ``rdphase``), precharge, fetch every phase's ``rddata`` and compare the
+    module's byte lanes, and check the module's ``burstdet_seen`` bit (ECP5
+    PHYs). A setting passes if every test of every seed passes. Per module
+    the longest run of consecutive passing delays over all bitslips wins
+    (ties: the lowest bitslip, then the lowest delay); the module is set to
+    that bitslip and the run's center delay (rounded down) and tested once
+    more. A module with no passing setting, or failing that final test,
+    raises ``level_error``. Delay and bitslip are changed as the BIOS does:
+    select the module in ``dly_sel``, strobe the action CSR, deselect, then
+    write ``dly_sel`` all-ones and zero (this toggles the ECP5 DQSBUFMs'
+    ``PAUSE`` to resynchronize them).
+
+    Differences from the BIOS (litex 2024.12 ``liblitedram/sdram.c``): the
+    BIOS scores a bitslip by its number of passing delays plus an error
+    tally and then centers on the longest window (after treating the first
+    of two passing delays as spotty); here the score is the longest run
+    itself, which is what gets centered. The BIOS compares only two of the
+    four beats per phase the ECP5 PHY carries; here every beat is compared.
+    The BIOS retries the final check eight times; here it is checked once.
+
+    Parameters
+    ----------
+    config : LiteDramLevelingConfig
+    finish : list of (int, int, int)
+        Wishbone writes ``(byte address, value, cycles to wait after)`` run
+        after successful leveling (the init program's hand-back to hardware
+        control and ``init_done``).
+
+    Ports
+    -----
+    start : In(1)
+        Level when high (held; sampled once).
+    wb_adr, wb_dat_w, wb_sel, wb_cyc, wb_stb, wb_we : Out
+        Wishbone manager (32-bit data, word address); ``wb_ack`` and
+        ``wb_dat_r`` in.
+    done : Out(1)
+        Every module leveled and the ``finish`` writes done.
+    error : Out(1)
+        A Wishbone access was not acknowledged within ``timeout`` cycles.
+    level_error : Out(1)
+        Some module has no passing (bitslip, delay), or failed the check
+        at its chosen setting. ``failed_module`` names it.
+    bitslip, delay : Out(ArrayLayout(unsigned, modules))
+        Chosen setting per module (valid for a module once leveled).
+    failed_module : Out(range(modules))
+    """
+
+    def __init__(self, config, *, finish=()):
+        if not isinstance(config, LiteDramLevelingConfig):
+            raise TypeError(f"config must be a LiteDramLevelingConfig, not {config!r}")
+        self.config = config
+        self.finish = [(int(a), int(v), int(d)) for a, v, d in finish]
+        super().__init__({
+            "start": In(1),
+            "wb_adr": Out(30), "wb_dat_w": Out(32), "wb_sel": Out(4), "wb_cyc": Out(1),
+            "wb_stb": Out(1), "wb_we": Out(1), "wb_ack": In(1), "wb_dat_r": In(32),
+            "done": Out(1), "error": Out(1), "level_error": Out(1),
+            **self.result_members(config),
+        })
+
+    @staticmethod
+    def result_members(config):
+        """The ``bitslip``, ``delay`` and ``failed_module`` port members."""
+        return {"bitslip": Out(data.ArrayLayout(range(config.bitslips), config.modules)),
+                "delay": Out(data.ArrayLayout(range(config.delays), config.modules)),
+                "failed_module": Out(range(config.modules))}
+
+    # Op kinds of the leveler's micro-program.
+    _WRITE, _WRITE_SEL, _READ_CMP, _READ_BIT = range(4)
+
+    def _word_masks(self, module):
+        """Per CSR word of a phase (most significant first): the module's bits."""
+        cfg = self.config
+        mask = cfg.lane_mask(module)
+        n = cfg.words_per_phase
+        return [(mask >> (32 * (n - 1 - w))) & 0xFFFFFFFF for w in range(n)]
+
+    def _routines(self):
+        """The micro-program: name -> list of (kind, address, value, wait, word)."""
+        cfg, csr = self.config, self.config.csr
+        W, SEL, CMP, BIT = self._WRITE, self._WRITE_SEL, self._READ_CMP, self._READ_BIT
+        all_modules = (1 << cfg.modules) - 1
+
+        def action(name):
+            # sdram_leveling_action(): select, strobe, deselect, resync DQSBUFMs.
+            return [(SEL, csr["ddrphy_dly_sel"], 0, 0, 0), (W, csr[name], 1, 0, 0),
+                    (W, csr["ddrphy_dly_sel"], 0, 0, 0),
+                    (W, csr["ddrphy_dly_sel"], all_modules, 0, 0),
+                    (W, csr["ddrphy_dly_sel"], 0, 0, 0)]
+
+        def command(phase, flags):
+            pi = f"sdram_dfii_pi{phase}_"
+            return [(W, csr[pi + "address"], 0, 0, 0), (W, csr[pi + "baddress"], 0, 0, 0),
+                    (W, csr[pi + "command"], flags, 0, 0),
+                    (W, csr[pi + "command_issue"], 1, cfg.settle_cycles, 0)]
+
+        d = _DFII
+        test = []
+        n = cfg.words_per_phase
+        for words in cfg.patterns():
+            for p, value in enumerate(words):
+                base = csr[f"sdram_dfii_pi{p}_wrdata"]
+                test += [(W, base + 4 * w, (value >> (32 * (n - 1 - w))) & 0xFFFFFFFF, 0, 0)
+                         for w in range(n)]
+            test += command(0, d["DFII_COMMAND_RAS"] | d["DFII_COMMAND_CS"])      # activate
+            test += command(cfg.wrphase, d["DFII_COMMAND_CAS"] | d["DFII_COMMAND_WE"] |
+                            d["DFII_COMMAND_CS"] | d["DFII_COMMAND_WRDATA"])
+            if cfg.burst_detect:
+                test.append((W, csr["ddrphy_burstdet_clr"], 1, 0, 0))
+            test += command(cfg.rdphase, d["DFII_COMMAND_CAS"] | d["DFII_COMMAND_CS"] |
+                            d["DFII_COMMAND_RDDATA"])
+            test += command(0, d["DFII_COMMAND_RAS"] | d["DFII_COMMAND_WE"] |
+                            d["DFII_COMMAND_CS"])                                  # precharge
+            for p, value in enumerate(words):
+                base = csr[f"sdram_dfii_pi{p}_rddata"]
+                test += [(CMP, base + 4 * w, (value >> (32 * (n - 1 - w))) & 0xFFFFFFFF, 0, w)
+                         for w in range(n)]
+            if cfg.burst_detect:
+                test.append((BIT, csr["ddrphy_burstdet_seen"], 0, 0, 0))
+        return {
+            "bitslip_rst": action("ddrphy_rdly_dq_bitslip_rst"),
+            "bitslip_inc": action("ddrphy_rdly_dq_bitslip"),
+            "delay_rst": action("ddrphy_rdly_dq_rst"),
+            "delay_inc": action("ddrphy_rdly_dq_inc"),
+            "test": test,
+            "finish": [(W, a, v, wait, 0) for a, v, wait in self.finish]
+                      or [(W, csr["ddrphy_dly_sel"], 0, 0, 0)],
+        }
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.config
+        routines = self._routines()
+        ops, spans = [], {}
+        for name, body in routines.items():
+            spans[name] = (len(ops), len(ops) + len(body) - 1)
+            ops += body
+        max_wait = max(max(op[3] for op in ops), cfg.timeout)
+        cw = ceil_log2(max_wait + 2)
+        ww = max(1, ceil_log2(cfg.words_per_phase))
+        rom = Memory(shape=2 + 30 + 32 + cw + ww, depth=len(ops), init=[
+            kind | ((a >> 2) << 2) | (v << 32) | (wait << 64) | (w << (64 + cw))
+            for kind, a, v, wait, w in ops])
+        m.submodules.rom = rom
+        rd = rom.read_port(domain="comb")
+        pc = Signal(range(len(ops)))
+        end = Signal(range(len(ops)))
+        m.d.comb += rd.addr.eq(pc)
+        kind, adr = rd.data[:2], rd.data[2:32]
+        value, wait, word = rd.data[32:64], rd.data[64:64 + cw], rd.data[64 + cw:]
+
+        module = Signal(range(cfg.modules))
+        masks = Array(Array(Const(mask, 32) for mask in self._word_masks(i))
+                      for i in range(cfg.modules))
+        m.d.comb += [
+            self.wb_adr.eq(adr),
+            self.wb_dat_w.eq(Mux(kind == self._WRITE_SEL, Const(1, 32) << module, value)),
+            self.wb_sel.eq(0xF),
+            self.wb_we.eq(kind[1] == 0),          # _WRITE, _WRITE_SEL
+        ]
+
+        # Micro-program executor: runs pc..end, one Wishbone access per op.
+        go = Signal()
+        go_start, go_end = Signal.like(pc), Signal.like(end)
+        finished = Signal()                       # pulse: the routine's last op is done
+        failed = Signal()                         # some compare failed in this routine
+        count = Signal(cw)
+        with m.FSM(name="exec"):
+            with m.State("IDLE"):
+                with m.If(go):
+                    m.d.sync += [pc.eq(go_start), end.eq(go_end), failed.eq(0), count.eq(0)]
+                    m.next = "BUS"
+            with m.State("BUS"):
+                m.d.comb += [self.wb_cyc.eq(1), self.wb_stb.eq(1)]
+                m.d.sync += count.eq(count + 1)
+                with m.If(self.wb_ack):
+                    m.d.sync += count.eq(wait)
+                    with m.If(kind == self._READ_CMP):
+                        with m.If(((self.wb_dat_r ^ value) & masks[module][word]) != 0):
+                            m.d.sync += failed.eq(1)
+                    with m.If(kind == self._READ_BIT):
+                        with m.If(~self.wb_dat_r.bit_select(module, 1)):
+                            m.d.sync += failed.eq(1)
+                    m.next = "WAIT"
+                with m.Elif(count == cfg.timeout):
+                    m.next = "TIMEOUT"
+            with m.State("WAIT"):
+                m.d.sync += count.eq(count - 1)
+                with m.If(count == 0):
+                    with m.If(pc == end):
+                        m.d.comb += finished.eq(1)
+                        m.next = "IDLE"
+                    with m.Else():
+                        m.d.sync += [pc.eq(pc + 1), count.eq(0)]
+                        m.next = "BUS"
+            with m.State("TIMEOUT"):
+                m.d.comb += self.error.eq(1)
+
+        bitslip = Signal(range(cfg.bitslips))
+        delay = Signal(range(cfg.delays))
+        steps = Signal(range(max(cfg.bitslips, cfg.delays)))
+        run = Signal(range(cfg.delays + 1))       # consecutive passing delays so far
+        best_len = Signal(range(cfg.delays + 1))
+        best_bitslip = Signal.like(bitslip)
+        best_end = Signal.like(delay)
+        center = Signal.like(delay)
+
+        with m.FSM(name="level"):
+            def call(state, routine, then):
+                # Two states: start the routine, then wait for it.
+                start, stop = spans[routine]
+                with m.State(state):
+                    m.d.comb += [go.eq(1), go_start.eq(start), go_end.eq(stop)]
+                    m.next = state + "_RUN"
+                with m.State(state + "_RUN"):
+                    with m.If(finished):
+                        m.next = then
+
+            with m.State("IDLE"):
+                with m.If(self.start):
+                    m.d.sync += module.eq(0)
+                    m.next = "MODULE"
+            with m.State("MODULE"):
+                m.d.sync += [bitslip.eq(0), best_len.eq(0), best_bitslip.eq(0),
+                             best_end.eq(0)]
+                m.next = "BITSLIP_RST"
+            call("BITSLIP_RST", "bitslip_rst", "SCAN")
+            with m.State("SCAN"):                 # a new bitslip: scan all delays
+                m.d.sync += [delay.eq(0), run.eq(0)]
+                m.next = "DELAY_RST"
+            call("DELAY_RST", "delay_rst", "TEST")
+            call("TEST", "test", "SCORE")
+            with m.State("SCORE"):
+                with m.If(failed):
+                    m.d.sync += run.eq(0)
+                with m.Else():
+                    m.d.sync += run.eq(run + 1)
+                    with m.If(run + 1 > best_len):
+                        m.d.sync += [best_len.eq(run + 1), best_bitslip.eq(bitslip),
+                                     best_end.eq(delay)]
+                with m.If(delay == cfg.delays - 1):
+                    with m.If(bitslip == cfg.bitslips - 1):
+                        m.next = "CHOOSE"
+                    with m.Else():
+                        m.d.sync += bitslip.eq(bitslip + 1)
+                        m.next = "BITSLIP_INC"
+                with m.Else():
+                    m.d.sync += delay.eq(delay + 1)
+                    m.next = "DELAY_INC"
+            call("DELAY_INC", "delay_inc", "TEST")
+            call("BITSLIP_INC", "bitslip_inc", "SCAN")
+            with m.State("CHOOSE"):
+                m.d.sync += [center.eq(best_end - (best_len >> 1)), steps.eq(0)]
+                with m.If(best_len == 0):
+                    m.next = "LEVEL_ERROR"
+                with m.Else():
+                    m.next = "SET_BITSLIP_RST"
+            call("SET_BITSLIP_RST", "bitslip_rst", "SET_BITSLIP")
+            with m.State("SET_BITSLIP"):
+                with m.If(steps == best_bitslip):
+                    m.d.sync += steps.eq(0)
+                    m.next = "SET_DELAY_RST"
+                with m.Else():
+                    m.d.sync += steps.eq(steps + 1)
+                    m.next = "SET_BITSLIP_INC"
+            call("SET_BITSLIP_INC", "bitslip_inc", "SET_BITSLIP")
+            call("SET_DELAY_RST", "delay_rst", "SET_DELAY")
+            with m.State("SET_DELAY"):
+                with m.If(steps == center):
+                    m.next = "CHECK"
+                with m.Else():
+                    m.d.sync += steps.eq(steps + 1)
+                    m.next = "SET_DELAY_INC"
+            call("SET_DELAY_INC", "delay_inc", "SET_DELAY")
+            call("CHECK", "test", "CHECKED")
+            with m.State("CHECKED"):
+                with m.If(failed):
+                    m.next = "LEVEL_ERROR"
+                with m.Else():
+                    for i in range(cfg.modules):
+                        with m.If(module == i):
+                            m.d.sync += [self.bitslip[i].eq(best_bitslip),
+                                         self.delay[i].eq(center)]
+                    with m.If(module == cfg.modules - 1):
+                        m.next = "FINISH"
+                    with m.Else():
+                        m.d.sync += module.eq(module + 1)
+                        m.next = "MODULE"
+            call("FINISH", "finish", "DONE")
+            with m.State("DONE"):
+                m.d.comb += self.done.eq(1)
+            with m.State("LEVEL_ERROR"):
+                m.d.comb += [self.level_error.eq(1), self.failed_module.eq(module)]
+        return m
+
+
+class LiteDramInitController(wiring.Component):
+    """DRAM bring-up over the core's Wishbone CSR port: init program, then leveling.
+
+    Without leveling this is :class:`LiteDramInitSequencer` running the
+    whole program. With leveling the sequencer runs the program up to its
+    last two writes (the hand-back to hardware control and ``init_done``),
+    then :class:`LiteDramReadLeveler` levels every module and makes those
+    two writes itself; a leveling failure leaves the DFII in software
+    control and ``init_done`` unwritten (the core keeps its AXI port
+    closed).
+
+    Parameters
+    ----------
+    program : list of (int, int, int)
+        The init program (:attr:`GeneratedLiteDram.init_program`).
+    leveling : LiteDramLevelingConfig, optional
+    timeout : int
+        Wishbone acknowledge timeout of the init sequencer.
+
+    Ports
+    -----
+    wb_* : the Wishbone manager (``wb_dat_r``, ``wb_ack`` in).
+    done, error : Out(1)
+        Finished; a Wishbone access timed out.
+    level_error : Out(1)
+        Leveling found no working setting for some module (0 without leveling).
+    bitslip, delay, failed_module
+        The leveler's results (only with leveling).
+
+    Raises
+    ------
+    ValueError
+        With leveling, if the program does not end with the writes of
+        ``sdram_dfii_control`` and ``ddrctrl_init_done``.
+    """
+
+    def __init__(self, program, *, leveling=None, timeout=1024):
+        program = [(int(a), int(v), int(d)) for a, v, d in program]
+        self.leveling = leveling
+        self.timeout = timeout
+        if leveling is not None:
+            tail = [a for a, _, _ in program[-2:]]
+            want = [leveling.csr["sdram_dfii_control"], leveling.csr["ddrctrl_init_done"]]
+            if tail != want:
+                raise ValueError(f"program must end with the writes of sdram_dfii_control "
+                                 f"and ddrctrl_init_done (addresses {want}), not {tail}; "
+                                 f"use GeneratedLiteDram.init_program")
+            self.body, self.finish = program[:-2], program[-2:]
+        else:
+            self.body, self.finish = program, []
+        members = {
+            "wb_adr": Out(30), "wb_dat_w": Out(32), "wb_sel": Out(4), "wb_cyc": Out(1),
+            "wb_stb": Out(1), "wb_we": Out(1), "wb_ack": In(1), "wb_dat_r": In(32),
+            "done": Out(1), "error": Out(1), "level_error": Out(1),
+        }
+        if leveling is not None:
+            members.update(LiteDramReadLeveler.result_members(leveling))
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.sequencer = seq = LiteDramInitSequencer(self.body, timeout=self.timeout)
+        managers = [seq]
+        if self.leveling is not None:
+            m.submodules.leveler = lev = LiteDramReadLeveler(self.leveling, finish=self.finish)
+            managers.append(lev)
+            m.d.comb += [lev.start.eq(seq.done), lev.wb_dat_r.eq(self.wb_dat_r),
+                         self.done.eq(lev.done), self.error.eq(seq.error | lev.error),
+                         self.level_error.eq(lev.level_error),
+                         self.bitslip.eq(lev.bitslip), self.delay.eq(lev.delay),
+                         self.failed_module.eq(lev.failed_module)]
+        else:
+            m.d.comb += [self.done.eq(seq.done), self.error.eq(seq.error)]
+        names = ("wb_adr", "wb_dat_w", "wb_sel", "wb_cyc", "wb_stb", "wb_we")
+        # The sequencer owns the bus until it is done, then the leveler.
+        with m.If(~seq.done):
+            m.d.comb += [getattr(self, n).eq(getattr(seq, n)) for n in names]
+            m.d.comb += seq.wb_ack.eq(self.wb_ack)
+        if self.leveling is not None:
+            with m.Else():
+                m.d.comb += [getattr(self, n).eq(getattr(lev, n)) for n in names]
+                m.d.comb += lev.wb_ack.eq(self.wb_ack)
+        return m
+
+
 class LiteDramCore(wiring.Component):
     """A generated LiteDRAM core as an Amaranth component.
 
@@ -468,6 +1073,10 @@ class LiteDramCore(wiring.Component):
     init_delay_cap : int, optional
         Simulation only: clamp every init delay to this many cycles (the
         SDRAMPHYModel does not check the power-up wait of real SDRAM).
+    leveling : dict, optional
+        Overrides for :meth:`LiteDramLevelingConfig.from_core` (``seeds``,
+        ``settle_cycles``, ``timeout``); read leveling runs whenever the
+        core's PHY needs it (DDR3 on ECP5), never for SDR.
 
     Ports
     -----
@@ -478,8 +1087,13 @@ class LiteDramCore(wiring.Component):
     init_done : Out(1)
         DRAM initialized; the AXI port serves requests.
     init_error : Out(1)
-        Initialization failed (the core's own flag, or a control-port write
-        that was never acknowledged).
+        Initialization failed (the core's own flag, a control-port access
+        that was never acknowledged, or ``level_error``).
+    level_error : Out(1)
+        Read-leveling cores only: some module has no working read
+        (bitslip, delay); see :class:`LiteDramReadLeveler`.
+    level_bitslip, level_delay : Out(ArrayLayout(unsigned, modules))
+        Read-leveling cores only: the chosen setting per DQS group.
     user_clk, user_rst : Out(1)
         The core's controller clock and reset. SDR: the ``sync`` clock.
         DDR3: the PLL output (the ``sync`` clock feeds the PLL).
@@ -493,7 +1107,8 @@ class LiteDramCore(wiring.Component):
     ODDRX1F, inverted so the SDRAM samples mid-cycle.
     """
 
-    def __init__(self, core, *, pads=None, primitives=True, init_delay_cap=None):
+    def __init__(self, core, *, pads=None, primitives=True, init_delay_cap=None,
+                 leveling=None):
         if not isinstance(core, GeneratedLiteDram):
             raise TypeError(f"core must be a GeneratedLiteDram (from generate_litedram_core), "
                             f"not {core!r}")
@@ -521,13 +1136,24 @@ class LiteDramCore(wiring.Component):
         self.axi_signature = AXI4Signature(addr_width=max(12, core.axi_addr_width),
                                            data_width=core.axi_data_width,
                                            id_width=core.axi_id_width)
-        super().__init__({
+        program = core.init_program
+        if init_delay_cap is not None:
+            program = [(a, v, min(d, init_delay_cap)) for a, v, d in program]
+        self.leveling = (LiteDramLevelingConfig.from_core(core, **(leveling or {}))
+                         if core.read_leveling else None)
+        self.program = program
+        members = {
             "axi": In(self.axi_signature),
             "init_done": Out(1),
             "init_error": Out(1),
             "user_clk": Out(1),
             "user_rst": Out(1),
-        })
+        }
+        if self.leveling is not None:
+            result = LiteDramReadLeveler.result_members(self.leveling)
+            members.update({"level_error": Out(1), "level_bitslip": result["bitslip"],
+                            "level_delay": result["delay"]})
+        super().__init__(members)
 
     def elaborate(self, platform):
         m = Module()
@@ -536,10 +1162,7 @@ class LiteDramCore(wiring.Component):
         m.d.comb += [ClockSignal("litedram").eq(self.user_clk),
                      ResetSignal("litedram").eq(self.user_rst)]
 
-        program = core.init_program
-        if self.init_delay_cap is not None:
-            program = [(a, v, min(d, self.init_delay_cap)) for a, v, d in program]
-        seq = LiteDramInitSequencer(program)
+        seq = LiteDramInitController(self.program, leveling=self.leveling)
         m.submodules.init = DomainRenamer("litedram")(seq)
 
         core_done, core_error = Signal(), Signal()
@@ -555,7 +1178,7 @@ class LiteDramCore(wiring.Component):
             "i_wb_ctrl_sel": seq.wb_sel, "i_wb_ctrl_cyc": seq.wb_cyc,
             "i_wb_ctrl_stb": seq.wb_stb, "i_wb_ctrl_we": seq.wb_we,
             "i_wb_ctrl_cti": Const(0, 3), "i_wb_ctrl_bte": Const(0, 2),
-            "o_wb_ctrl_ack": wb_ack,
+            "o_wb_ctrl_ack": wb_ack, "o_wb_ctrl_dat_r": seq.wb_dat_r,
         }
         for ch in ("aw", "ar"):
             c = getattr(axi, ch)
@@ -614,8 +1237,11 @@ class LiteDramCore(wiring.Component):
         m.d.comb += [
             seq.wb_ack.eq(wb_ack),
             self.init_done.eq(core_done & seq.done),
-            self.init_error.eq(core_error | seq.error),
+            self.init_error.eq(core_error | seq.error | seq.level_error),
         ]
+        if self.leveling is not None:
+            m.d.comb += [self.level_error.eq(seq.level_error),
+                         self.level_bitslip.eq(seq.bitslip), self.level_delay.eq(seq.delay)]
         if self.sdr and res is not None:
             # Inverted clock: the SDRAM samples in the middle of our cycle.
             m.submodules.sdram_clk_buf = clk_buf = io.DDRBuffer("o", res.clk, o_domain="sync")
