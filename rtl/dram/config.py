@@ -64,7 +64,8 @@ class LpddrConfig:
         ``"lpddr4x-4266"``, ``"lpddr5-6400"``).
     ratio : int
         Controller:DRAM clock ratio ``1:ratio``: 1, 2, 4 or 8; must divide
-        the burst's CK count and not exceed ``tCCD``.
+        the burst's CK count and not exceed ``tCCD`` (the different-group
+        tCCD_S on a part with bank groups: LPDDR5-6400 takes 1 or 2).
     sim_bytes : int
         Capacity of the device model's storage (a power of two, at least one
         page per bank). Addresses beyond it alias modulo ``sim_bytes``.
@@ -136,6 +137,16 @@ class LpddrConfig:
     @property
     def bank_bits(self):
         return exact_log2(self.part.banks)
+
+    @property
+    def bg_bits(self):
+        """Bank-group bits: the top ``bg_bits`` of a bank number (0 without groups)."""
+        return exact_log2(self.part.bank_groups)
+
+    @property
+    def ba_bits(self):
+        """Bits of the bank within its group."""
+        return self.bank_bits - self.bg_bits
 
     @property
     def row_bits(self):

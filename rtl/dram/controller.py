@@ -9,7 +9,11 @@ Address mapping (chosen for streaming reads)
     ``byte address = row | bank | column | byte-in-burst``: one 2 KiB page
     (64 bursts of LPDDR4) per bank, then the next bank, so a sequential
     stream walks the banks in turn and the next bank's ACT (and PRE) are
-    issued while the current bank is still streaming.
+    issued while the current bank is still streaming. With bank groups
+    (LPDDR5 BG mode) the group comes lowest: ``row | bank-in-group | column
+    | group | byte-in-burst``, so consecutive bursts rotate through the
+    groups and a stream is spaced by the short tCCD_S, never the same-group
+    tCCD_L; one bank of each group is open per 8 KiB stretch.
 
 Scheduler
     Reads and writes wait in two look-ahead queues of ``config.window`` DRAM
@@ -30,6 +34,11 @@ Refresh
     controller is idle or, postponed at most ``refresh_postpone - 2``
     intervals, forced (PREA, REFab). Either way the debt never exceeds the
     JEDEC limit of 8 intervals, which the device model's checker enforces.
+
+Column commands wait for tCCD (tCCD_S) after any column command and, with
+bank groups, tCCD_L after one to the same group (tWTR_L likewise for READ
+after WRITE in the group). On LPDDR5 one REFpb refreshes a bank pair (``b``
+and ``b ^ banks/2``): both are precharged first and both are blocked.
 
 Commands go out in fixed slots: row commands (ACT, PRE, PREA, REF) in phase
 0, column commands in phase ``ratio - 1`` (at 1:1 they share the one slot,
@@ -158,6 +167,10 @@ class LpddrController(wiring.Component):
         depth = cfg.window
         axi = self.axi
         ROW, COL = 0, n - 1
+        gbits = cfg.bg_bits
+        ngroups = cfg.part.bank_groups
+        pair = cfg.part.refpb_banks == 2
+        half = nb // 2
 
         def cyc(ck, src, dst):
             return cfg.cycles(ck, src, dst)
@@ -193,10 +206,17 @@ class LpddrController(wiring.Component):
             last = Signal(name=f"{name}_last")
             m.d.comb += last.eq(end_full < beats)
             go = busy & q.can_push & info_fifo.w_rdy
+            if gbits:
+                # row | bank-in-group | column | group: groups rotate fastest.
+                col_v = g[gbits:gbits + cb]
+                bank_v = Cat(g[gbits + cb:cb + bb], g[:gbits])
+            else:
+                col_v = g[:cb] if cb else 0
+                bank_v = g[cb:cb + bb] if bb else 0
             m.d.comb += [
                 q.push.eq(go),
-                q.push_data["col"].eq(g[:cb] if cb else 0),
-                q.push_data["bank"].eq(g[cb:cb + bb] if bb else 0),
+                q.push_data["col"].eq(col_v),
+                q.push_data["bank"].eq(bank_v),
                 q.push_data["row"].eq(g[cb + bb:cb + bb + rb]),
                 info_fifo.w_en.eq(go),
                 info_fifo.w_data.eq(Cat(off, end, *extra_info(last, ident))),
@@ -242,6 +262,9 @@ class LpddrController(wiring.Component):
         t_refpb = _Timer("t_refpb", lim)
         t_refab = _Timer("t_refab", lim)
         faw = [_Timer(f"t_faw{i}", lim) for i in range(4)]
+        # Same-group column spacing (tCCD_L, tWTR_L) per bank group.
+        t_rdg = [_Timer(f"t_rd_bg{g}", lim) for g in range(ngroups if gbits else 0)]
+        t_wrg = [_Timer(f"t_wr_bg{g}", lim) for g in range(ngroups if gbits else 0)]
         faw_ptr = Signal(2)
         faw_ok = Signal()
         m.d.comb += faw_ok.eq(Cat(*[(faw_ptr == i) & f.ok for i, f in enumerate(faw)]).any())
@@ -283,7 +306,9 @@ class LpddrController(wiring.Component):
                   (wq.valid(i) & (wq.entries[i]["bank"] == b)) for i in range(depth)]).any())
         blocked = [Signal(name=f"ref_block{b}") for b in range(nb)]
         for b in range(nb):
-            if per_bank:
+            if per_bank and pair:
+                m.d.comb += blocked[b].eq(ref_active & ((ref_bank == b) | (ref_bank == b ^ half)))
+            elif per_bank:
                 m.d.comb += blocked[b].eq(ref_active & (ref_bank == b))
             else:
                 m.d.comb += blocked[b].eq(ref_active)
@@ -296,6 +321,10 @@ class LpddrController(wiring.Component):
         wq_head_last = wq.entries[0]["last"]
         dir_ok = Mux(mode_wr, t_wr.ok & (wbursts != 0) & (~wq_head_last | bq.w_rdy),
                      t_rd.ok & credit_ok)
+        if gbits:
+            hg = hb[cfg.ba_bits:]
+            dir_ok = dir_ok & Mux(mode_wr, sel([x.ok for x in t_wrg], hg),
+                                  sel([x.ok for x in t_rdg], hg))
         cas_go = Signal()
         m.d.comb += cas_go.eq(head["valid"] & head_hit & sel([x.ok for x in t_cas], hb) &
                               dir_ok & ~sel(blocked, hb))
@@ -323,8 +352,29 @@ class LpddrController(wiring.Component):
 
         # Refresh commands.
         ref_cmd = Signal(Command)
+        ref_cmd_bank = ref_bank
         all_closed = ~Cat(*is_open).any()
-        if per_bank:
+        if per_bank and pair:
+            # Close both banks of the pair, then refresh them together.
+            ref_partner = Signal.like(ref_bank)
+            ref_cmd_bank = Signal.like(ref_bank)
+            m.d.comb += [ref_partner.eq(ref_bank ^ half), ref_cmd_bank.eq(ref_bank)]
+            rb_open = sel(is_open, ref_bank)
+            rp_open = sel(is_open, ref_partner)
+            t_pre_ok = [x.ok for x in t_pre]
+            t_act_ok = [x.ok for x in t_act]
+            with m.If(ref_active):
+                with m.If(rb_open):
+                    with m.If(sel(t_pre_ok, ref_bank)):
+                        m.d.comb += ref_cmd.eq(Command.PRE)
+                with m.Elif(rp_open):
+                    m.d.comb += ref_cmd_bank.eq(ref_partner)
+                    with m.If(sel(t_pre_ok, ref_partner)):
+                        m.d.comb += ref_cmd.eq(Command.PRE)
+                with m.Elif(sel(t_act_ok, ref_bank) & sel(t_act_ok, ref_partner) & t_rrd.ok &
+                            faw_ok & t_refpb.ok & t_refab.ok):
+                    m.d.comb += ref_cmd.eq(Command.REFPB)
+        elif per_bank:
             rb_open = sel(is_open, ref_bank)
             with m.If(ref_active):
                 with m.If(rb_open):
@@ -352,7 +402,7 @@ class LpddrController(wiring.Component):
         cbank = Signal(max(1, bb))
         crow = Signal(rb)
         m.d.comb += [cmd.eq(Mux(issue_ref, ref_cmd, Mux(issue_row, row_cmd, Command.NOP))),
-                     cbank.eq(Mux(issue_ref, ref_bank, row_bank)), crow.eq(row_row)]
+                     cbank.eq(Mux(issue_ref, ref_cmd_bank, row_bank)), crow.eq(row_row)]
         rslot, cslot = self.dfi.phases[ROW], self.dfi.phases[COL]
         m.d.comb += [rslot.cmd.eq(cmd), rslot.bank.eq(cbank), rslot.row.eq(crow)]
         with m.If(issue_cas):
@@ -379,13 +429,16 @@ class LpddrController(wiring.Component):
             t_act[b].load(is_act & here, cyc(t.tRC, ROW, ROW))
             t_act[b].load(is_pre & here, cyc(t.tRPpb, ROW, ROW))
             t_act[b].load(is_prea, cyc(t.tRPab, ROW, ROW))
-            t_act[b].load(is_refpb & here, cyc(t.tRFCpb, ROW, ROW))
+            ref_here = (here | (cbank == (b ^ half))) if pair else here
+            t_act[b].load(is_refpb & ref_here, cyc(t.tRFCpb, ROW, ROW))
             t_act[b].load(is_refab, cyc(t.tRFCab, ROW, ROW))
             t_pre[b].load(is_act & here, cyc(t.tRAS, ROW, ROW))
             t_pre[b].load(is_rd & cas_here, cyc(t.tRTP, COL, ROW))
             t_pre[b].load(is_wr & cas_here, cyc(t.wr_to_pre, COL, ROW))
             t_cas[b].load(is_act & here, cyc(t.tRCD, ROW, COL))
         t_rrd.load(is_act | is_refpb, cyc(t.tRRD, ROW, ROW))
+        if t.tPBR2ACT:
+            t_rrd.load(is_refpb, cyc(t.tPBR2ACT, ROW, ROW))  # REFpb to ACT (LPDDR5)
         for i, f in enumerate(faw):
             f.load((is_act | is_refpb) & (faw_ptr == i), cyc(t.tFAW, ROW, ROW))
         with m.If(is_act | is_refpb):
@@ -394,10 +447,16 @@ class LpddrController(wiring.Component):
         t_wr.load(issue_cas, cyc(t.tCCD, COL, COL))
         t_rd.load(is_wr, cyc(t.wr_to_rd, COL, COL))
         t_wr.load(is_rd, cyc(t.rd_to_wr, COL, COL))
+        for g in range(len(t_rdg)):
+            cas_g = issue_cas & (hb[cfg.ba_bits:] == g)
+            t_rdg[g].load(cas_g, cyc(t.tCCD_L, COL, COL))
+            t_wrg[g].load(cas_g, cyc(t.tCCD_L, COL, COL))
+            t_rdg[g].load(cas_g & mode_wr, cyc(t.wr_to_rd_L, COL, COL))
         t_refpb.load(is_refpb, cyc(t.tPBR2PBR, ROW, ROW))
         t_refab.load(is_refab, cyc(t.tRFCab, ROW, ROW))
         t_refab.load(is_refpb, cyc(t.tRFCpb, ROW, ROW))  # REFab after REFpb
-        for x in [*t_act, *t_pre, *t_cas, t_rrd, t_rd, t_wr, t_refpb, t_refab, *faw]:
+        for x in [*t_act, *t_pre, *t_cas, t_rrd, t_rd, t_wr, t_refpb, t_refab, *faw,
+                  *t_rdg, *t_wrg]:
             x.emit(m)
 
         # Refresh bookkeeping.
@@ -410,7 +469,11 @@ class LpddrController(wiring.Component):
         queues_idle = (rq.count == 0) & (wq.count == 0) & ~ar_busy & ~aw_busy
         with m.Elif(~ref_active & (owed > 0)):
             if per_bank:
-                m.d.sync += ref_active.eq(~sel(in_window, ref_bank) | urgent)
+                if pair:
+                    m.d.sync += ref_active.eq(~(sel(in_window, ref_bank) |
+                                                sel(in_window, ref_bank ^ half)) | urgent)
+                else:
+                    m.d.sync += ref_active.eq(~sel(in_window, ref_bank) | urgent)
             else:
                 m.d.sync += ref_active.eq(queues_idle | urgent)
 

@@ -54,6 +54,9 @@ class Rule(enum.IntEnum):
     tRTW = 17
     tPBR2PBR = 18
     WRDATA = 19
+    tCCD_L = 20
+    tWTR_L = 21
+    tPBR2ACT = 22
 
 
 def _or_tree(values):
@@ -108,6 +111,14 @@ class LpddrTimingChecker(wiring.Component):
     ``refresh_postpone`` intervals either way), ACT to an open bank, READ or
     WRITE to a closed bank, REF with a bank open (all banks for REFab, the
     target for REFpb), and WRDATA (write data beats missing or unexpected).
+
+    On a part with bank groups (LPDDR5 BG mode) tCCD and tWTR are the
+    different-group spacings (tCCD_S, tWTR_S) and two more rules hold within
+    a group: tCCD_L and tWTR_L. Where one REFpb refreshes a bank pair
+    (``refpb_banks == 2``: banks ``b`` and ``b ^ banks/2``) the REFpb rules
+    (bank closed, tRP, tRFCpb) hold for both banks and tRFCpb blocks both.
+    A part with a REFpb-to-ACT time adds tPBR2ACT. Parts without these
+    features elaborate exactly the logic they had before.
 
     The first violation is latched: ``violation`` stays high and ``rule``,
     ``bank`` and ``cycle`` (DRAM clocks since reset) keep describing it.
@@ -176,6 +187,16 @@ class LpddrTimingChecker(wiring.Component):
                 state[f"{k}{b}"] = reg(f"{k}{b}")
         for k in ("act_rrd", "cas_ccd", "rd_wtr", "wr_rtw", "rfcab", "refpb_sp", "refab_pb"):
             state[k] = reg(k)
+        ngroups = cfg.part.bank_groups
+        grouped = ngroups > 1
+        for g in range(ngroups if grouped else 0):
+            state[f"cas_ccdl{g}"] = reg(f"cas_ccdl{g}")  # same-group CAS (tCCD_L)
+            state[f"rd_wtrl{g}"] = reg(f"rd_wtrl{g}")    # same-group WRITE to READ
+        pbr2act = t.tPBR2ACT > 0
+        if pbr2act:
+            state["act_pbr"] = reg("act_pbr")
+        pair = cfg.part.refpb_banks == 2
+        half = nb // 2
         for i in range(4):
             state[f"faw{i}"] = reg(f"faw{i}")  # faw0 is the oldest of the last four ACTs
         cur = dict(state)
@@ -213,6 +234,17 @@ class LpddrTimingChecker(wiring.Component):
                 for b in range(nb):
                     out = Mux(ba == b, fn(b), out)
                 return out
+            def per_group(fn):
+                # Value of fn(group) for the addressed bank's group.
+                grp = ba[cfg.ba_bits:]
+                out = Const(0, 1)
+                for g in range(ngroups):
+                    out = Mux(grp == g, fn(g), out)
+                return out
+
+            def partner(fn):
+                # Value of fn(bank) for the other bank of the REFpb pair.
+                return per_bank(lambda b: fn(b ^ half))
             open_b = per_bank(lambda b: cur[f"open{b}"])
             any_open = Cat(*[cur[f"open{b}"] for b in range(nb)]).any()
             faw_early = tp < cur["faw0"] + t.tFAW
@@ -221,20 +253,46 @@ class LpddrTimingChecker(wiring.Component):
             act, rd, wr = is_[Command.ACT], is_[Command.RD], is_[Command.WR]
             pre, prea = is_[Command.PRE], is_[Command.PREA]
             refab, refpb = is_[Command.REFAB], is_[Command.REFPB]
+            pba = ba ^ half  # the REFpb pair's other bank
             checks += [
                 (act & open_b, Rule.ACT_OPEN, ba),
                 ((act | refpb | refab) & early("rfcab"), Rule.tRFCab, ba),
                 ((act | refpb) & per_bank(lambda b: early(f"act_rp{b}")), Rule.tRP, ba),
+            ]
+            if pair:
+                checks += [(refpb & partner(lambda b: early(f"act_rp{b}")), Rule.tRP, pba)]
+            checks += [
                 (act & per_bank(lambda b: early(f"act_rc{b}")), Rule.tRC, ba),
                 ((act | refpb) & per_bank(lambda b: early(f"act_rfc{b}")), Rule.tRFCpb, ba),
+            ]
+            if pair:
+                checks += [(refpb & partner(lambda b: early(f"act_rfc{b}")), Rule.tRFCpb, pba)]
+            checks += [
                 ((act | refpb) & early("act_rrd"), Rule.tRRD, ba),
+            ]
+            if pbr2act:
+                checks += [(act & early("act_pbr"), Rule.tPBR2ACT, ba)]
+            checks += [
                 ((act | refpb) & faw_early, Rule.tFAW, ba),
                 ((rd | wr) & ~open_b, Rule.CAS_CLOSED, ba),
                 ((rd | wr) & per_bank(lambda b: early(f"cas_rcd{b}")), Rule.tRCD, ba),
                 ((rd | wr) & early("cas_ccd"), Rule.tCCD, ba),
+            ]
+            if grouped:
+                checks += [((rd | wr) & per_group(lambda g: early(f"cas_ccdl{g}")),
+                            Rule.tCCD_L, ba)]
+            checks += [
                 (rd & early("rd_wtr"), Rule.tWTR, ba),
+            ]
+            if grouped:
+                checks += [(rd & per_group(lambda g: early(f"rd_wtrl{g}")), Rule.tWTR_L, ba)]
+            checks += [
                 (wr & early("wr_rtw"), Rule.tRTW, ba),
                 (refpb & open_b, Rule.REF_OPEN, ba),
+            ]
+            if pair:
+                checks += [(refpb & partner(lambda b: cur[f"open{b}"]), Rule.REF_OPEN, pba)]
+            checks += [
                 (refpb & early("refpb_sp"), Rule.tPBR2PBR, ba),
                 (refab & early("refab_pb"), Rule.tRFCpb, ba),
             ]
@@ -263,7 +321,8 @@ class LpddrTimingChecker(wiring.Component):
                 nxt[f"act_rp{b}"] = Mux(pre & sel, tp + t.tRPpb,
                                         Mux(prea, tp + t.tRPab, cur[f"act_rp{b}"]))
                 nxt[f"act_rc{b}"] = Mux(act & sel, tp + t.tRC, cur[f"act_rc{b}"])
-                nxt[f"act_rfc{b}"] = Mux(refpb & sel, tp + t.tRFCpb, cur[f"act_rfc{b}"])
+                ref_sel = (sel | (ba == (b ^ half))) if pair else sel
+                nxt[f"act_rfc{b}"] = Mux(refpb & ref_sel, tp + t.tRFCpb, cur[f"act_rfc{b}"])
                 nxt[f"pre_ras{b}"] = Mux(act & sel, tp + t.tRAS, cur[f"pre_ras{b}"])
                 nxt[f"cas_rcd{b}"] = Mux(act & sel, tp + t.tRCD, cur[f"cas_rcd{b}"])
                 nxt[f"pre_rtp{b}"] = Mux(rd & sel, tp + t.tRTP, cur[f"pre_rtp{b}"])
@@ -275,6 +334,12 @@ class LpddrTimingChecker(wiring.Component):
             nxt["rfcab"] = Mux(refab, tp + t.tRFCab, cur["rfcab"])
             nxt["refpb_sp"] = Mux(refpb, tp + t.tPBR2PBR, cur["refpb_sp"])
             nxt["refab_pb"] = Mux(refpb, tp + t.tRFCpb, cur["refab_pb"])
+            for g in range(ngroups if grouped else 0):
+                in_g = ba[cfg.ba_bits:] == g
+                nxt[f"cas_ccdl{g}"] = Mux((rd | wr) & in_g, tp + t.tCCD_L, cur[f"cas_ccdl{g}"])
+                nxt[f"rd_wtrl{g}"] = Mux(wr & in_g, tp + t.wr_to_rd_L, cur[f"rd_wtrl{g}"])
+            if pbr2act:
+                nxt["act_pbr"] = Mux(refpb, tp + t.tPBR2ACT, cur["act_pbr"])
             for i in range(4):
                 nxt[f"faw{i}"] = Mux(act | refpb, cur[f"faw{i + 1}"] if i < 3 else tp,
                                      cur[f"faw{i}"])
@@ -379,7 +444,13 @@ class LpddrModel(wiring.Component):
                 for b in range(nb):
                     with m.If(slot.bank == b):
                         m.d.comb += row.eq(rows[b])
-                linear = Cat(slot.col[:cfg.col_bits], slot.bank[:cfg.bank_bits], row)
+                bank = slot.bank[:cfg.bank_bits]
+                if cfg.bg_bits:
+                    # The controller's mapping, bank group lowest (controller.py).
+                    linear = Cat(bank[cfg.ba_bits:], slot.col[:cfg.col_bits],
+                                 bank[:cfg.ba_bits], row)
+                else:
+                    linear = Cat(slot.col[:cfg.col_bits], bank, row)
                 m.d.comb += [cas_valid.eq(1), cas_write.eq(slot.cmd == Command.WR),
                              cas_burst.eq(linear[:burst_bits])]
 

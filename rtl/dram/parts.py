@@ -13,9 +13,14 @@ Sources of the numbers (the tables they come from are named at each part):
   tFAW, tWR, tWTR, tRTP, tCCD), "Refresh Requirement Parameters" (tRFCab,
   tRFCpb, tREFI, tREFIpb, tpbR2pbR) and "Read and Write Latencies" (RL with
   read DBI off, WL set A). RL/WL agree with LiteDRAM's LPDDR4 PHY table.
-* LPDDR5: JEDEC JESD209-5B, "Core AC Timing" and "Refresh Requirement"
-  tables for an 8 Gb channel. Modeled in a flat 16-bank organisation with
-  BL32 (see the part's note): bank groups are not modeled.
+* LPDDR5: JEDEC JESD209-5B for an 8 Gb x16 die in bank-group (BG) mode
+  (4 bank groups x 4 banks, BL16, WCK:CK = 4:1). The standard itself is not
+  in this repository's reach; every number is cross-checked against the
+  open implementations that transcribe it (Synopsys DWC DDRCTL ``cinit``
+  LPDDR5 timing code, gem5's ``LPDDR5_6400_1x16_BG_BL16``, Ramulator2's
+  ``LPDDR5.cpp``) and the Micron MT62F LPDDR5 data sheet feature list; the
+  source is named at each number, and the few that could not be confirmed
+  are marked as such.
 * Board parts: the ISSI IS42S16160J (= MT48LC16M16A2 class) SDR SDRAM of the
   ULX3S and the Micron MT41K256M16 DDR3L of the ECPIX-5, from their data
   sheets' AC timing tables (speed grades -7 and -125).
@@ -69,7 +74,11 @@ class DramTimings:
 
     Every field is in DRAM clocks (nCK). ``wr_to_pre`` / ``wr_to_rd`` /
     ``rd_to_wr`` are the derived command-to-command spacings the controller
-    and checker use (see :meth:`DramPart.at_clock`).
+    and checker use (see :meth:`DramPart.at_clock`). With bank groups,
+    ``tCCD`` and ``wr_to_rd`` are the different-group (short) spacings and
+    ``tCCD_L`` / ``wr_to_rd_L`` the same-group (long) ones; without, the
+    ``_L`` values equal the plain ones. ``tPBR2ACT`` is 0 when the part has
+    no separate REFpb-to-ACT spacing (tRRD covers it).
     """
 
     tck_ns: float
@@ -84,6 +93,9 @@ class DramTimings:
     tWR: int
     tWTR: int
     tRTP: int
+    tCCD_L: int
+    tWTR_L: int
+    tPBR2ACT: int
     tRFCab: int
     tRFCpb: int
     tPBR2PBR: int
@@ -96,6 +108,9 @@ class DramTimings:
     wr_to_rd: int
     rd_to_wr: int
     refresh_postpone: int
+    bank_groups: int = 1
+    wr_to_rd_L: int = 0
+    refpb_banks: int = 1
 
 
 @dataclass(frozen=True)
@@ -132,6 +147,18 @@ class DramPart:
         How many refresh intervals may be owed (JEDEC: 8).
     refpb_per_refab : int
         REFpb commands that replace one REFab (0: no per-bank refresh).
+    bank_groups : int
+        Bank groups (1: none). Banks are numbered ``group * banks_per_group
+        + bank_in_group``.
+    tCCD_L, tWTR_L : Timing or None
+        Same-bank-group CAS-to-CAS and write-to-read times; ``tCCD`` /
+        ``tWTR`` are then the different-group (short) ones. ``None`` without
+        bank groups.
+    tPBR2ACT : Timing or None
+        REFpb to ACT of another bank, where the part states one beyond tRRD.
+    refpb_banks : int
+        Banks one REFpb refreshes: 1, or 2 (bank ``b`` and ``b + banks/2``,
+        LPDDR5).
     note : str
         Where the numbers come from and what is simplified.
     """
@@ -165,6 +192,11 @@ class DramPart:
     tRC: Timing = Timing()
     refresh_postpone: int = 8
     refpb_per_refab: int = 0
+    bank_groups: int = 1
+    tCCD_L: Timing = None
+    tWTR_L: Timing = None
+    tPBR2ACT: Timing = None
+    refpb_banks: int = 1
     note: str = field(default="", compare=False)
 
     def __post_init__(self):
@@ -181,9 +213,22 @@ class DramPart:
             raise ValueError(f"part {self.name}: banks x rows x columns x data_width is "
                              f"{bits >> 20} Mbit, not the stated {self.density_mbit} Mbit; "
                              f"fix the geometry or the density")
-        if self.refpb_per_refab not in (0, self.banks):
-            raise ValueError(f"part {self.name}: refpb_per_refab must be 0 or banks "
-                             f"({self.banks}), not {self.refpb_per_refab}")
+        if self.refpb_banks not in (1, 2):
+            raise ValueError(f"part {self.name}: refpb_banks must be 1 or 2, "
+                             f"not {self.refpb_banks!r}")
+        if self.refpb_per_refab not in (0, self.banks // self.refpb_banks):
+            raise ValueError(f"part {self.name}: refpb_per_refab must be 0 or banks / "
+                             f"refpb_banks ({self.banks // self.refpb_banks}), "
+                             f"not {self.refpb_per_refab}")
+        if (not isinstance(self.bank_groups, int) or self.bank_groups < 1
+                or self.bank_groups & (self.bank_groups - 1) or self.banks % self.bank_groups):
+            raise ValueError(f"part {self.name}: bank_groups must be a power of two dividing "
+                             f"banks ({self.banks}), not {self.bank_groups!r}")
+        grouped = self.bank_groups > 1
+        for name in ("tCCD_L", "tWTR_L"):
+            if (getattr(self, name) is not None) != grouped:
+                raise ValueError(f"part {self.name}: {name} must be given exactly when the "
+                                 f"part has bank groups (bank_groups={self.bank_groups})")
         if not 1 <= self.refresh_postpone <= 8:
             raise ValueError(f"part {self.name}: refresh_postpone must be 1 to 8, "
                              f"not {self.refresh_postpone}")
@@ -207,6 +252,11 @@ class DramPart:
     def peak_bytes_per_ck(self):
         """Peak data bandwidth in bytes per CK."""
         return self.data_width * self.beats_per_ck // 8
+
+    @property
+    def banks_per_group(self):
+        """Banks in one bank group (all banks without bank groups)."""
+        return self.banks // self.bank_groups
 
     @property
     def per_bank_refresh(self):
@@ -236,8 +286,16 @@ class DramPart:
             raise ValueError(f"part {self.name}: clock period {tck_ns!r} ns is shorter than "
                              f"the part's minimum {self.tck_ns} ns; use a slower clock")
         c = {f.name: getattr(self, f.name).cycles(tck_ns)
-             for f in fields(self) if f.type in ("Timing", Timing)}
+             for f in fields(self) if f.type in ("Timing", Timing)
+             and getattr(self, f.name) is not None}
         burst = self.burst_ck
+        grouped = self.bank_groups > 1
+        # JESD209-5 "BL/n_max": the same-group CAS spacing is the burst's
+        # long form; without bank groups it is the burst itself.
+        c.setdefault("tCCD_L", c["tCCD"])
+        c.setdefault("tWTR_L", c["tWTR"])
+        c.setdefault("tPBR2ACT", 0)
+        bl_n_max = c["tCCD_L"] if grouped else burst
         refs = max(1, self.refpb_per_refab)
         # Refresh intervals are maxima, not minima: round them down.
         trefi = math.floor(self.tREFI.ns / tck_ns)
@@ -252,10 +310,17 @@ class DramPart:
             # to PRECHARGE = WL + BL/2 + 1 + nWR; WRITE to READ = WL + BL/2
             # + 1 + tWTR; READ to WRITE = RL + BL/2 - WL + tWPRE + tRPST + 1
             # (tDQSCK folded into the +3 margin).
+            # JESD209-5 (BG mode) writes the same with BL/n_min (= the burst)
+            # for WRITE to PRE and different-group WRITE to READ (tWTR_S),
+            # BL/n_max for same-group WRITE to READ (tWTR_L) and READ to
+            # WRITE (RL + BL/n_max + RU(tWCK2DQO/tCK) - WL + 1, within the +3).
             wr_to_pre=self.WL + burst + 1 + c["tWR"],
             wr_to_rd=self.WL + burst + 1 + c["tWTR"],
-            rd_to_wr=max(burst, self.RL + burst - self.WL + 3),
+            wr_to_rd_L=self.WL + bl_n_max + 1 + c["tWTR_L"],
+            rd_to_wr=max(burst, self.RL + bl_n_max - self.WL + 3),
             refresh_postpone=self.refresh_postpone,
+            bank_groups=self.bank_groups,
+            refpb_banks=self.refpb_banks,
             **{k: v for k, v in c.items() if k != "tREFI"},
         )
 
@@ -322,23 +387,50 @@ LPDDR4X_4266 = DramPart(
     RL=36, WL=18, refpb_per_refab=8,
     note="JESD209-4B, 8 Gb x16 channel, 2 KiB page, BL16 (32 bytes per burst)")
 
-# JESD209-5B Table "Core AC Timing" and "Refresh Requirement Parameters",
-# 8 Gb per channel (tRFCab 210 ns, tRFCpb 120 ns, tpbR2pbR 60 ns, tREFI
-# 3.906 us); CK = 800 MHz with WCK:CK = 4:1 (6400 Mbps); RL 17 / WL 9 (set
-# A, DVFSC off). Simplification: a flat 16-bank device with BL32 (64 bytes
-# per burst, tCCD = 4 CK), one bank per REFpb; bank groups (tCCD_L/S,
-# tRRD_L/S, tWTR_L/S) are not modeled, the long variants are used.
+# LPDDR5-6400, one 8 Gb x16 die (one channel) in bank-group mode: JESD209-5B
+# allows 16B mode only up to 3200 Mbps, so at 6400 Mbps the die runs as 4
+# bank groups x 4 banks (2 KiB page, BL16 or BL32; Micron MT62F data sheet
+# feature list: "2KB page size with bank group (BG mode)", BL 16 or 32 in BG
+# mode). CK = 800 MHz, WCK:CK = 4:1, 8 data beats per CK. Sources, per
+# number ("DWC" = Synopsys DWC DDRCTL cinit LPDDR5 timing code, x16, 4:1,
+# DVFSC off, link ECC off, read DBI off; "gem5" = LPDDR5_6400_1x16_BG_BL16;
+# "R2" = Ramulator2 LPDDR5.cpp):
+#   BL16: 16 beats = 2 CK on the bus (gem5 tBURST 2.5 ns; DWC BL/n_min 2).
+#     BL32 in BG mode moves two 16-beat halves with a gap meant for another
+#     group's burst (gem5); that interleave is not modeled, so BL16 is used.
+#   tCCD_S 2 nCK, tCCD_L 4 nCK (BL16): DWC tccd_s/tccd_l for 4BK_4BG at 4:1;
+#     gem5 tCCD_L 5 ns.
+#   tRCD max(18 ns, 2nCK), tRPpb max(18, 2), tRPab max(21, 2), tRAS max(42,
+#     3): DWC; gem5 (tRCD, tRP, tRAS).
+#   tRRD max(5 ns, 2nCK), same for _S and _L (so one tRRD), tFAW 20 ns: DWC
+#     (trrd_s = trrd_l for LPDDR5), gem5 (tRRD = tRRD_L = 5 ns, tXAW 20 ns).
+#   tWR max(34 ns, 3nCK): DWC (x16), gem5; nWR 28 at 6400 (DWC) = ceil(34/1.25).
+#   tWTR_S max(6.25 ns, 4nCK), tWTR_L max(12 ns, 4nCK): DWC, gem5.
+#   tRTP max(7.5 ns, 2nCK): DWC trtp at 4:1. (JESD209-5 writes READ to PRE
+#     as BL/n_min + tRBTP, tRBTP = max(7.5 ns, 2nCK) - 2nCK: the same 6 CK.)
+#   RL 17 / WL 9: DWC (6400, x16, DBI off, WL set A); gem5 (RL 17 CK).
+#   tREFI 3.906 us, tREFIpb = tREFI / 8: DWC (trefi 3906000 ps, trefipb
+#     488000 ps); one REFpb refreshes two banks, b and b + 8 (R2's REFpb
+#     bank check), hence 8 REFpb per tREFI.
+#   tRFCab 210 ns, tRFCpb 120 ns for 8 Gb: R2's density table; gem5 tRFC
+#     210 ns. Not confirmed by DWC: the revision found uses 280/140 ns as a
+#     placeholder ("other sizes TBD") for 6 Gb and up.
+#   tpbR2pbR 90 ns: R2 (8 Gb); the earlier 60 ns here was R2's 2 Gb value.
+#     Not confirmed by a second source.
+#   tpbR2act 7.5 ns (REFpb to ACT of another bank): DWC (tpbr2act 7500 ps);
+#     R2 uses 8 ns.
 LPDDR5_6400 = DramPart(
     name="lpddr5-6400", standard="LPDDR5", tck_ns=1.25,
-    data_width=16, beats_per_ck=8, burst_length=32,
-    banks=16, rows=32768, columns=1024, density_mbit=8192,
+    data_width=16, beats_per_ck=8, burst_length=16,
+    banks=16, rows=32768, columns=1024, density_mbit=8192, bank_groups=4,
     tRCD=Timing(18, 2), tRPpb=Timing(18, 2), tRPab=Timing(21, 2), tRAS=Timing(42, 3),
-    tRRD=Timing(5, 2), tFAW=Timing(20), tCCD=_ck(4), tWR=Timing(34, 3),
-    tWTR=Timing(12, 4), tRTP=Timing(7.5, 2),
-    tRFCab=Timing(210), tRFCpb=Timing(120), tPBR2PBR=Timing(60), tREFI=Timing(3906),
-    RL=17, WL=9, refpb_per_refab=16,
-    note="JESD209-5B, 8 Gb x16 channel, flat 16 banks, BL32 (64 bytes per burst); "
-         "bank groups not modeled")
+    tRRD=Timing(5, 2), tFAW=Timing(20), tCCD=_ck(2), tCCD_L=_ck(4), tWR=Timing(34, 3),
+    tWTR=Timing(6.25, 4), tWTR_L=Timing(12, 4), tRTP=Timing(7.5, 2),
+    tRFCab=Timing(210), tRFCpb=Timing(120), tPBR2PBR=Timing(90), tPBR2ACT=Timing(7.5),
+    tREFI=Timing(3906),
+    RL=17, WL=9, refpb_per_refab=8, refpb_banks=2,
+    note="JESD209-5B, 8 Gb x16 die, BG mode (4 bank groups x 4 banks), 2 KiB page, "
+         "BL16 (32 bytes per burst); tRFC/tpbR2pbR for 8 Gb from Ramulator2 only")
 
 # ULX3S: 32 MB 16-bit SDR SDRAM (IS42S16160J-7, pin compatible with
 # MT48LC16M16A2-6A), data sheet AC characteristics, -7 grade at 143 MHz,

@@ -248,3 +248,99 @@ def test_data_written_then_read(ratio):
     r = run(cfg, cmds, wrdata={1: data1, 2: data2}, extra_cycles=60)
     assert not r["violation"], r["rule"].name
     assert r["reads"] == data2 + data1
+
+
+# --- LPDDR5 bank-group mode ------------------------------------------------
+# Banks are numbered group * 4 + bank-in-group: 0 and 1 share group 0, 4 is
+# in group 1. One REFpb refreshes the pair b and b ^ 8.
+
+CFG5 = LpddrConfig(part="lpddr5-6400", ratio=1)
+T5 = CFG5.timings
+
+
+def _seq5(case, early):
+    """LPDDR5 sequence whose last command is ``early`` clocks too early.
+
+    Returns (commands, rule, bank of the violation).
+    """
+    d = 1 if early else 0
+    t0 = T5.tRRD + T5.tRCD  # both banks open
+    if case == "tCCD_L":      # same group: BL/n_max
+        return [(0, ACT, 0, 5, 0), (T5.tRRD, ACT, 1, 5, 0), (t0, RD, 0, 0, 0),
+                (t0 + T5.tCCD_L - d, RD, 1, 0, 0)], Rule.tCCD_L, 1
+    if case == "tCCD_S":      # other group: BL/n_min
+        return [(0, ACT, 0, 5, 0), (T5.tRRD, ACT, 4, 5, 0), (t0, RD, 0, 0, 0),
+                (t0 + T5.tCCD - d, RD, 4, 0, 0)], Rule.tCCD, 4
+    if case == "tWTR_L":
+        return [(0, ACT, 0, 5, 0), (T5.tRRD, ACT, 1, 5, 0), (t0, WR, 0, 0, 0),
+                (t0 + T5.wr_to_rd_L - d, RD, 1, 0, 0)], Rule.tWTR_L, 1
+    if case == "tWTR_S":
+        return [(0, ACT, 0, 5, 0), (T5.tRRD, ACT, 4, 5, 0), (t0, WR, 0, 0, 0),
+                (t0 + T5.wr_to_rd - d, RD, 4, 0, 0)], Rule.tWTR, 4
+    if case == "tPBR2ACT":    # REFpb to ACT of another bank, longer than tRRD
+        assert T5.tPBR2ACT - 1 >= T5.tRRD
+        return [(0, REFPB, 3, 0, 0), (T5.tPBR2ACT - d, ACT, 5, 5, 0)], Rule.tPBR2ACT, 5
+    if case == "tRFCpb_pair":  # REFpb 3 also refreshes bank 11
+        return [(0, REFPB, 3, 0, 0), (T5.tRFCpb - d, ACT, 11, 5, 0)], Rule.tRFCpb, 11
+    if case == "tRP_pair":     # ... so bank 11 must have finished its precharge
+        return [(0, ACT, 11, 5, 0), (T5.tRAS, PRE, 11, 0, 0),
+                (T5.tRAS + T5.tRPpb - d, REFPB, 3, 0, 0)], Rule.tRP, 11
+    raise AssertionError(case)
+
+
+LPDDR5_CASES = ["tCCD_L", "tCCD_S", "tWTR_L", "tWTR_S", "tPBR2ACT", "tRFCpb_pair", "tRP_pair"]
+
+
+@pytest.mark.parametrize("case", LPDDR5_CASES)
+def test_lpddr5_violation_caught(case):
+    cmds, rule, bank = _seq5(case, early=True)
+    r = run(CFG5, cmds)
+    assert r["violation"], f"{case} one clock early was not caught"
+    assert (r["rule"], r["bank"], r["cycle"]) == (rule, bank, cmds[-1][0])
+
+
+@pytest.mark.parametrize("case", LPDDR5_CASES)
+def test_lpddr5_at_minimum_passes(case):
+    cmds, _, _ = _seq5(case, early=False)
+    r = run(CFG5, cmds)
+    assert not r["violation"], f"legal {case} sequence flagged as {r['rule'].name}"
+
+
+def test_lpddr5_refpb_with_pair_bank_open_caught():
+    cmds = [(0, ACT, 11, 1, 0), (300, REFPB, 3, 0, 0)]
+    r = run(CFG5, cmds)
+    assert r["violation"] and (r["rule"], r["bank"], r["cycle"]) == (Rule.REF_OPEN, 11, 300)
+    # A bank outside the pair may stay open.
+    assert not run(CFG5, [(0, ACT, 10, 1, 0), (300, REFPB, 3, 0, 0)])["violation"]
+
+
+def test_lpddr5_group_rotation_at_tccd_s_passes():
+    # Full-rate streaming: one READ every tCCD_S, rotating through the four
+    # groups, so each group sees one every 4 * tCCD_S >= tCCD_L.
+    banks = [0, 4, 8, 12]
+    cmds = [(i * T5.tRRD, ACT, b, 2, 0) for i, b in enumerate(banks)]
+    t0 = 3 * T5.tRRD + T5.tRCD
+    cmds += [(t0 + k * T5.tCCD, RD, banks[k % 4], 0, k // 4) for k in range(16)]
+    r = run(CFG5, cmds, extra_cycles=40)
+    assert not r["violation"], r["rule"].name
+    assert len(r["reads"]) == 16 * CFG5.beats_per_burst
+
+
+@pytest.mark.parametrize("ratio", [1, 2])
+def test_lpddr5_data_written_then_read(ratio):
+    # Banks in two groups: the storage address includes the group bits.
+    cfg = LpddrConfig(part="lpddr5-6400", ratio=ratio)
+    t = cfg.timings
+    beats = cfg.beats_per_burst
+    w = t.tRRD + t.tRCD
+    w = -(-w // ratio) * ratio + ratio - 1  # column slot of the controller cycle
+    cmds = [(0, ACT, 1, 7, 0), (t.tRRD, ACT, 5, 7, 0), (w, WR, 1, 0, 5),
+            (w + 4 * ratio, WR, 5, 0, 5)]
+    r0 = w + 4 * ratio + t.wr_to_rd_L + 2 * ratio
+    r0 = r0 - r0 % ratio + ratio - 1
+    cmds += [(r0, RD, 5, 0, 5), (r0 + 4 * ratio, RD, 1, 0, 5)]
+    data1 = [0xA000 + k for k in range(beats)]
+    data2 = [0xB000 + k for k in range(beats)]
+    r = run(cfg, cmds, wrdata={2: data1, 3: data2}, extra_cycles=60)
+    assert not r["violation"], r["rule"].name
+    assert r["reads"] == data2 + data1

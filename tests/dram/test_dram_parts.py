@@ -5,8 +5,8 @@ import dataclasses
 import pytest
 
 from lpaccel.rtl.dram.config import LpddrConfig
-from lpaccel.rtl.dram.parts import (LPDDR4_3200, PARTS, Timing, controller_cycles,
-                                    part_by_name)
+from lpaccel.rtl.dram.parts import (LPDDR4_3200, LPDDR5_6400, PARTS, Timing,
+                                    controller_cycles, part_by_name)
 
 
 def test_timing_ceil_and_minimum_clocks():
@@ -70,7 +70,46 @@ def test_config_data_width_and_validation():
     assert LpddrConfig(part="lpddr5-6400", ratio=1).data_width == 128
     with pytest.raises(ValueError, match="board SDR/DDR3 parts are served by LiteDRAM"):
         LpddrConfig(part="is42s16160")
-    with pytest.raises(ValueError, match="ratio 1:8 must divide the burst.s 4 CK"):
-        LpddrConfig(part="lpddr5-6400", ratio=8)
+    assert LpddrConfig(part="lpddr5-6400", ratio=2).data_width == 256
+    with pytest.raises(ValueError, match="ratio 1:4 must divide the burst.s 2 CK"):
+        LpddrConfig(part="lpddr5-6400", ratio=4)
     with pytest.raises(ValueError, match="sim_bytes must be a power of two"):
         LpddrConfig(sim_bytes=1000)
+
+
+def test_lpddr5_6400_bank_group_mode_in_clocks():
+    # 8 Gb x16 die in BG mode at CK 800 MHz (WCK:CK 4:1): 4 groups x 4 banks,
+    # BL16 = 32 bytes in 2 CK. Values as derived in parts.py's source notes.
+    p = LPDDR5_6400
+    assert (p.bank_groups, p.banks_per_group, p.page_bytes) == (4, 4, 2048)
+    assert (p.bytes_per_burst, p.burst_ck, p.peak_bytes_per_ck) == (32, 2, 16)
+    t = p.at_clock()
+    assert (t.tRCD, t.tRPpb, t.tRPab, t.tRAS, t.tRC) == (15, 15, 17, 34, 49)
+    assert (t.tRRD, t.tFAW, t.tWR, t.tRTP, t.RL, t.WL) == (4, 16, 28, 6, 17, 9)
+    assert (t.tCCD, t.tCCD_L) == (2, 4)                 # tCCD_S, tCCD_L
+    assert (t.tWTR, t.tWTR_L) == (5, 10)                # tWTR_S 6.25 ns, tWTR_L 12 ns
+    # WRITE to READ: WL + BL/n + 1 + tWTR, BL/n_min = 2 across groups,
+    # BL/n_max = 4 within one; READ to WRITE with BL/n_max.
+    assert (t.wr_to_rd, t.wr_to_rd_L, t.rd_to_wr) == (17, 24, 15)
+    assert t.wr_to_pre == 9 + 2 + 1 + 28
+    # One REFpb refreshes a bank pair: 8 per tREFI, tREFIpb = 488 ns.
+    assert (p.refpb_banks, p.refpb_per_refab) == (2, 8)
+    assert (t.tREFI, t.tREFIpb) == (3124, 390)
+    assert (t.tRFCab, t.tRFCpb, t.tPBR2PBR, t.tPBR2ACT) == (168, 96, 72, 6)
+
+
+def test_parts_without_bank_groups_keep_one_spacing():
+    t = LPDDR4_3200.at_clock()
+    assert (t.bank_groups, t.tCCD_L, t.tWTR_L, t.wr_to_rd_L, t.tPBR2ACT, t.refpb_banks) == \
+        (1, t.tCCD, t.tWTR, t.wr_to_rd, 0, 1)
+
+
+def test_bank_group_validation_messages():
+    with pytest.raises(ValueError, match="tCCD_L must be given exactly when the part has bank"):
+        dataclasses.replace(LPDDR4_3200, tCCD_L=Timing(0, 8))
+    with pytest.raises(ValueError, match="tCCD_L must be given exactly when the part has bank"):
+        dataclasses.replace(LPDDR5_6400, tCCD_L=None)
+    with pytest.raises(ValueError, match="bank_groups must be a power of two dividing banks"):
+        dataclasses.replace(LPDDR5_6400, bank_groups=3)
+    with pytest.raises(ValueError, match=r"refpb_per_refab must be 0 or banks / refpb_banks \(8\)"):
+        dataclasses.replace(LPDDR5_6400, refpb_per_refab=16)
