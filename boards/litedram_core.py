@@ -21,11 +21,23 @@ control, replays litedram's own init sequence
 module: CKE, precharge-all, mode registers, refreshes; delays converted to
 clock cycles), hands the DFII back to the controller and sets the core's
 ``init_done`` CSR; the AXI port is blocked by the core until then. A
-Wishbone write that is not acknowledged within 1024 cycles raises
-``init_error``. SDR SDRAM needs no calibration. DDR3 on ECP5 needs read
-leveling (the BIOS scans the PHY's read delay and bitslip); that scan is not
-implemented here, so the DDR3 core runs with the PHY's reset read delay and
-is only checked for generation and synthesis (see ``docs/bus.md``).
+Wishbone access that is not acknowledged within 1024 cycles raises
+``init_error``. SDR SDRAM needs no calibration.
+
+Read leveling. A PHY whose ``PhySettings.read_leveling`` is set (DDR3 on
+ECP5: ``ECP5DDRPHY``) gets :class:`LiteDramReadLeveler` between the init
+program and the hand-back (both inside :class:`LiteDramInitController`):
+per DQS group it scans every (bitslip, read delay) with write/read-back
+tests through the DFII, picks the center of the longest run of passing
+delays, checks it, then hands the DFII to the controller and sets
+``init_done``; no passing setting raises ``level_error`` (and
+``init_error``). Its geometry (groups, bitslips, delays, DFI phases and
+data widths, CSR addresses) comes from the generated core
+(:class:`LiteDramLevelingConfig`). It is tested against a behavioural model
+of the control port (``tests/boards/test_litedram_leveling.py``) and
+synthesized, but has not run on a board: whether the ECPIX-5's real
+windows are found, and whether the data then reads back reliably, is
+unverified. Write leveling is not needed by ``ECP5DDRPHY`` and not done.
 
 Boards are data: :data:`LITEDRAM_BOARDS` maps a board name to its
 :class:`LiteDramBoard`.
@@ -601,10 +613,11 @@ class LiteDramLevelingConfig:
                              f"does not need read leveling; build LiteDramInitController "
                              f"without leveling")
         phy = core.phy
-        fields = dict(csr=dict(core.csr), modules=phy["strobes"], bitslips=phy["bitslips"],
-                      delays=phy["delays"], nphases=phy["nphases"], rdphase=phy["rdphase"],
-                      wrphase=phy["wrphase"], databits=phy["databits"],
-                      dfi_databits=phy["dfi_databits"], csr_data_width=core.csr_data_width)
+        fields = {"csr": dict(core.csr), "modules": phy["strobes"],
+                  "bitslips": phy["bitslips"], "delays": phy["delays"],
+                  "nphases": phy["nphases"], "rdphase": phy["rdphase"],
+                  "wrphase": phy["wrphase"], "databits": phy["databits"],
+                  "dfi_databits": phy["dfi_databits"], "csr_data_width": core.csr_data_width}
         fields.update(overrides)
         return cls(**fields)
 
@@ -814,17 +827,28 @@ class LiteDramReadLeveler(wiring.Component):
             ops += body
         max_wait = max(max(op[3] for op in ops), cfg.timeout)
         cw = ceil_log2(max_wait + 2)
-        ww = max(1, ceil_log2(cfg.words_per_phase))
-        rom = Memory(shape=2 + 30 + 32 + cw + ww, depth=len(ops), init=[
-            kind | ((a >> 2) << 2) | (v << 32) | (wait << 64) | (w << (64 + cw))
-            for kind, a, v, wait, w in ops])
+        # The ROM holds indices into tables of the few distinct addresses,
+        # values and waits (638 instead of 804 LUT4 for the ECPIX-5 leveler).
+        tables = [sorted({op[i] for op in ops}) for i in (1, 2, 3)]
+        widths = [2] + [max(1, ceil_log2(len(t))) for t in tables] + \
+                 [max(1, ceil_log2(cfg.words_per_phase))]
+        offsets = [sum(widths[:i]) for i in range(len(widths))]
+
+        def encode(op):
+            fields = [op[0]] + [t.index(f) for t, f in zip(tables, op[1:4])] + [op[4]]
+            return sum(f << o for f, o in zip(fields, offsets))
+
+        rom = Memory(shape=sum(widths), depth=len(ops), init=[encode(op) for op in ops])
         m.submodules.rom = rom
         rd = rom.read_port(domain="comb")
         pc = Signal(range(len(ops)))
         end = Signal(range(len(ops)))
         m.d.comb += rd.addr.eq(pc)
-        kind, adr = rd.data[:2], rd.data[2:32]
-        value, wait, word = rd.data[32:64], rd.data[64:64 + cw], rd.data[64 + cw:]
+        kind, a_index, v_index, w_index, word = (
+            rd.data[o:o + w] for o, w in zip(offsets, widths))
+        adr = Array(Const(a >> 2, 30) for a in tables[0])[a_index]
+        value = Array(Const(v, 32) for v in tables[1])[v_index]
+        wait = Array(Const(w, cw) for w in tables[2])[w_index]
 
         module = Signal(range(cfg.modules))
         masks = Array(Array(Const(mask, 32) for mask in self._word_masks(i))
@@ -1101,7 +1125,7 @@ class LiteDramCore(wiring.Component):
     Notes
     -----
     The wrapper creates a local clock domain ``litedram`` on ``user_clk``
-    for the init sequencer; a design using a DDR3 core must cross into that
+    for :class:`LiteDramInitController`; a design using a DDR3 core must cross into that
     domain itself. For SDR the SDRAM clock pin (``sdram_clk``, not a port of
     the generated core) is driven from the ``sync`` clock through an
     ODDRX1F, inverted so the SDRAM samples mid-cycle.
@@ -1316,9 +1340,9 @@ class Ecpix5DramSelfTestTop(wiring.Component):
     The 100 MHz oscillator is the core's input clock (its own PLL makes the
     50 MHz controller clock and the 100 MHz DDR clock); the self-test runs
     on the core's ``user_clk``. LEDs (red/green of RGB LED 0 and 1): init
-    done, pass, fail, init error. DDR3 read leveling is not implemented
-    (see the module docstring), so this is a build check, not a working
-    memory test.
+    done, pass, fail, init error (which includes a read-leveling failure).
+    The wrapper levels the DDR3 reads before ``init_done``; none of this
+    has run on a board yet.
 
     Parameters
     ----------
