@@ -63,3 +63,15 @@ def test_random_traffic_ratio_refresh(ratio, refresh):
     params = {"ratio": ratio, "sim_bytes": 64 * 1024, "window": 8, "refresh": refresh}
     _run(params, RANDOM_TESTS, seed=3, beats=35000)
     _run(params, "refresh_under_streaming", refresh_intervals=10)
+
+
+#: LPDDR5-6400 in bank-group mode: BL16 (2 CK) bursts at 1:2, a 256-bit data
+#: path, bank groups rotating fastest in the address map, REFpb on bank pairs.
+LPDDR5 = {"part": "lpddr5-6400", "ratio": 2, "sim_bytes": 64 * 1024, "window": 8}
+
+
+def test_random_traffic_lpddr5():
+    # ~10^4 AXI beats over the three pause modes, then 10 tREFI of streaming
+    # reads with per-bank (pair) refresh, both against the BG-aware checker.
+    _run(LPDDR5, RANDOM_TESTS, beats=3500)
+    _run(LPDDR5, "refresh_under_streaming", refresh_intervals=10)
