@@ -76,6 +76,11 @@ class LpddrConfig:
         Requests the scheduler looks ahead for ACT/PRE (2 to 32).
     tck_ns : float, optional
         DRAM clock period; default the part's speed grade.
+    idle_precharge : int, optional
+        Controller cycles after which an open bank with no column command
+        and no queued request is precharged (0: never, pure open page).
+        Default: 32 on parts with bank groups (LPDDR5 at 1:2, where the
+        look-ahead window is too short to hide tRP + tRCD), 0 otherwise.
     """
 
     part: object = "lpddr4-3200"
@@ -84,6 +89,7 @@ class LpddrConfig:
     refresh: str = "per_bank"
     window: int = 16
     tck_ns: float = None
+    idle_precharge: int = None
 
     def __post_init__(self):
         part = part_by_name(self.part)
@@ -103,6 +109,11 @@ class LpddrConfig:
             raise ValueError(f"refresh must be 'per_bank' or 'all_bank', not {self.refresh!r}")
         if self.refresh == "per_bank" and not part.per_bank_refresh:
             raise ValueError(f"refresh 'per_bank' needs a part with REFpb; {part.name} has none")
+        if self.idle_precharge is None:
+            object.__setattr__(self, "idle_precharge", 32 if part.bank_groups > 1 else 0)
+        if not isinstance(self.idle_precharge, int) or not 0 <= self.idle_precharge <= 1024:
+            raise ValueError(f"idle_precharge must be an integer from 0 to 1024 cycles, "
+                             f"not {self.idle_precharge!r}")
         if not isinstance(self.window, int) or not 2 <= self.window <= 32:
             raise ValueError(f"window must be an integer from 2 to 32, not {self.window!r}")
         min_bytes = part.page_bytes * part.banks

@@ -401,8 +401,34 @@ class LpddrController(wiring.Component):
         cmd = Signal(Command)
         cbank = Signal(max(1, bb))
         crow = Signal(rb)
-        m.d.comb += [cmd.eq(Mux(issue_ref, ref_cmd, Mux(issue_row, row_cmd, Command.NOP))),
-                     cbank.eq(Mux(issue_ref, ref_cmd_bank, row_bank)), crow.eq(row_row)]
+        idle_limit = cfg.idle_precharge
+        if idle_limit:
+            # Idle-bank precharge: a bank open for idle_limit cycles with no
+            # column command or queued request is closed in a free row slot,
+            # so the next request to it needs only ACT + tRCD. (At LPDDR5's
+            # 1:2 the look-ahead window spans too few clocks to hide tRP too.)
+            idle = [Signal(range(idle_limit + 1), name=f"idle{b}") for b in range(nb)]
+            for b in range(nb):
+                used = (issue_cas & (hb == b)) | ((cmd == Command.ACT) & (cbank == b))
+                with m.If(used | ~is_open[b]):
+                    m.d.sync += idle[b].eq(0)
+                with m.Elif(idle[b] != idle_limit):
+                    m.d.sync += idle[b].eq(idle[b] + 1)
+            idle_bank = Signal(max(1, bb))
+            idle_go = Signal()
+            for b in reversed(range(nb)):  # lowest ready bank wins
+                with m.If(is_open[b] & (idle[b] == idle_limit) & ~in_window[b] &
+                          ~blocked[b] & t_pre[b].ok):
+                    m.d.comb += [idle_go.eq(1), idle_bank.eq(b)]
+            issue_idle = idle_go & slot_free & ~issue_ref & ~issue_row
+            m.d.comb += [
+                cmd.eq(Mux(issue_ref, ref_cmd, Mux(issue_row, row_cmd,
+                                                   Mux(issue_idle, Command.PRE, Command.NOP)))),
+                cbank.eq(Mux(issue_ref, ref_cmd_bank, Mux(issue_row, row_bank, idle_bank))),
+                crow.eq(row_row)]
+        else:
+            m.d.comb += [cmd.eq(Mux(issue_ref, ref_cmd, Mux(issue_row, row_cmd, Command.NOP))),
+                         cbank.eq(Mux(issue_ref, ref_cmd_bank, row_bank)), crow.eq(row_row)]
         rslot, cslot = self.dfi.phases[ROW], self.dfi.phases[COL]
         m.d.comb += [rslot.cmd.eq(cmd), rslot.bank.eq(cbank), rslot.row.eq(crow)]
         with m.If(issue_cas):

@@ -113,3 +113,13 @@ def test_bank_group_validation_messages():
         dataclasses.replace(LPDDR5_6400, bank_groups=3)
     with pytest.raises(ValueError, match=r"refpb_per_refab must be 0 or banks / refpb_banks \(8\)"):
         dataclasses.replace(LPDDR5_6400, refpb_per_refab=16)
+
+
+def test_idle_precharge_defaults_and_validation():
+    # Only the bank-group part closes idle banks by default; LPDDR4 stays
+    # pure open page (its controller is elaborated exactly as before).
+    assert LpddrConfig(part="lpddr5-6400", ratio=2).idle_precharge == 32
+    assert LpddrConfig(part="lpddr4-3200").idle_precharge == 0
+    assert LpddrConfig(part="lpddr5-6400", ratio=2, idle_precharge=0).idle_precharge == 0
+    with pytest.raises(ValueError, match="idle_precharge must be an integer from 0 to 1024"):
+        LpddrConfig(idle_precharge=-1)
