@@ -36,7 +36,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
@@ -87,7 +87,8 @@ def run_cocotb(component_factory: Callable[..., Any], *,
                seed: int | None = None,
                waves: bool | None = None,
                extra_env: Mapping[str, str] | None = None,
-               timeout_s: float | None = None) -> None:
+               timeout_s: float | None = None,
+               verilog_sources: Sequence[str | os.PathLike] = ()) -> None:
     """Build a Component with Verilator (once per configuration) and run cocotb tests.
 
     Meant to be called from a pytest test function; safe under pytest-xdist
@@ -126,6 +127,10 @@ def run_cocotb(component_factory: Callable[..., Any], *,
         More environment variables for the simulator process.
     timeout_s : float, optional
         Kill the simulation after this many seconds of wall time.
+    verilog_sources : sequence of path-like, optional
+        More Verilog files compiled with the component, such as a generated
+        core its ``Instance`` refers to. Their contents are part of the
+        build key.
 
     Raises
     ------
@@ -153,9 +158,11 @@ def run_cocotb(component_factory: Callable[..., Any], *,
     if waves is None:
         waves = os.environ.get("WAVES", "0") not in ("", "0")
 
-    build_dir = build_dir_for(component_factory, name=name, params=params, waves=waves)
+    extra = _read_sources(verilog_sources)
+    build_dir = build_dir_for(component_factory, name=name, params=params, waves=waves,
+                              verilog_sources=verilog_sources)
     _ensure_built(component_factory, name=name, params=params, waves=waves,
-                  build_dir=build_dir)
+                  build_dir=build_dir, extra=extra)
     build_dir = build_dir.resolve()
 
     run_dir = build_dir / "runs" / _run_id(testcase)
@@ -217,7 +224,8 @@ def run_cocotb(component_factory: Callable[..., Any], *,
 
 
 def build_dir_for(component_factory: Callable[..., Any], *, name: str,
-                  params: Mapping[str, Any], waves: bool = False) -> Path:
+                  params: Mapping[str, Any], waves: bool = False,
+                  verilog_sources: Sequence[str | os.PathLike] = ()) -> Path:
     """Return the build directory :func:`run_cocotb` uses for a configuration.
 
     Parameters
@@ -230,6 +238,8 @@ def build_dir_for(component_factory: Callable[..., Any], *, name: str,
         Configuration; ``repr(sorted(params.items()))`` is part of the key.
     waves : bool
         Whether the build records waveforms.
+    verilog_sources : sequence of path-like
+        Extra Verilog files; their names and contents are part of the key.
 
     Returns
     -------
@@ -242,13 +252,27 @@ def build_dir_for(component_factory: Callable[..., Any], *, name: str,
     if factory_file is not None:
         digest.update(factory_file.read_bytes())
     digest.update(repr(sorted(params.items())).encode())
+    for file_name, text in _read_sources(verilog_sources):
+        digest.update(f"{file_name}|{text}".encode())
     digest.update(f"{name}|waves={bool(waves)}|{_tool_versions()}".encode())
     return _SIM_BUILD_ROOT / f"{name}-{digest.hexdigest()[:12]}"
 
 
 # --- build -----------------------------------------------------------------
 
-def _ensure_built(component_factory, *, name, params, waves, build_dir: Path) -> None:
+def _read_sources(paths) -> list[tuple[str, str]]:
+    out = []
+    for path in paths:
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"verilog_sources: {str(path)!r} is not a file; generate it "
+                             f"before calling run_cocotb")
+        out.append((path.name, path.read_text()))
+    return out
+
+
+def _ensure_built(component_factory, *, name, params, waves, build_dir: Path,
+                  extra=()) -> None:
     """Make ``build_dir`` a finished build of this configuration.
 
     ``build_dir`` (keyed by the Python sources) becomes a symbolic link to a
@@ -267,15 +291,16 @@ def _ensure_built(component_factory, *, name, params, waves, build_dir: Path) ->
         from amaranth.back import verilog
         component = component_factory(**params)
         text = verilog.convert(component, name=name, emit_src=True)
+        key = "".join(f"|{file_name}|{body}" for file_name, body in extra)
         vdigest = hashlib.sha256(
-            f"{text}|waves={bool(waves)}|{_tool_versions()}".encode()).hexdigest()[:12]
+            f"{text}{key}|waves={bool(waves)}|{_tool_versions()}".encode()).hexdigest()[:12]
         vdir = _SIM_BUILD_ROOT / f"{name}-v{vdigest}"
         with _locked(vdir):
             if not (vdir / _BUILD_MARKER).exists():
                 # Whatever is here was left by an interrupted build.
                 shutil.rmtree(vdir, ignore_errors=True)
                 vdir.mkdir(parents=True)
-                _build(text, name=name, waves=waves, build_dir=vdir)
+                _build(text, name=name, waves=waves, build_dir=vdir, extra=extra)
                 tmp_marker = vdir / (_BUILD_MARKER + ".tmp")
                 tmp_marker.write_text(json.dumps({
                     "name": name,
@@ -308,10 +333,17 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _build(verilog_text: str, *, name, waves, build_dir: Path) -> None:
+def _build(verilog_text: str, *, name, waves, build_dir: Path, extra=()) -> None:
     __tracebackhide__ = True
     verilog_file = build_dir / f"{name}.v"
     verilog_file.write_text(verilog_text)
+    sources = [verilog_file]
+    for file_name, body in extra:
+        if file_name == verilog_file.name:
+            raise ValueError(f"verilog_sources: {file_name!r} clashes with the top's own "
+                             f"file; rename it")
+        (build_dir / file_name).write_text(body)
+        sources.append(build_dir / file_name)
 
     from cocotb_tools.runner import get_runner
     runner = get_runner("verilator")
@@ -320,7 +352,7 @@ def _build(verilog_text: str, *, name, waves, build_dir: Path) -> None:
     with _scoped_environ(env):
         try:
             runner.build(
-                sources=[verilog_file],
+                sources=sources,
                 hdl_toplevel=name,
                 build_dir=build_dir,
                 build_args=[

@@ -123,6 +123,19 @@ def test_build_dir_depends_on_params():
     assert a.parent.parts[-2:] == ("build", "sim") and a.name.startswith("increment_fifo-")
 
 
+def test_build_dir_depends_on_extra_verilog(tmp_path):
+    extra = tmp_path / "core.v"
+    extra.write_text("module core; endmodule\n")
+    params = {"width": 16, "depth": 4}
+    plain = build_dir_for(IncrementFifo, name="increment_fifo", params=params)
+    one = build_dir_for(IncrementFifo, name="increment_fifo", params=params,
+                        verilog_sources=[extra])
+    extra.write_text("module core(input a); endmodule\n")
+    two = build_dir_for(IncrementFifo, name="increment_fifo", params=params,
+                        verilog_sources=[extra])
+    assert len({plain, one, two}) == 3
+
+
 def test_bad_arguments_are_rejected():
     with pytest.raises(ValueError, match="not a Verilog identifier"):
         run_cocotb(IncrementFifo, name="1fifo", params={}, test_module="harness.x")
@@ -131,6 +144,10 @@ def test_bad_arguments_are_rejected():
     with pytest.raises(ValueError, match="JSON"):
         run_cocotb(IncrementFifo, name="fifo", params={"width": object()},
                    test_module="harness.cocotb_stream_passthrough")
+    with pytest.raises(ValueError, match="is not a file; generate it"):
+        run_cocotb(IncrementFifo, name="fifo", params={},
+                   test_module="harness.cocotb_stream_passthrough",
+                   verilog_sources=["build/no_such_core.v"])
 
 
 class Header(data.Struct):
