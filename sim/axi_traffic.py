@@ -36,7 +36,8 @@ from typing import Any
 
 from .streams import PAUSE_MODES
 
-__all__ = ["AxiTrafficGenerator", "TrafficStats", "allow_cocotbext_deprecations"]
+__all__ = ["AxiTrafficGenerator", "TrafficStats", "allow_cocotbext_deprecations",
+           "quiet_axi_master"]
 
 
 def allow_cocotbext_deprecations() -> None:
@@ -56,6 +57,20 @@ allow_cocotbext_deprecations()
 
 
 @dataclass
+def quiet_axi_master(master):
+    """Raise a cocotbext-axi ``AxiMaster``'s loggers to WARNING.
+
+    cocotbext-axi logs every burst (with its data) at INFO: at 10^5 beats
+    that is tens of MB of log and a large share of the simulation's time.
+    """
+    for iface in (master.write_if, master.read_if):
+        iface.log.setLevel(logging.WARNING)
+    for ch in ("aw_channel", "w_channel", "b_channel"):
+        getattr(master.write_if, ch).log.setLevel(logging.WARNING)
+    for ch in ("ar_channel", "r_channel"):
+        getattr(master.read_if, ch).log.setLevel(logging.WARNING)
+
+
 class TrafficStats:
     """What one :class:`AxiTrafficGenerator` did.
 
@@ -161,7 +176,7 @@ class AxiTrafficGenerator:
         self.masters = {}
         for prefix in prefixes:
             master = AxiMaster(AxiBus.from_prefix(dut, prefix), clk, reset)
-            self._quiet(master)
+            quiet_axi_master(master)
             self.masters[prefix] = master
             self.stats.per_manager[prefix] = {"reads": 0, "writes": 0, "beats": 0}
         self.set_pauses(idle, backpressure)
@@ -191,16 +206,6 @@ class AxiTrafficGenerator:
                 mode = idle if ch in ("aw", "w", "ar") else backpressure
                 getattr(iface, f"{ch}_channel").set_pause_generator(
                     PAUSE_MODES[mode](seed=seed * 1009 + k * 31 + j))
-
-    @staticmethod
-    def _quiet(master):
-        # cocotbext-axi logs every burst at INFO: far too slow for 10^5 beats.
-        for iface in (master.write_if, master.read_if):
-            iface.log.setLevel(logging.WARNING)
-        for ch in ("aw_channel", "w_channel", "b_channel"):
-            getattr(master.write_if, ch).log.setLevel(logging.WARNING)
-        for ch in ("ar_channel", "r_channel"):
-            getattr(master.read_if, ch).log.setLevel(logging.WARNING)
 
     # -- operation choice ---------------------------------------------------
 

@@ -19,6 +19,7 @@ from cocotb.triggers import ClockCycles, RisingEdge, Timer
 from lpaccel.rtl.dram.config import LpddrConfig
 from lpaccel.rtl.dram.controller import _PERF
 from lpaccel.rtl.dram.model import Rule
+from lpaccel.sim.axi_traffic import quiet_axi_master
 from lpaccel.sim.harness import params
 
 __all__ = ["LpddrTB", "config_from_params"]
@@ -52,6 +53,7 @@ class LpddrTB:
         self.log = dut._log
         cocotb.start_soon(Clock(dut.clk, 2, unit="ns").start())
         self.axi = AxiMaster(AxiBus.from_prefix(dut, "s_axi"), dut.clk, dut.rst)
+        quiet_axi_master(self.axi)
         self.cycle = 0
         self.violation = None
         cocotb.start_soon(self._watch())
