@@ -56,7 +56,6 @@ def allow_cocotbext_deprecations() -> None:
 allow_cocotbext_deprecations()
 
 
-@dataclass
 def quiet_axi_master(master):
     """Raise a cocotbext-axi ``AxiMaster``'s loggers to WARNING.
 
@@ -71,6 +70,7 @@ def quiet_axi_master(master):
         getattr(master.read_if, ch).log.setLevel(logging.WARNING)
 
 
+@dataclass
 class TrafficStats:
     """What one :class:`AxiTrafficGenerator` did.
 
