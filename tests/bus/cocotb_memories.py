@@ -11,7 +11,7 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
 from lpaccel.sim.axi_checker import AxiProtocolChecker
-from lpaccel.sim.axi_traffic import AxiTrafficGenerator
+from lpaccel.sim.axi_traffic import AxiTrafficGenerator, quiet_axi_master
 from lpaccel.sim.harness import params
 from lpaccel.sim.streams import PAUSE_MODES
 
@@ -33,7 +33,7 @@ async def start(dut):
 def master(dut, prefix):
     from cocotbext.axi import AxiBus, AxiMaster
     mst = AxiMaster(AxiBus.from_prefix(dut, prefix), dut.clk, dut.rst)
-    AxiTrafficGenerator._quiet(mst)
+    quiet_axi_master(mst)
     return mst
 
 
