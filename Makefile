@@ -4,6 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 BOARD   ?= ulx3s-85f
+DESIGN  ?=
 JOBS    ?= 2
 
 .PHONY: demo test test-slow bench bitstream clean distclean
@@ -28,7 +29,7 @@ bench: $(STAMP)
 	$(BIN)/lpaccel bench --out build/bench
 
 bitstream: $(STAMP)
-	$(BIN)/lpaccel build --board $(BOARD)
+	$(BIN)/lpaccel build --board $(BOARD)$(if $(DESIGN), --design $(DESIGN))
 
 clean:
 	rm -rf build sim_build .pytest_cache

@@ -6,7 +6,11 @@ writes ``build/<board>/report.json``: the achieved and target frequency of
 every clock, whether timing was met, resource use and the bitstream path.
 
 Boards are data: :data:`BOARDS` maps a name to a :class:`BoardEntry`, so a
-new board is one entry.
+new board is one entry. Each board lists the *designs* it can build
+(:data:`DESIGNS`: ``gemv-selftest``, the GEMV engine checking itself from
+on-chip ROMs; ``dram-selftest``, the board DRAM through a generated LiteDRAM
+core and :class:`~lpaccel.rtl.bus.memtest.AxiMemTest`), each a
+:class:`BoardDesign`.
 
 YoWASP tools run in a sandbox with a private ``/tmp``; builds therefore live
 inside the repository and every path handed to a tool is relative to the
@@ -23,8 +27,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["BoardEntry", "BOARDS", "REPO_ROOT", "TOOL_ENV", "tool_environment",
-           "parse_nextpnr_report", "parse_nextpnr_log", "build_board"]
+__all__ = ["BoardDesign", "BoardEntry", "BOARDS", "DESIGNS", "REPO_ROOT", "TOOL_ENV",
+           "tool_environment", "parse_nextpnr_report", "parse_nextpnr_log", "build_board",
+           "default_out_dir"]
 
 #: Repository root (``boards/`` lives directly below it).
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -75,9 +80,22 @@ _ECP5_YOSYS_OVERRIDES = {
 }
 
 
+#: Designs a board may offer: name -> what it is.
+DESIGNS = {
+    "gemv-selftest": "GEMV engine fed from on-chip ROMs, checking its own results",
+    "dram-selftest": "board DRAM through a generated LiteDRAM core, written and read "
+                     "back by AxiMemTest",
+}
+
+
 def _ulx3s_85f_platform():
     from .ulx3s import ULX3S_85F_Platform
     return ULX3S_85F_Platform
+
+
+def _ecpix5_85f_platform():
+    from amaranth_boards.ecpix5 import ECPIX585Platform
+    return ECPIX585Platform
 
 
 def _ulx3s_top(core_mhz, variant):
@@ -85,6 +103,40 @@ def _ulx3s_top(core_mhz, variant):
     if variant == "blinky":
         return ulx3s.BlinkyTop(core_mhz=core_mhz)
     return ulx3s.SelfTestTop(core_mhz=core_mhz)
+
+
+def _ulx3s_dram_top(core_mhz, variant):
+    from .litedram_core import Ulx3sDramSelfTestTop
+    return Ulx3sDramSelfTestTop(core_mhz=core_mhz)
+
+
+def _ecpix5_dram_top(core_mhz, variant):
+    from .litedram_core import Ecpix5DramSelfTestTop
+    return Ecpix5DramSelfTestTop()
+
+
+@dataclass(frozen=True)
+class BoardDesign:
+    """One design a board can build.
+
+    Parameters
+    ----------
+    make_top : callable
+        ``make_top(core_mhz, variant)`` returns the top elaboratable.
+    core_mhz : float
+        Core clock target.
+    fixed_clock : bool
+        The clock is set by the design itself (a generated DRAM core's
+        timings or PLL), so ``core_mhz`` cannot be changed at build time.
+    variants : tuple of str
+        Tops ``make_top`` knows; the first is the default. The report's
+        ``top`` is the variant built.
+    """
+
+    make_top: object
+    core_mhz: float
+    fixed_clock: bool = False
+    variants: tuple = ("selftest",)
 
 
 @dataclass(frozen=True)
@@ -95,34 +147,67 @@ class BoardEntry:
     ----------
     platform : callable
         Returns the amaranth platform class (imported lazily).
-    make_top : callable
-        ``make_top(core_mhz, variant)`` returns the top elaboratable.
     family : str
         ``"ecp5"`` or ``"ice40"``: selects the utilization cell names.
-    core_mhz : float
-        Core clock target.
-    variants : tuple of str
-        Tops ``make_top`` knows; the first is the default.
+    designs : dict
+        Design name (a key of :data:`DESIGNS`) -> :class:`BoardDesign`; the
+        first is the board's default.
     yosys_overrides : dict
         Template overrides for the Yosys script (``synth_opts``,
         ``script_after_synth``, ...), e.g. toolchain bug workarounds.
+    programmer : str
+        The ``openFPGALoader -b`` board name, for messages and docs.
     """
 
     platform: object
-    make_top: object
     family: str
-    core_mhz: float
-    variants: tuple = ("selftest", "blinky")
+    designs: dict = field(hash=False)
     yosys_overrides: dict = field(default_factory=dict, hash=False)
+    programmer: str = ""
     description: str = field(default="", compare=False)
+
+    def __post_init__(self):
+        unknown = sorted(set(self.designs) - set(DESIGNS))
+        if not self.designs or unknown:
+            raise ValueError(f"designs must be a non-empty dict keyed by names in DESIGNS "
+                             f"({', '.join(DESIGNS)}), not {sorted(self.designs)}")
+
+    @property
+    def default_design(self):
+        """The design built when none is named."""
+        return next(iter(self.designs))
+
+    @property
+    def core_mhz(self):
+        """Core clock target of the default design."""
+        return self.designs[self.default_design].core_mhz
 
 
 #: Supported boards: name -> :class:`BoardEntry`.
 BOARDS = {
     "ulx3s-85f": BoardEntry(
-        platform=_ulx3s_85f_platform, make_top=_ulx3s_top, family="ecp5", core_mhz=100.0,
-        yosys_overrides=_ECP5_YOSYS_OVERRIDES,
-        description="Radiona ULX3S, Lattice ECP5 LFE5U-85F-6BG381, 25 MHz oscillator"),
+        platform=_ulx3s_85f_platform, family="ecp5",
+        designs={
+            "gemv-selftest": BoardDesign(make_top=_ulx3s_top, core_mhz=100.0,
+                                         variants=("selftest", "blinky")),
+            # The generated SDR core's timings are for 50 MHz.
+            "dram-selftest": BoardDesign(make_top=_ulx3s_dram_top, core_mhz=50.0,
+                                         fixed_clock=True),
+        },
+        yosys_overrides=_ECP5_YOSYS_OVERRIDES, programmer="ulx3s",
+        description="Radiona ULX3S, Lattice ECP5 LFE5U-85F-6BG381, 25 MHz oscillator, "
+                    "32 MB SDR SDRAM"),
+    "ecpix5-85f": BoardEntry(
+        platform=_ecpix5_85f_platform, family="ecp5",
+        designs={
+            # The LiteDRAM core's own PLL makes its 50 MHz clock from the
+            # 100 MHz oscillator; the self-test runs on that clock.
+            "dram-selftest": BoardDesign(make_top=_ecpix5_dram_top, core_mhz=50.0,
+                                         fixed_clock=True),
+        },
+        yosys_overrides=_ECP5_YOSYS_OVERRIDES, programmer="ecpix5",
+        description="LambdaConcept ECPIX-5, Lattice ECP5 LFE5UM5G-85F-8BG554, 100 MHz "
+                    "oscillator, 512 MB DDR3"),
 }
 
 
@@ -155,6 +240,39 @@ def _board_entry(board):
         supported = ", ".join(sorted(BOARDS))
         raise ValueError(f"board {board!r} is not supported (supported: {supported})") \
             from None
+
+
+def _board_design(board, design):
+    entry = _board_entry(board)
+    if design is None:
+        return entry, entry.default_design, entry.designs[entry.default_design]
+    if design in entry.designs:
+        return entry, design, entry.designs[design]
+    supported = ", ".join(entry.designs)
+    if design in DESIGNS:
+        others = ", ".join(b for b, e in BOARDS.items() if design in e.designs)
+        raise ValueError(f"board {board} does not support design {design!r} (supported on "
+                         f"{board}: {supported}); choose one of those, or a board that has "
+                         f"{design}: {others}")
+    raise ValueError(f"design {design!r} is not known (board {board} supports: "
+                     f"{supported}; all designs: {', '.join(DESIGNS)})")
+
+
+def default_out_dir(board, design=None):
+    """Where :func:`build_board` builds when no ``out_dir`` is given.
+
+    ``build/<board>/`` for the board's default design (``ulx3s-85f``:
+    ``gemv-selftest``; ``ecpix5-85f``: ``dram-selftest``),
+    ``build/<board>-<design>/`` for its other designs.
+
+    Raises
+    ------
+    ValueError
+        Unknown board, or a design the board does not support.
+    """
+    entry, design, _ = _board_design(board, design)
+    name = board if design == entry.default_design else f"{board}-{design}"
+    return REPO_ROOT / "build" / name
 
 
 def _clock_name(net):
@@ -280,7 +398,8 @@ def _check_out_dir(out_dir):
                          f"such as build/<board>")
 
 
-def build_board(board, *, out_dir=None, top=None, seed=1, core_mhz=None, variant=None):
+def build_board(board, *, design=None, out_dir=None, top=None, seed=1, core_mhz=None,
+                variant=None):
     """Build a bitstream for ``board`` and write its timing/resource report.
 
     Runs amaranth's build script (Yosys, nextpnr with ``--seed`` and
@@ -292,23 +411,33 @@ def build_board(board, *, out_dir=None, top=None, seed=1, core_mhz=None, variant
     ----------
     board : str
         A key of :data:`BOARDS`, e.g. ``"ulx3s-85f"``.
+    design : str or None
+        One of the board's designs (see :data:`DESIGNS`); default the
+        board's first (``gemv-selftest`` on ULX3S-85F, ``dram-selftest`` on
+        ECPIX-5). With ``top`` given it only sets the defaults (clock,
+        ``out_dir``) and the report's ``design``.
     out_dir : path-like or None
-        Build directory; default ``build/<board>`` in the repository root.
-        Must not be under the temporary directory (see module docs).
+        Build directory; default :func:`default_out_dir` (``build/<board>``
+        for the board's default design, ``build/<board>-<design>`` for the
+        others) in the repository root. Must not be under the temporary
+        directory (see module docs).
     top : Elaboratable or None
-        Design to build; default the board's ``variant`` top.
+        Top to build; default the design's ``variant`` top.
     seed : int
         nextpnr placement seed (fixed for reproducible results).
     core_mhz : float or None
-        Core clock target; default the board's (100 MHz on ULX3S-85F).
+        Core clock target; default the design's (100 MHz for the ULX3S-85F
+        GEMV self-test). Designs with a fixed clock (the DRAM self-tests,
+        50 MHz) accept only that value.
     variant : str or None
-        Which registered top to build when ``top`` is None
-        (``"selftest"``, the default, or ``"blinky"``).
+        Which of the design's tops to build when ``top`` is None
+        (``gemv-selftest``: ``"selftest"``, the default, or ``"blinky"``).
 
     Returns
     -------
     dict
         The report also written to ``<out_dir>/report.json``: ``board``,
+        ``design`` (None for a caller's ``top`` without ``design``),
         ``device``, ``package``, ``speed``, ``top``, ``seed``, ``fmax_mhz``,
         ``target_mhz``, ``timing_met``, ``utilization``, ``critical_paths``,
         ``bitstream`` (relative to the repository root when inside it),
@@ -317,24 +446,36 @@ def build_board(board, *, out_dir=None, top=None, seed=1, core_mhz=None, variant
     Raises
     ------
     ValueError
-        Unknown board or variant, or an ``out_dir`` the tools cannot see.
+        Unknown board, design or variant, a design the board does not
+        support, a ``core_mhz`` for a fixed-clock design, or an ``out_dir``
+        the tools cannot see.
     RuntimeError
         A tool failed. On a timing failure ``report.json`` is still written
         (``timing_met: false``, achieved frequencies and the critical path
         from the nextpnr log) and the message gives the numbers.
     """
-    entry = _board_entry(board)
-    core_mhz = entry.core_mhz if core_mhz is None else float(core_mhz)
+    entry, design_name, spec = _board_design(board, design)
+    if core_mhz is None:
+        core_mhz = spec.core_mhz
+    elif spec.fixed_clock and float(core_mhz) != spec.core_mhz and top is None:
+        raise ValueError(f"core_mhz {core_mhz}: design {design_name} on board {board} runs at "
+                         f"a fixed {spec.core_mhz:g} MHz (set by its generated DRAM core); "
+                         f"leave core_mhz unset")
+    core_mhz = float(core_mhz)
     if top is None:
-        variant = entry.variants[0] if variant is None else variant
-        if variant not in entry.variants:
-            raise ValueError(f"top variant {variant!r} is not known for board {board} "
-                             f"(known: {', '.join(entry.variants)})")
-        top = entry.make_top(core_mhz, variant)
+        variant = spec.variants[0] if variant is None else variant
+        if variant not in spec.variants:
+            raise ValueError(f"top variant {variant!r} is not known for design {design_name} "
+                             f"on board {board} (known: {', '.join(spec.variants)})")
+        top = spec.make_top(core_mhz, variant)
         top_name = variant
     else:
         top_name = type(top).__name__
-    out_dir = Path(REPO_ROOT / "build" / board if out_dir is None else out_dir).resolve()
+        if design is None:
+            design_name = None
+    if out_dir is None:
+        out_dir = default_out_dir(board, design_name)
+    out_dir = Path(out_dir).resolve()
     _check_out_dir(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -366,6 +507,7 @@ def build_board(board, *, out_dir=None, top=None, seed=1, core_mhz=None, variant
 
     result = {
         "board": board,
+        "design": design_name,
         "device": platform.device,
         "package": platform.package,
         "speed": platform.speed,

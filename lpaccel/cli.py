@@ -95,7 +95,7 @@ def _cmd_bench(args):
 
 def _cmd_build(args):
     from lpaccel.boards.build import build_board
-    report = build_board(args.board, seed=args.seed)
+    report = build_board(args.board, design=args.design, seed=args.seed)
     if args.json:
         print(json.dumps(report))
     else:
@@ -103,7 +103,7 @@ def _cmd_build(args):
                          for clk, mhz in report["fmax_mhz"].items())
         util = ", ".join(f"{k} {v['used']}/{v['available']}"
                          for k, v in report["utilization"].items())
-        print(f"{args.board}: bitstream {report['bitstream']}\n"
+        print(f"{args.board} {report['design']}: bitstream {report['bitstream']}\n"
               f"  fmax: {fmax}\n  timing met: {report['timing_met']}\n  use: {util}")
     return 0 if report["timing_met"] else 1
 
@@ -159,7 +159,11 @@ def _parser():
     k.set_defaults(func=_cmd_bench)
 
     b = sub.add_parser("build", help="bitstream and timing/resource report for a board")
-    b.add_argument("--board", default="ulx3s-85f")
+    from lpaccel.boards.build import BOARDS, DESIGNS
+    b.add_argument("--board", choices=list(BOARDS), default="ulx3s-85f")
+    b.add_argument("--design", choices=list(DESIGNS), default=None,
+                   help="what to build (default per board: " + ", ".join(
+                       f"{n} {e.default_design}" for n, e in BOARDS.items()) + ")")
     b.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
     b.add_argument("--json", action="store_true", help="print one JSON object")
     b.set_defaults(func=_cmd_build)
