@@ -144,42 +144,39 @@ def test_litedram_core_synthesizes_for_ecp5(board):
 @pytest.mark.slow
 def test_ulx3s_dram_selftest_bitstream():
     # Place and route of the SDR core + wrapper + AxiMemTest on the ULX3S-85F
-    # (about a minute): the SDRAM pins, the inverted DDR clock output and
-    # 50 MHz timing must all work out.
-    from lpaccel.boards.build import build_board
-    from lpaccel.boards.litedram_core import Ulx3sDramSelfTestTop
-    report = build_board("ulx3s-85f", top=Ulx3sDramSelfTestTop(), core_mhz=50.0,
-                         out_dir=REPO_ROOT / "build" / "ulx3s-litedram")
-    print(json.dumps({k: report[k] for k in ("fmax_mhz", "target_mhz", "timing_met")}))
+    # (about a minute), through the same entry point as `lpaccel build
+    # --board ulx3s-85f --design dram-selftest`: the SDRAM pins, the
+    # inverted DDR clock output and 50 MHz timing must all work out.
+    from lpaccel.boards.build import build_board, default_out_dir
+    report = build_board("ulx3s-85f", design="dram-selftest")
+    print(json.dumps({k: report[k] for k in ("fmax_mhz", "target_mhz", "timing_met",
+                                             "utilization", "build_seconds")}))
+    assert (report["design"], report["top"]) == ("dram-selftest", "selftest")
     assert report["timing_met"], report["fmax_mhz"]
+    assert report["target_mhz"]["clk"] == 50.0
     assert report["utilization"]["io"]["used"] >= 39 + 8   # SDRAM pins + LEDs
-    assert (REPO_ROOT / report["bitstream"]).stat().st_size > 0
+    bitstream = REPO_ROOT / report["bitstream"]
+    assert bitstream.parent == default_out_dir("ulx3s-85f", "dram-selftest")
+    assert bitstream.stat().st_size > 0
+    saved = json.loads((bitstream.parent / "report.json").read_text())
+    assert saved["design"] == "dram-selftest" and saved["timing_met"]
 
 
 @pytest.mark.slow
 def test_ecpix5_dram_selftest_places_and_routes():
-    # ECPIX-5 is not in lpaccel.boards.build.BOARDS; run amaranth-boards'
-    # flow directly with the same YoWASP tools and Yosys workaround.
-    import subprocess
-
-    from amaranth_boards.ecpix5 import ECPIX585Platform
-    from lpaccel.boards.build import (
-        _ECP5_YOSYS_OVERRIDES,
-        parse_nextpnr_report,
-        tool_environment,
-    )
-    from lpaccel.boards.litedram_core import Ecpix5DramSelfTestTop
-    out_dir = REPO_ROOT / "build" / "ecpix5-litedram"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "top.report.json").unlink(missing_ok=True)
-    plan = ECPIX585Platform().prepare(Ecpix5DramSelfTestTop(), name="top",
-                                      **_ECP5_YOSYS_OVERRIDES,
-                                      nextpnr_opts="--seed 1 --report top.report.json")
-    try:
-        plan.execute_local(str(out_dir), env=tool_environment())
-    except subprocess.CalledProcessError as error:
-        raise AssertionError(f"ECPIX-5 build failed ({error}); see {out_dir}") from None
-    report = parse_nextpnr_report(json.loads((out_dir / "top.report.json").read_text()))
-    print(json.dumps({k: report[k] for k in ("fmax_mhz", "target_mhz", "timing_met")}))
+    # The DDR3 core (its own PLL, ECP5 DDR I/O cells), the init controller
+    # with read leveling and AxiMemTest on the ECPIX-5 85F, through
+    # `lpaccel build --board ecpix5-85f` (dram-selftest is its default).
+    from lpaccel.boards.build import build_board, default_out_dir
+    report = build_board("ecpix5-85f", design="dram-selftest")
+    print(json.dumps({k: report[k] for k in ("fmax_mhz", "target_mhz", "timing_met",
+                                             "utilization", "build_seconds")}))
+    assert (report["board"], report["design"]) == ("ecpix5-85f", "dram-selftest")
+    assert report["device"] == "LFE5UM5G-85F"
     assert report["timing_met"], report["fmax_mhz"]
     assert report["fmax_mhz"]["dram_clk"] >= 50.0
+    # 16 DQ + 2 DQS pairs + address/command + the DDR3 clock pair + 4 LEDs.
+    assert report["utilization"]["io"]["used"] >= 16 + 4 + 15 + 3 + 4
+    bitstream = REPO_ROOT / report["bitstream"]
+    assert bitstream.parent == default_out_dir("ecpix5-85f")
+    assert bitstream.stat().st_size > 0
