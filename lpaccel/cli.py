@@ -94,7 +94,7 @@ def _cmd_bench(args):
 
 
 def _cmd_build(args):
-    from lpaccel.boards.build import build_board
+    from lpaccel.boards.build import BOARDS, build_board
     report = build_board(args.board, design=args.design, seed=args.seed)
     if args.json:
         print(json.dumps(report))
@@ -105,6 +105,9 @@ def _cmd_build(args):
                          for k, v in report["utilization"].items())
         print(f"{args.board} {report['design']}: bitstream {report['bitstream']}\n"
               f"  fmax: {fmax}\n  timing met: {report['timing_met']}\n  use: {util}")
+        if report["bitstream"] and BOARDS[args.board].programmer:
+            print(f"  load: openFPGALoader -b {BOARDS[args.board].programmer} "
+                  f"{report['bitstream']}")
     return 0 if report["timing_met"] else 1
 
 

