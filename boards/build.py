@@ -27,9 +27,19 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["BoardDesign", "BoardEntry", "BOARDS", "DESIGNS", "REPO_ROOT", "TOOL_ENV",
-           "tool_environment", "parse_nextpnr_report", "parse_nextpnr_log", "build_board",
-           "default_out_dir"]
+__all__ = [
+    "BOARDS",
+    "DESIGNS",
+    "REPO_ROOT",
+    "TOOL_ENV",
+    "BoardDesign",
+    "BoardEntry",
+    "build_board",
+    "default_out_dir",
+    "parse_nextpnr_log",
+    "parse_nextpnr_report",
+    "tool_environment",
+]
 
 #: Repository root (``boards/`` lives directly below it).
 REPO_ROOT = Path(__file__).resolve().parent.parent

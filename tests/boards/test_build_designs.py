@@ -10,11 +10,18 @@ self-tests are in ``tests/boards/test_litedram.py`` (``slow``).
 import json
 
 import pytest
+from lpaccel.boards import build
+from lpaccel.boards.build import (
+    BOARDS,
+    DESIGNS,
+    REPO_ROOT,
+    BoardDesign,
+    BoardEntry,
+    build_board,
+    default_out_dir,
+)
 
 from lpaccel import cli
-from lpaccel.boards import build
-from lpaccel.boards.build import (BOARDS, DESIGNS, REPO_ROOT, BoardDesign, BoardEntry,
-                                  build_board, default_out_dir)
 
 
 def test_board_design_table():
@@ -135,7 +142,7 @@ def recorded(monkeypatch):
     calls = []
 
     def fake(board, *, design=None, seed=1, **kwargs):
-        entry, design, _ = build._board_design(board, design)
+        _, design, _ = build._board_design(board, design)
         calls.append({"board": board, "design": design, "seed": seed, **kwargs})
         return {**_REPORT, "board": board, "design": design}
 
