@@ -1101,6 +1101,14 @@ class LiteDramCore(wiring.Component):
         Overrides for :meth:`LiteDramLevelingConfig.from_core` (``seeds``,
         ``settle_cycles``, ``timeout``); read leveling runs whenever the
         core's PHY needs it (DDR3 on ECP5), never for SDR.
+    sdram_clk_phase : int
+        SDR only: phase of the SDRAM clock pin against ``sync``, in degrees.
+        ``90`` (default, as LiteX's ULX3S target): the pin is the clock of
+        the ``sync_ps`` domain, which the parent must define and drive with
+        the ``sync`` frequency delayed by 90 degrees (e.g. the ``CLKOS`` of
+        :class:`~lpaccel.boards.ulx3s.Ecp5PllClock`), forwarded through a DDR
+        output driven 1/0. ``180``: the ``sync`` clock inverted, through a DDR
+        output driven 0/1; no second clock needed.
 
     Ports
     -----
@@ -1127,15 +1135,23 @@ class LiteDramCore(wiring.Component):
     The wrapper creates a local clock domain ``litedram`` on ``user_clk``
     for :class:`LiteDramInitController`; a design using a DDR3 core must cross into that
     domain itself. For SDR the SDRAM clock pin (``sdram_clk``, not a port of
-    the generated core) is driven from the ``sync`` clock through an
-    ODDRX1F, inverted so the SDRAM samples mid-cycle.
+    the generated core) is driven through an ODDRX1F, from the ``sync_ps``
+    clock (90 degrees) or from the ``sync`` clock inverted (180 degrees);
+    see ``sdram_clk_phase``.
     """
 
+    #: Accepted ``sdram_clk_phase`` values, in degrees.
+    SDRAM_CLK_PHASES = (90, 180)
+
     def __init__(self, core, *, pads=None, primitives=True, init_delay_cap=None,
-                 leveling=None):
+                 leveling=None, sdram_clk_phase=90):
         if not isinstance(core, GeneratedLiteDram):
             raise TypeError(f"core must be a GeneratedLiteDram (from generate_litedram_core), "
                             f"not {core!r}")
+        if sdram_clk_phase not in self.SDRAM_CLK_PHASES:
+            raise ValueError(f"sdram_clk_phase must be 90 (the sync_ps clock, LiteX's choice) "
+                             f"or 180 (the sync clock inverted), not {sdram_clk_phase!r}")
+        self.sdram_clk_phase = sdram_clk_phase
         self.core = core
         self.primitives = primitives
         self.init_delay_cap = init_delay_cap
@@ -1266,21 +1282,26 @@ class LiteDramCore(wiring.Component):
         if self.leveling is not None:
             m.d.comb += [self.level_error.eq(seq.level_error),
                          self.level_bitslip.eq(seq.bitslip), self.level_delay.eq(seq.delay)]
+        # SDRAM clock: 90 degrees, the sync_ps clock forwarded (high, then
+        # low); 180 degrees, the sync clock inverted (low, then high).
+        clk_domain, (clk_d0, clk_d1) = (("sync_ps", (1, 0)) if self.sdram_clk_phase == 90
+                                        else ("sync", (0, 1)))
         if self.sdr and res is not None:
-            # Inverted clock: the SDRAM samples in the middle of our cycle.
-            m.submodules.sdram_clk_buf = clk_buf = io.DDRBuffer("o", res.clk, o_domain="sync")
-            m.d.comb += [clk_buf.o[0].eq(0), clk_buf.o[1].eq(1)]
+            m.submodules.sdram_clk_buf = clk_buf = io.DDRBuffer("o", res.clk,
+                                                                o_domain=clk_domain)
+            m.d.comb += [clk_buf.o[0].eq(clk_d0), clk_buf.o[1].eq(clk_d1)]
         elif self.sdr:
             if self.primitives:
                 sdram_clk = Signal()
                 m.submodules.sdram_clk_ddr = Instance(
-                    "ODDRX1F", i_SCLK=ClockSignal("sync"), i_RST=Const(0),
-                    i_D0=Const(0), i_D1=Const(1), o_Q=sdram_clk)
+                    "ODDRX1F", i_SCLK=ClockSignal(clk_domain), i_RST=Const(0),
+                    i_D0=Const(clk_d0), i_D1=Const(clk_d1), o_Q=sdram_clk)
                 m.submodules.sdram_clk_buf = IOBufferInstance(self.pads["sdram_clk"],
                                                               o=sdram_clk)
             else:
-                m.submodules.sdram_clk_buf = IOBufferInstance(self.pads["sdram_clk"],
-                                                              o=~ClockSignal("sync"))
+                clk = ClockSignal(clk_domain)
+                m.submodules.sdram_clk_buf = IOBufferInstance(
+                    self.pads["sdram_clk"], o=clk if self.sdram_clk_phase == 90 else ~clk)
         return m
 
 
@@ -1299,11 +1320,22 @@ class Ulx3sDramSelfTestTop(wiring.Component):
         Core clock; the generated core is configured for 50 MHz.
     words : int
         Words to test (32-bit words; 1 MiW = 4 MiB by default).
+    sdram_clk_phase : int
+        Phase of the SDRAM clock pin against ``sync``, in degrees: ``90``
+        (default, as LiteX's ULX3S target: the PLL's ``CLKOS``, delayed by
+        90 degrees, drives the ``sync_ps`` domain that clocks the pin's DDR
+        output) or ``180`` (``sync`` inverted, ``CLKOP`` only). See
+        :class:`LiteDramCore`.
     """
 
-    def __init__(self, *, core_mhz=50.0, words=1 << 20):
+    def __init__(self, *, core_mhz=50.0, words=1 << 20, sdram_clk_phase=90):
+        if sdram_clk_phase not in LiteDramCore.SDRAM_CLK_PHASES:
+            raise ValueError(f"sdram_clk_phase must be 90 (a 90-degree PLL output, LiteX's "
+                             f"choice) or 180 (the sync clock inverted), not "
+                             f"{sdram_clk_phase!r}")
         self.core_mhz = core_mhz
         self.words = words
+        self.sdram_clk_phase = sdram_clk_phase
         super().__init__({})
 
     def elaborate(self, platform):
@@ -1313,11 +1345,17 @@ class Ulx3sDramSelfTestTop(wiring.Component):
 
         m = Module()
         m.domains.sync = ClockDomain("sync")
-        m.submodules.clock = Ecp5PllClock(25.0, self.core_mhz)
+        if self.sdram_clk_phase == 90:
+            m.domains.sync_ps = ClockDomain("sync_ps", reset_less=True)
+            m.submodules.clock = Ecp5PllClock(25.0, self.core_mhz, shifted_domain="sync_ps",
+                                              shifted_phase=90)
+        else:
+            m.submodules.clock = Ecp5PllClock(25.0, self.core_mhz)
         core = generate_litedram_core("ulx3s")
         platform.add_file("litedram_core.v", core.verilog.read_text())
         m.submodules.dram = dram = LiteDramCore(
-            core, pads=platform.request("sdram", 0, dir="-"))
+            core, pads=platform.request("sdram", 0, dir="-"),
+            sdram_clk_phase=self.sdram_clk_phase)
         m.submodules.memtest = test = AxiMemTest(AxiMemTestConfig(
             addr_width=dram.axi_signature.addr_width, data_width=core.axi_data_width,
             id_width=core.axi_id_width, words=self.words, burst=16))

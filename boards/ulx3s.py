@@ -31,7 +31,7 @@ from ..rtl.config import GemvConfig, WeightFormat
 
 __all__ = ["ULX3S_85F_Platform", "ecp5_pll_params", "Ecp5PllClock", "SelfTestCase",
            "make_selftest_case", "SelfTestCore", "SelfTestTop", "BlinkyTop",
-           "DEFAULT_CORE_MHZ"]
+           "DEFAULT_CORE_MHZ", "ecp5_pll_phase"]
 
 #: Core clock the ULX3S-85F build is timed for (the design card's target).
 DEFAULT_CORE_MHZ = 100.0
@@ -93,6 +93,50 @@ def ecp5_pll_params(f_in_mhz, f_out_mhz):
     return best[1]
 
 
+def ecp5_pll_phase(div, phase_deg):
+    """``CPHASE`` and ``FPHASE`` of an ``EHXPLLL`` output shifted by ``phase_deg``.
+
+    An output divided by ``div`` from the VCO lasts ``div`` VCO periods, and
+    the PLL delays an output in eighths of a VCO period, so one step is
+    ``45 / div`` degrees of the output. The shift is rounded to the nearest
+    step (``steps = round(phase_deg * div / 45)``); the coarse part goes to
+    ``CPHASE`` on top of the zero-phase value ``div - 1`` and the remainder
+    to ``FPHASE``: ``CPHASE = steps // 8 + div - 1``, ``FPHASE = steps % 8``
+    (the relation LiteX's ``ECP5PLL`` uses). For ``div = 12`` (50 MHz from a
+    600 MHz VCO) 90 degrees is 24 steps: ``CPHASE = 14``, ``FPHASE = 0``.
+
+    Parameters
+    ----------
+    div : int
+        The output's divider (1 to 128).
+    phase_deg : float
+        Wanted delay in degrees of the output clock, ``0 <= phase_deg < 360``.
+
+    Returns
+    -------
+    tuple of int
+        ``(cphase, fphase)``.
+
+    Raises
+    ------
+    ValueError
+        If ``div`` or ``phase_deg`` is out of range, or the coarse phase
+        does not fit ``CPHASE`` (0 to 127).
+    """
+    if not (isinstance(div, int) and 1 <= div <= 128):
+        raise ValueError(f"PLL output divider must be an integer from 1 to 128, not {div!r}")
+    if not 0 <= phase_deg < 360:
+        raise ValueError(f"PLL output phase must be at least 0 and below 360 degrees, not "
+                         f"{phase_deg!r}; give the equivalent angle in that range")
+    steps = round(phase_deg * div / 45)
+    cphase = steps // 8 + div - 1
+    if cphase > 127:
+        raise ValueError(f"PLL output phase {phase_deg} at divider {div} needs CPHASE "
+                         f"{cphase}, but the field holds 0 to 127; use a smaller divider "
+                         f"(a higher VCO) or a smaller angle")
+    return cphase, steps % 8
+
+
 class Ecp5PllClock(Elaboratable):
     """Drives the ``sync`` clock domain from an ECP5 PLL and a board clock.
 
@@ -111,6 +155,14 @@ class Ecp5PllClock(Elaboratable):
         resource at elaboration time.
     domain : str
         Clock domain to drive (defined by the parent).
+    shifted_domain : str or None
+        If given, a second clock domain (defined by the parent) driven from
+        ``CLKOS``: the same frequency as ``domain``, delayed by
+        ``shifted_phase`` degrees (see :func:`ecp5_pll_phase`). Its reset
+        is not driven; it is meant for DDR output cells that forward a
+        clock (the ULX3S SDRAM clock). ``None`` (default): ``CLKOP`` only.
+    shifted_phase : float
+        Delay of ``shifted_domain`` in degrees, ``0 <= shifted_phase < 360``.
 
     Attributes
     ----------
@@ -118,15 +170,27 @@ class Ecp5PllClock(Elaboratable):
         PLL lock. The domain is held in reset until it is high (released
         through a two-stage :class:`~amaranth.lib.cdc.ResetSynchronizer`).
     params : dict
-        The divider setting, from :func:`ecp5_pll_params`.
+        The divider setting, from :func:`ecp5_pll_params`; with
+        ``shifted_domain`` also ``clkos_div``, ``clkos_cphase`` and
+        ``clkos_fphase``.
     """
 
-    def __init__(self, f_in_mhz, f_out_mhz, *, clk_in=None, domain="sync"):
+    def __init__(self, f_in_mhz, f_out_mhz, *, clk_in=None, domain="sync",
+                 shifted_domain=None, shifted_phase=90.0):
         self.f_in_mhz = f_in_mhz
         self.params = ecp5_pll_params(f_in_mhz, f_out_mhz)
         self.f_out_mhz = self.params["f_out_mhz"]
         self.clk_in = clk_in
         self.domain = domain
+        self.shifted_domain = shifted_domain
+        self.shifted_phase = shifted_phase
+        if shifted_domain is not None:
+            if shifted_domain == domain:
+                raise ValueError(f"shifted_domain must differ from domain {domain!r}; name "
+                                 f"another clock domain for the phase-shifted output")
+            div = self.params["clkop_div"]
+            cphase, fphase = ecp5_pll_phase(div, shifted_phase)
+            self.params.update(clkos_div=div, clkos_cphase=cphase, clkos_fphase=fphase)
         self.locked = Signal()
 
     def elaborate(self, platform):
@@ -141,6 +205,18 @@ class Ecp5PllClock(Elaboratable):
         p = self.params
         # Feedback from CLKOP, so the CLKOP phase setting is only the
         # conventional one (LiteX: CPHASE = DIV - 1) and never matters.
+        shifted = {}
+        if self.shifted_domain is not None:
+            # CLKOS: same divider as CLKOP, delayed against it (CLKOP is at
+            # the zero-phase setting CPHASE = DIV - 1, FPHASE = 0).
+            shifted = {
+                "a_FREQUENCY_PIN_CLKOS": f"{self.f_out_mhz:g}",
+                "p_CLKOS_ENABLE": "ENABLED",
+                "p_CLKOS_DIV": p["clkos_div"],
+                "p_CLKOS_CPHASE": p["clkos_cphase"],
+                "p_CLKOS_FPHASE": p["clkos_fphase"],
+                "o_CLKOS": ClockSignal(self.shifted_domain),
+            }
         m.submodules.pll = Instance(
             "EHXPLLL",
             a_FREQUENCY_PIN_CLKI=f"{self.f_in_mhz:g}",
@@ -177,6 +253,7 @@ class Ecp5PllClock(Elaboratable):
             i_PLLWAKESYNC=Const(0),
             i_ENCLKOP=Const(0),
             o_LOCK=self.locked,
+            **shifted,
         )
         m.submodules.reset_sync = ResetSynchronizer(~self.locked, domain=self.domain)
         # No add_clock_constraint() here: nextpnr derives the CLKOP constraint
