@@ -477,16 +477,18 @@ def build_board(board, *, design=None, out_dir=None, top=None, seed=1, core_mhz=
         if variant not in spec.variants:
             raise ValueError(f"top variant {variant!r} is not known for design {design_name} "
                              f"on board {board} (known: {', '.join(spec.variants)})")
-        top = spec.make_top(core_mhz, variant)
-        top_name = variant
-    else:
-        top_name = type(top).__name__
-        if design is None:
-            design_name = None
+    elif design is None:
+        design_name = None
     if out_dir is None:
         out_dir = default_out_dir(board, design_name)
     out_dir = Path(out_dir).resolve()
     _check_out_dir(out_dir)
+    # Only now that every argument is known good (nothing left unused).
+    if top is None:
+        top = spec.make_top(core_mhz, variant)
+        top_name = variant
+    else:
+        top_name = type(top).__name__
     out_dir.mkdir(parents=True, exist_ok=True)
 
     platform = entry.platform()()

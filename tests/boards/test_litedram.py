@@ -146,7 +146,7 @@ def test_ulx3s_dram_selftest_bitstream():
     # Place and route of the SDR core + wrapper + AxiMemTest on the ULX3S-85F
     # (about a minute), through the same entry point as `lpaccel build
     # --board ulx3s-85f --design dram-selftest`: the SDRAM pins, the
-    # inverted DDR clock output and 50 MHz timing must all work out.
+    # DDR clock output (90° PLL phase by default) and 50 MHz timing must all work out.
     from lpaccel.boards.build import build_board, default_out_dir
     report = build_board("ulx3s-85f", design="dram-selftest")
     print(json.dumps({k: report[k] for k in ("fmax_mhz", "target_mhz", "timing_met",
