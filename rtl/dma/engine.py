@@ -707,6 +707,7 @@ class DmaEngine(wiring.Component):
         if config is None:
             config = DmaConfig()
         if not isinstance(config, DmaConfig):
+            self._MustUse__silence = True   # never built: no "unused" warning on top
             raise TypeError(f"config must be a DmaConfig, not {config!r}")
         self.config = config
         cfg = config
