@@ -5,10 +5,12 @@ model, the repacker, the performance model and (later) the register map and
 driver, so the numbers that describe an engine are written down exactly once.
 """
 
-import enum
 from dataclasses import dataclass
 
-__all__ = ["WeightFormat", "GemvConfig", "BLOCK", "ACC_BITS", "ACC_FRAC", "GROUP_SIZES"]
+from amaranth.lib import enum
+
+__all__ = ["WeightFormat", "GemvConfig", "BLOCK", "ACC_BITS", "ACC_FRAC", "GROUP_SIZES",
+           "MSUM_BITS", "SH_MAX", "LANE_PRODUCT_BITS", "DOT_BITS", "SCALED_BITS", "MAX_RSH"]
 
 #: Elements per activation block, and per GGUF quantization block.
 BLOCK = 32
@@ -19,14 +21,37 @@ ACC_FRAC = 32
 #: Group sizes of the group-wise affine formats (INT4, INT8).
 GROUP_SIZES = (32, 64, 128)
 
+# Widths and limits of the block arithmetic (``docs/arithmetic.md`` section
+# 3), shared by the golden model (lpaccel.sim.golden) and the GEMV engine.
 
-class WeightFormat(enum.IntEnum):
+#: Signed width of one block's activation-mantissa sum (Q4_1's minimum term):
+#: 32 int16 mantissas, ``|msum| < 2**20``.
+MSUM_BITS = 21
+#: Largest left shift of a block term: ``sh = min(ed + e + ACC_FRAC, SH_MAX)``.
+SH_MAX = 39
+#: Signed width of one lane's product ``v * mant`` (9-bit ``v``, int16 mantissa).
+LANE_PRODUCT_BITS = 25
+#: Signed width of a block dot product (``|dot| < 2**29``).
+DOT_BITS = 30
+#: Signed width of a block dot product (or mantissa sum) times an 11-bit
+#: float16 mantissa: ``DOT_BITS`` plus the mantissa as a 12-bit signed value.
+SCALED_BITS = DOT_BITS + 12
+#: Largest right shift the engine applies to ``p << SH_MAX``: any larger shift
+#: leaves only the sign of a ``SCALED_BITS`` product, as this one does.
+MAX_RSH = SCALED_BITS - 1 + SH_MAX
+
+
+class WeightFormat(enum.IntEnum, shape=3):
     """Weight format codes, as the hardware and the register map see them.
 
     ``Q4_0``, ``Q4_1`` and ``Q8_0`` are llama.cpp's GGUF block formats;
     ``INT4`` and ``INT8`` are group-wise affine (GPTQ/AWQ style): per group
     of 32, 64 or 128 elements one float16 scale ``s`` and an unsigned integer
     zero point ``z``, ``w = s * (q - z)`` with unsigned ``q``.
+
+    An ``amaranth.lib.enum.IntEnum`` of shape ``unsigned(3)``: hardware
+    fields declared with it carry the code, and members stay plain ints for
+    host code.
     """
 
     Q4_0 = 0
