@@ -312,7 +312,7 @@ class SelfTestCase:
         Elements per scale (32 for the GGUF formats).
     activation_blocks : tuple of int
         ``cols / 32`` 520-bit activation beats
-        (see :func:`lpaccel.sim.repack.activation_blocks`).
+        (see :func:`lpaccel.repack.activation_blocks`).
     weight_words : tuple of int
         The repacked weight stream, one ``config.word_bits`` word per beat.
     expected : tuple of int
@@ -332,7 +332,7 @@ def make_selftest_case(*, seed=1, config=None, rows=8, cols=256, fmt="q4_0", gro
     """Generate a random self-test case with the golden model and repacker.
 
     Weights and activations are drawn from N(0, 1) with ``seed``, quantized
-    by :mod:`lpaccel.sim.golden`, repacked by :mod:`lpaccel.sim.repack`;
+    by :mod:`lpaccel.sim.golden`, repacked by :mod:`lpaccel.repack`;
     the expected results are :func:`lpaccel.sim.golden.gemv_golden`'s.
 
     Parameters
@@ -358,7 +358,8 @@ def make_selftest_case(*, seed=1, config=None, rows=8, cols=256, fmt="q4_0", gro
         If the shape does not fit the configuration.
     """
     import numpy as np
-    from ..sim import golden, repack
+    from .. import quant, repack
+    from ..sim.golden import gemv as golden
 
     fmt = WeightFormat.parse(fmt)
     if config is None:
@@ -373,8 +374,8 @@ def make_selftest_case(*, seed=1, config=None, rows=8, cols=256, fmt="q4_0", gro
     rng = np.random.default_rng(seed)
     w = rng.standard_normal((rows, cols)).astype(np.float32)
     x = rng.standard_normal(cols).astype(np.float32)
-    weights = golden.quantize_weights(w, fmt, group)
-    mant, exp = golden.quantize_activations(x)
+    weights = quant.quantize_weights(w, fmt, group)
+    mant, exp = quant.quantize_activations(x)
     y = np.asarray(golden.gemv_golden(weights, x), dtype=np.float32)
     return SelfTestCase(
         fmt=fmt, rows=rows, cols=cols, group=weights.group,

@@ -16,12 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
+from lpaccel.paths import build_dir
 from lpaccel.rtl.config import BLOCK, GemvConfig, WeightFormat
-from lpaccel.sim import golden, repack
+from lpaccel import quant, repack
+from lpaccel.sim.golden import gemv as golden
 
 __all__ = ["GemvCase", "make_case", "run_gemv", "engine_config_for"]
 
-_REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass
@@ -36,7 +37,7 @@ class GemvCase:
         float32 activations, ``[cols]``.
     """
 
-    weights: golden.QuantizedWeights
+    weights: quant.QuantizedWeights
     x: np.ndarray
     expected: np.ndarray = field(init=False)
     reference: np.ndarray = field(init=False)
@@ -79,7 +80,7 @@ def make_case(fmt, rows, cols, group=None, seed=0, weight_std=0.02):
     rng = np.random.default_rng(seed)
     w = rng.normal(0.0, weight_std, (rows, cols)).astype(np.float32)
     x = rng.normal(0.0, 1.0, cols).astype(np.float32)
-    return GemvCase(golden.quantize_weights(w, fmt, group), x)
+    return GemvCase(quant.quantize_weights(w, fmt, group), x)
 
 
 def engine_config_for(lanes, cols, word_bits=None):
@@ -121,16 +122,16 @@ def run_gemv(case, lanes=32, *, word_bits=None, stall=None, seed=0, work_dir=Non
     dict
         The report of ``lpaccel gemv --json`` (keys in DESIGN.md).
     """
-    from lpaccel.sim.harness import run_cocotb
+    from lpaccel.sim.infra.harness import run_cocotb
 
     config = engine_config_for(lanes, case.cols, word_bits)
     config.check_job(case.fmt, case.rows, case.cols, case.weights.group)
-    work = Path(work_dir) if work_dir else _REPO_ROOT / "build" / "runs"
+    work = Path(work_dir) if work_dir else build_dir("runs")
     work.mkdir(parents=True, exist_ok=True)
     tag = f"{case.fmt.name.lower()}-{case.rows}x{case.cols}-l{lanes}-{os.getpid()}"
     case_file = work / f"{tag}.npz"
     report_file = work / f"{tag}.json"
-    mant, exp = golden.quantize_activations(case.x)
+    mant, exp = quant.quantize_activations(case.x)
     w = case.weights
     stream = repack.repack_weights_bytes(w, config)
     np.savez(case_file,
@@ -149,7 +150,7 @@ def run_gemv(case, lanes=32, *, word_bits=None, stall=None, seed=0, work_dir=Non
             run_cocotb(_engine_factory, name="gemv_engine",
                        params={"lanes": config.lanes, "word_bits": config.word_bits,
                                "max_cols": config.max_cols},
-                       test_module="lpaccel.sim.gemv_tb", testcase="run_case",
+                       test_module="lpaccel.sim.testbenches.gemv", testcase="run_case",
                        seed=seed,
                        extra_env={"LPACCEL_CASE": str(case_file),
                                   "LPACCEL_REPORT": str(report_file),

@@ -12,11 +12,11 @@ import os
 import sys
 from pathlib import Path
 
+from lpaccel.paths import build_dir
 from lpaccel.rtl.dram.config import LpddrConfig
 
 __all__ = ["MEMORIES", "BENCH_RATIO", "run_mem_bench"]
 
-_REPO_ROOT = Path(__file__).resolve().parent.parent
 
 #: Parts ``mem-bench`` accepts.
 MEMORIES = ("lpddr4-3200", "lpddr4x-4266", "lpddr5-6400")
@@ -27,7 +27,7 @@ BENCH_RATIO = {"lpddr4-3200": 4, "lpddr4x-4266": 4, "lpddr5-6400": 2}
 
 
 def _factory(**params):
-    from lpaccel.rtl.dram.simtop import make_sim_top
+    from lpaccel.sim.tops.lpddr import make_sim_top
     return make_sim_top(**params)
 
 
@@ -59,13 +59,13 @@ def run_mem_bench(memory="lpddr4-3200", pattern="seq", nbytes=1 << 20, *,
                          f"(supported: {', '.join(MEMORIES)})")
     if pattern not in ("seq", "random"):
         raise ValueError(f"pattern must be 'seq' or 'random', not {pattern!r}")
-    from lpaccel.sim.harness import run_cocotb
+    from lpaccel.sim.infra.harness import run_cocotb
     if ratio is None:
         ratio = BENCH_RATIO[memory]
     params = {"part": memory, "ratio": ratio, "sim_bytes": 64 * 1024,
               "refresh": refresh, "window": 8}
     LpddrConfig(**params)  # validate before building anything
-    work = Path(work_dir) if work_dir else _REPO_ROOT / "build" / "runs"
+    work = Path(work_dir) if work_dir else build_dir("runs")
     work.mkdir(parents=True, exist_ok=True)
     report_file = work / f"membench-{memory}-{pattern}-{os.getpid()}.json"
     if report_file.exists():
@@ -74,7 +74,7 @@ def run_mem_bench(memory="lpddr4-3200", pattern="seq", nbytes=1 << 20, *,
     try:
         with contextlib.redirect_stdout(log):
             run_cocotb(_factory, name="lpddr_top", params=params,
-                       test_module="lpaccel.sim.dram_tb", testcase="bench", seed=seed,
+                       test_module="lpaccel.sim.testbenches.lpddr", testcase="bench", seed=seed,
                        extra_env={"LPACCEL_REPORT": str(report_file),
                                   "LPACCEL_BENCH": json.dumps({"pattern": pattern,
                                                                "bytes": nbytes,

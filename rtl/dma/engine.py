@@ -3,7 +3,7 @@
 One AXI4 manager port serves both channels: MM2S uses the read channels
 (AR/R), S2MM the write channels (AW/W/B), which AXI4 keeps independent. The
 contract (descriptor, beat and status formats, error codes, ordering and
-abort semantics) is written down in ``docs/dma.md``; :mod:`lpaccel.sim.dma_model`
+abort semantics) is written down in ``docs/dma.md``; :mod:`lpaccel.sim.golden.dma`
 is its executable form.
 
 Structure of each channel::

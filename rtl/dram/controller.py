@@ -131,7 +131,7 @@ class LpddrController(wiring.Component):
         Read data returns in request order; B is sent once the last burst's
         WRITE command has been issued, so a later read sees the data.
     dfi : Out(DfiSignature(config))
-        Toward the PHY or :class:`~lpaccel.rtl.dram.model.LpddrModel`.
+        Toward the PHY or :class:`~lpaccel.sim.models.lpddr.LpddrModel`.
     perf_* : Out(32)
         ``data_beats`` (DFI data beats), ``busy_cycles`` (cycles with work
         pending), cycles lost while busy by cause ``loss_refresh``,

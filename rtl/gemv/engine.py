@@ -2,7 +2,7 @@
 
 The arithmetic is defined in ``docs/arithmetic.md`` and mirrored exactly by
 :mod:`lpaccel.sim.golden`; the weight stream layout is section 6 of that
-page and is produced by :mod:`lpaccel.sim.repack`.
+page and is produced by :mod:`lpaccel.repack`.
 """
 
 import enum

@@ -11,9 +11,9 @@ import os
 import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
-from lpaccel.sim.axi_checker import AxiProtocolChecker
-from lpaccel.sim.axi_traffic import AxiTrafficGenerator
-from lpaccel.sim.streams import PAUSE_MODES
+from lpaccel.sim.infra.axi_checker import AxiProtocolChecker
+from lpaccel.sim.infra.axi_traffic import AxiTrafficGenerator
+from lpaccel.sim.infra.streams import PAUSE_MODES
 
 P = json.loads(os.environ["LITEDRAM_TEST"])
 

@@ -4,7 +4,7 @@ from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import Out
 from lpaccel.boards.litedram_core import LiteDramCore
-from lpaccel.rtl.bus.axi import connect_flat, flat_members
+from lpaccel.sim.infra.flat import flat_members, connect_flat
 
 
 class LiteDramSimTop(wiring.Component):

@@ -10,7 +10,7 @@ import json
 
 import pytest
 from lpaccel.boards.litedram_core import generate_litedram_core
-from lpaccel.sim.harness import run_cocotb
+from lpaccel.sim.infra.harness import run_cocotb
 
 
 def make_litedram_sim_top(board):

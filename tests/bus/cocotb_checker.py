@@ -10,7 +10,7 @@ correct exchange with stalls passes clean.
 import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
-from lpaccel.sim.axi_checker import AxiProtocolChecker
+from lpaccel.sim.infra.axi_checker import AxiProtocolChecker
 
 CHANNELS = {
     "aw": ("id", "addr", "len", "size", "burst"),

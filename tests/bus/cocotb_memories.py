@@ -10,10 +10,10 @@ import os
 import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
-from lpaccel.sim.axi_checker import AxiProtocolChecker
-from lpaccel.sim.axi_traffic import AxiTrafficGenerator, quiet_axi_master
-from lpaccel.sim.harness import params
-from lpaccel.sim.streams import PAUSE_MODES
+from lpaccel.sim.infra.axi_checker import AxiProtocolChecker
+from lpaccel.sim.infra.axi_traffic import AxiTrafficGenerator, quiet_axi_master
+from lpaccel.sim.infra.harness import params
+from lpaccel.sim.infra.streams import PAUSE_MODES
 
 P = {**params(), **json.loads(os.environ.get("BUS_TEST", "{}"))}
 SIZES = {"s": P["sram_bytes"], "p": P["spram_bytes"]}

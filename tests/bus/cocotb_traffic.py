@@ -14,10 +14,10 @@ import os
 import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
-from lpaccel.sim.axi_checker import AxiProtocolChecker
-from lpaccel.sim.axi_traffic import AxiTrafficGenerator
-from lpaccel.sim.harness import params
-from lpaccel.sim.streams import PAUSE_MODES
+from lpaccel.sim.infra.axi_checker import AxiProtocolChecker
+from lpaccel.sim.infra.axi_traffic import AxiTrafficGenerator
+from lpaccel.sim.infra.harness import params
+from lpaccel.sim.infra.streams import PAUSE_MODES
 
 # Build parameters plus run knobs (beats, seed, backend, ...) from BUS_TEST.
 P = {**params(), **json.loads(os.environ.get("BUS_TEST", "{}"))}

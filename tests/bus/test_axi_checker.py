@@ -2,7 +2,7 @@
 
 import pytest
 from bus_tops import AxiProbe
-from lpaccel.sim.harness import run_cocotb
+from lpaccel.sim.infra.harness import run_cocotb
 
 PROBE = {"component_factory": AxiProbe, "name": "axi_probe",
          "params": {"data_width": 64, "id_width": 4}, "test_module": "bus.cocotb_checker"}

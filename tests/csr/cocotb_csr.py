@@ -25,8 +25,8 @@ from cocotbext.axi.axil_master import AxiLiteReadRespCmd, AxiLiteWriteRespCmd
 from csr_top import EXPECTATION_MUTANTS, PREFIX, regmap_config
 from lpaccel.rtl.csr import field_port_name
 from lpaccel.rtl.regmap import register_map
-from lpaccel.sim.harness import params
-from lpaccel.sim.streams import PAUSE_MODES
+from lpaccel.sim.infra.harness import params
+from lpaccel.sim.infra.streams import PAUSE_MODES
 
 # cocotbext-axi 0.1.28 still calls cocotb 1.x APIs deprecated in cocotb 2.x;
 # those warnings are its own, ours stay errors.

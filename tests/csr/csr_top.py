@@ -8,7 +8,8 @@ import dataclasses
 
 from amaranth.hdl import Module
 from amaranth.lib import wiring
-from lpaccel.rtl.bus.axi import AXI4LiteSignature, connect_flat, flat_members
+from lpaccel.rtl.bus.axi import AXI4LiteSignature
+from lpaccel.sim.infra.flat import flat_members, connect_flat
 from lpaccel.rtl.config import GemvConfig
 from lpaccel.rtl.regmap import RegmapConfig, register_map
 
@@ -92,7 +93,7 @@ EXPECTATION_MUTANTS = {
 
 
 def csr_top(mutant=None, **params):
-    """Factory for :func:`lpaccel.sim.harness.run_cocotb` (``mutant``: see :data:`MUTANTS`)."""
+    """Factory for :func:`lpaccel.sim.infra.harness.run_cocotb` (``mutant``: see :data:`MUTANTS`)."""
     regmap = register_map(regmap_config(params))
     alias_bit = None
     if mutant is not None:

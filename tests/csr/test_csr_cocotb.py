@@ -9,7 +9,7 @@ message that names the broken register.
 
 import pytest
 from csr_top import csr_top
-from lpaccel.sim.harness import run_cocotb
+from lpaccel.sim.infra.harness import run_cocotb
 
 PARAMS = {"lanes": 32, "memory_kind": "lpddr4", "memory_size": (1 << 33) + 0x1000,
           "build_hash": 0x5EED_C0DE}

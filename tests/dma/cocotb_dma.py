@@ -1,9 +1,9 @@
-"""cocotb regression of the DMA engine against :mod:`lpaccel.sim.dma_model`.
+"""cocotb regression of the DMA engine against :mod:`lpaccel.sim.golden.dma`.
 
 Memory is cocotbext-axi's ``AxiRam`` (with pause generators on all five
 channels) extended to answer SLVERR on chosen beats; the top's
 ``decerr_mode`` turns those into DECERR. Streams use
-:mod:`lpaccel.sim.streams`. An AXI monitor checks every AR/AW request (INCR,
+:mod:`lpaccel.sim.infra.streams`. An AXI monitor checks every AR/AW request (INCR,
 full size, aligned, ``max_burst_beats``, no 4 KiB crossing, valid and fields
 stable until accepted) and counts what is outstanding.
 """
@@ -21,10 +21,10 @@ from cocotbext.axi import AxiBus, AxiRam
 from cocotbext.axi.axi_ram import AxiRamRead, AxiRamWrite
 
 from lpaccel.rtl.dma.engine import DmaConfig, DmaError
-from lpaccel.sim.dma_model import (Descriptor, Status, check_aborted_run, check_burst,
+from lpaccel.sim.golden.dma import (Descriptor, Status, check_aborted_run, check_burst,
                                    mm2s_expected, s2mm_expected)
-from lpaccel.sim.harness import params
-from lpaccel.sim.streams import PAUSE_MODES, StreamSink, StreamSource, pack, unpack
+from lpaccel.sim.infra.harness import params
+from lpaccel.sim.infra.streams import PAUSE_MODES, StreamSink, StreamSource, pack, unpack
 
 # cocotbext-axi 0.1.28 still calls cocotb APIs that cocotb 2.1 deprecates;
 # those warnings are not ours to fix. Our own code keeps them as errors.

@@ -10,7 +10,8 @@ from amaranth.hdl import Module, Mux
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from lpaccel.rtl.bus.axi import Resp, flat_members
+from lpaccel.rtl.bus.axi import Resp
+from lpaccel.sim.infra.flat import flat_members
 from lpaccel.rtl.dma.engine import DmaConfig, DmaEngine
 
 __all__ = ["DmaSimTop", "make_top"]
@@ -62,5 +63,5 @@ class DmaSimTop(wiring.Component):
 
 
 def make_top(**params):
-    """Factory for :func:`lpaccel.sim.harness.run_cocotb`: ``params`` are DmaConfig fields."""
+    """Factory for :func:`lpaccel.sim.infra.harness.run_cocotb`: ``params`` are DmaConfig fields."""
     return DmaSimTop(DmaConfig(**params))

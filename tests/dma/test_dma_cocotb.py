@@ -11,7 +11,7 @@ import json
 import pytest
 
 from dma_top import make_top
-from lpaccel.sim.harness import run_cocotb
+from lpaccel.sim.infra.harness import run_cocotb
 
 SMALL = {"data_width": 32, "max_burst_beats": 8, "max_outstanding": 2, "queue_depth": 2}
 WIDE = {"data_width": 64, "max_burst_beats": 16, "max_outstanding": 4, "queue_depth": 4}

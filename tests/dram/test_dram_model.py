@@ -11,7 +11,7 @@ import pytest
 from amaranth.sim import Simulator
 
 from lpaccel.rtl.dram.config import Command, LpddrConfig
-from lpaccel.rtl.dram.model import LpddrModel, Rule
+from lpaccel.sim.models.lpddr import LpddrModel, Rule
 from lpaccel.rtl.dram.parts import LPDDR4_3200, Timing
 
 ACT, RD, WR, PRE, PREA, REFAB, REFPB = (Command.ACT, Command.RD, Command.WR, Command.PRE,

@@ -16,11 +16,12 @@ from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 
 from lpaccel.rtl.config import GROUP_SIZES, GemvConfig, WeightFormat
 from lpaccel.rtl.gemv import GemvError
-from lpaccel.sim import golden
-from lpaccel.sim.gemv_tb import GemvTB
-from lpaccel.sim.harness import params
-from lpaccel.sim.repack import repack_weights_bytes
-from lpaccel.sim.streams import PAUSE_MODES
+from lpaccel.sim.golden import gemv as golden
+from lpaccel.sim.testbenches.gemv import GemvTB
+from lpaccel.sim.infra.harness import params
+from lpaccel import quant
+from lpaccel.repack import repack_weights_bytes
+from lpaccel.sim.infra.streams import PAUSE_MODES
 
 P = {**params(), **json.loads(os.environ.get("GEMV_TEST", "{}"))}
 CONFIG = GemvConfig(lanes=P["lanes"], word_bits=P["word_bits"], max_cols=P["max_cols"])
@@ -33,8 +34,8 @@ def make_job(rng, fmt, rows, cols, group=None, x=None):
     w = rng.normal(0.0, 0.02, (rows, cols)).astype(np.float32)
     if x is None:
         x = (rng.normal(0.0, 1.0, cols) * 2.0 ** rng.integers(-12, 8)).astype(np.float32)
-    weights = golden.quantize_weights(w, fmt, group)
-    mant, exp = golden.quantize_activations(x)
+    weights = quant.quantize_weights(w, fmt, group)
+    mant, exp = quant.quantize_activations(x)
     expected = golden.gemv_golden_quantized(weights, mant, exp)[1].view(np.uint32)
     job = (weights, mant, exp, repack_weights_bytes(weights, CONFIG))
     return job, expected
@@ -97,7 +98,7 @@ async def extreme_values(dut):
     jobs, expected = [], []
     for fmt in FORMATS:
         for group in (GROUP_SIZES if fmt.grouped else (None,)):
-            w = golden.quantize_weights(rng.normal(0, 0.05, (rows, cols)).astype(np.float32),
+            w = quant.quantize_weights(rng.normal(0, 0.05, (rows, cols)).astype(np.float32),
                                         fmt, group)
             scale_bits, q = w.scale_bits.copy(), w.q.copy()
             zero, min_bits = w.zero.copy(), w.min_bits.copy()
@@ -109,7 +110,7 @@ async def extreme_values(dut):
                 zero[0], zero[1] = hi, 0
             if fmt == WeightFormat.Q4_1:
                 min_bits[:, 0] = [0x0001, 0x7BFF, 0xFBFF, 0x0000, 0x8001, 0x3C00]
-            w = golden.QuantizedWeights(fmt, rows, cols, w.group, q, scale_bits, zero, min_bits)
+            w = quant.QuantizedWeights(fmt, rows, cols, w.group, q, scale_bits, zero, min_bits)
             jobs.append((w, mant, exp, repack_weights_bytes(w, CONFIG)))
             expected.append(golden.gemv_golden_quantized(w, mant, exp)[1].view(np.uint32))
     results, _ = await tb.run_jobs(jobs)

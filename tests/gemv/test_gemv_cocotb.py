@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from lpaccel.sim.harness import run_cocotb
+from lpaccel.sim.infra.harness import run_cocotb
 
 
 def engine(lanes, word_bits, max_cols):

@@ -8,8 +8,9 @@ from amaranth.sim import Simulator
 
 from lpaccel.rtl.config import GemvConfig, WeightFormat
 from lpaccel.rtl.gemv import GemvEngine, GemvError
-from lpaccel.sim import golden
-from lpaccel.sim.repack import stream_words
+from lpaccel.sim.golden import gemv as golden
+from lpaccel import quant
+from lpaccel.repack import stream_words
 
 ALL = [(WeightFormat.Q4_0, None), (WeightFormat.Q4_1, None), (WeightFormat.Q8_0, None),
        (WeightFormat.INT4, 32), (WeightFormat.INT4, 64), (WeightFormat.INT8, 128),
@@ -29,7 +30,7 @@ def simulate(config, jobs, *, stall=0.0, seed=0, raw_jobs=()):
     rng = random.Random(seed)
     prepared = []
     for w, x in jobs:
-        mant, exp = x if isinstance(x, tuple) else golden.quantize_activations(x)
+        mant, exp = x if isinstance(x, tuple) else quant.quantize_activations(x)
         prepared.append((w, mant, exp, stream_words(w, config)))
     total_rows = sum(w.rows for w, *_ in prepared)
     results, taken_cycles = [], []
@@ -111,13 +112,13 @@ def simulate(config, jobs, *, stall=0.0, seed=0, raw_jobs=()):
 def random_case(rng, fmt, group, rows, cols):
     w = rng.normal(0, 0.05, (rows, cols)).astype(np.float32)
     x = rng.normal(0, 1, cols).astype(np.float32)
-    return golden.quantize_weights(w, fmt, group), x
+    return quant.quantize_weights(w, fmt, group), x
 
 
 def check(jobs, results):
     assert len(results) == len(jobs)
     for (w, x), got in zip(jobs, results):
-        mant, exp = x if isinstance(x, tuple) else golden.quantize_activations(x)
+        mant, exp = x if isinstance(x, tuple) else quant.quantize_activations(x)
         _, expected = golden.gemv_golden_quantized(w, mant, exp)
         np.testing.assert_array_equal(got, expected.view(np.uint32),
                                       err_msg=f"{w.fmt.name} group {w.group}")
@@ -245,7 +246,7 @@ def test_format_names():
 
 def _edge_weights(fmt, group, rows, cols, rng):
     """Weights whose first scale per row walks the float16 edge cases."""
-    w = golden.quantize_weights(rng.normal(0, 0.05, (rows, cols)).astype(np.float32), fmt,
+    w = quant.quantize_weights(rng.normal(0, 0.05, (rows, cols)).astype(np.float32), fmt,
                                 group)
     scale_bits = w.scale_bits.copy()
     for r, h in enumerate([0x0000, 0x0001, 0x03FF, 0x8400, 0x7BFF, 0xFBFF][:rows]):
@@ -260,7 +261,7 @@ def _edge_weights(fmt, group, rows, cols, rng):
         zero[1, :] = 0
     if fmt == WeightFormat.Q4_1:
         min_bits[:, 0] = [0x0001, 0x7BFF, 0xFBFF, 0x0000, 0x8001, 0x3C00][:rows]
-    return golden.QuantizedWeights(fmt, rows, cols, w.group, q, scale_bits, zero, min_bits)
+    return quant.QuantizedWeights(fmt, rows, cols, w.group, q, scale_bits, zero, min_bits)
 
 
 def test_extreme_values_match_golden():

@@ -7,7 +7,7 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles
 
-from lpaccel.sim.streams import StreamSink, periodic_pause
+from lpaccel.sim.infra.streams import StreamSink, periodic_pause
 
 
 async def start(dut):

@@ -6,8 +6,8 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
 
-from lpaccel.sim.harness import params
-from lpaccel.sim.streams import PAUSE_MODES, StreamSink, StreamSource
+from lpaccel.sim.infra.harness import params
+from lpaccel.sim.infra.streams import PAUSE_MODES, StreamSink, StreamSource
 
 
 class TB:

@@ -5,8 +5,8 @@ from amaranth import Module, signed
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from lpaccel.sim.harness import build_dir_for, run_cocotb
-from lpaccel.sim.streams import layout_width, pack, unpack
+from lpaccel.sim.infra.harness import build_dir_for, run_cocotb
+from lpaccel.sim.infra.streams import layout_width, pack, unpack
 
 
 class IncrementFifo(wiring.Component):

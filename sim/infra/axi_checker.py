@@ -2,7 +2,7 @@
 
 :class:`AxiProtocolChecker` watches one AXI4 port whose signals are visible
 as flat top-level ports named the cocotbext-axi way (``<prefix>_awvalid``,
-``<prefix>_rdata``, ... as made by :func:`lpaccel.rtl.bus.axi.flat_members`).
+``<prefix>_rdata``, ... as made by :func:`lpaccel.sim.infra.flat.flat_members`).
 It drives nothing, so it can sit on a manager port, a subordinate port or a
 tap of an internal link, next to any cocotbext-axi model.
 
@@ -117,7 +117,7 @@ class AxiProtocolChecker:
                 return None
             raise AttributeError(
                 f"no signal {name} on {dut._name}: is {self.prefix!r} the prefix of a "
-                f"flat AXI4 port (see lpaccel.rtl.bus.axi.flat_members)?") from None
+                f"flat AXI4 port (see lpaccel.sim.infra.flat.flat_members)?") from None
 
     def _clear_state(self):
         self._stalled = dict.fromkeys(_CHANNEL_FIELDS)   # channel -> held payload

@@ -4,10 +4,11 @@ from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import Out
 
-from ..bus.axi import connect_flat, flat_members
-from .config import LpddrConfig
-from .controller import _PERF, LpddrController
-from .model import LpddrModel
+from lpaccel.rtl.dram.config import LpddrConfig
+from lpaccel.rtl.dram.controller import _PERF, LpddrController
+
+from ..infra.flat import connect_flat, flat_members
+from ..models.lpddr import LpddrModel
 
 __all__ = ["LpddrSimTop", "make_sim_top"]
 
@@ -54,6 +55,6 @@ class LpddrSimTop(wiring.Component):
 
 def make_sim_top(part="lpddr4-3200", ratio=4, sim_bytes=256 * 1024, refresh="per_bank",
                  window=16, id_width=4):
-    """Factory for :func:`lpaccel.sim.harness.run_cocotb` (plain JSON parameters)."""
+    """Factory for :func:`lpaccel.sim.infra.harness.run_cocotb` (plain JSON parameters)."""
     return LpddrSimTop(LpddrConfig(part=part, ratio=ratio, sim_bytes=sim_bytes,
                                    refresh=refresh, window=window), id_width=id_width)

@@ -21,7 +21,7 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .config import Command, DfiSignature, LpddrConfig
+from lpaccel.rtl.dram.config import Command, DfiSignature, LpddrConfig
 
 __all__ = ["Rule", "LpddrTimingChecker", "LpddrModel"]
 

@@ -18,9 +18,9 @@ from cocotb.triggers import ClockCycles, RisingEdge, Timer
 
 from lpaccel.rtl.dram.config import LpddrConfig
 from lpaccel.rtl.dram.controller import _PERF
-from lpaccel.rtl.dram.model import Rule
-from lpaccel.sim.axi_traffic import quiet_axi_master
-from lpaccel.sim.harness import params
+from lpaccel.sim.models.lpddr import Rule
+from lpaccel.sim.infra.axi_traffic import quiet_axi_master
+from lpaccel.sim.infra.harness import params
 
 __all__ = ["LpddrTB", "config_from_params"]
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from lpaccel.rtl.config import BLOCK, GemvConfig, WeightFormat
 
-from .golden import QuantizedWeights, _check_activation_blocks, _check_group, \
+from lpaccel.quant import QuantizedWeights, _check_activation_blocks, _check_group, \
     _check_shape, parse_weight_format
 
 __all__ = [
@@ -141,7 +141,7 @@ def repack_weights(weights, config):
     """
     if not isinstance(weights, QuantizedWeights):
         raise ValueError(f"weights is a {type(weights).__name__}: pass QuantizedWeights "
-                         f"(from lpaccel.sim.golden.quantize_weights or .from_gguf)")
+                         f"(from lpaccel.sim.golden.gemv.quantize_weights or .from_gguf)")
     config = _check_config(config)
     config.check_job(weights.fmt, weights.rows, weights.cols, weights.group)
     lay = StreamLayout(weights.fmt, weights.rows, weights.cols, config, weights.group)
@@ -295,7 +295,7 @@ def activation_blocks(mant, exp):
     ----------
     mant : numpy.ndarray
         ``int16 [K]`` mantissas (see
-        :func:`lpaccel.sim.golden.quantize_activations`).
+        :func:`lpaccel.sim.golden.gemv.quantize_activations`).
     exp : numpy.ndarray
         ``int8 [K / 32]`` block exponents.
 

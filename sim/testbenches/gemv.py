@@ -16,9 +16,9 @@ from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 
 from lpaccel.rtl.config import BLOCK
 from lpaccel.rtl.gemv.engine import GemvEngine
-from lpaccel.sim.golden import QuantizedWeights
-from lpaccel.sim.repack import activation_blocks
-from lpaccel.sim.streams import PAUSE_MODES, StreamSink, StreamSource, unpack
+from lpaccel.sim.golden.gemv import QuantizedWeights
+from lpaccel.repack import activation_blocks
+from lpaccel.sim.infra.streams import PAUSE_MODES, StreamSink, StreamSource, unpack
 
 __all__ = ["GemvTB"]
 
@@ -85,9 +85,9 @@ class GemvTB:
         weights : QuantizedWeights
             The job's weights (format, shape and group are taken from it).
         mant, exp : numpy.ndarray
-            BFP16 activations from :func:`lpaccel.sim.golden.quantize_activations`.
+            BFP16 activations from :func:`lpaccel.sim.golden.gemv.quantize_activations`.
         stream : bytes
-            The repacked weight stream (:func:`lpaccel.sim.repack.repack_weights_bytes`).
+            The repacked weight stream (:func:`lpaccel.repack.repack_weights_bytes`).
         """
         wb = self.word_bytes
         words = [int.from_bytes(stream[i:i + wb], "little") for i in range(0, len(stream), wb)]
@@ -167,7 +167,7 @@ class GemvTB:
 @cocotb.test()
 async def run_case(dut):
     """Run the case file named by ``LPACCEL_CASE``; write ``LPACCEL_REPORT``."""
-    from lpaccel.sim.harness import params
+    from lpaccel.sim.infra.harness import params
     p = params()
     stall = json.loads(os.environ.get("LPACCEL_STALL", "{}"))
     case = np.load(os.environ["LPACCEL_CASE"])

@@ -41,14 +41,16 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
 
+from lpaccel.paths import ROOT, build_dir
+
 __all__ = ["PARAMS_ENV", "params", "run_cocotb", "build_dir_for"]
 
 #: Environment variable carrying the run's parameters (JSON) into the simulator.
 PARAMS_ENV = "LPACCEL_PARAMS"
 
-_REPO_ROOT = Path(__file__).resolve().parent.parent
-_TESTS_DIR = _REPO_ROOT / "tests"
-_SIM_BUILD_ROOT = _REPO_ROOT / "build" / "sim"
+_REPO_ROOT = ROOT
+_TESTS_DIR = ROOT / "tests"
+_SIM_BUILD_ROOT = build_dir("sim")
 _HASHED_SOURCE_DIRS = ("rtl", "sim")
 _BUILD_MARKER = "lpaccel-build.json"
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -75,7 +77,7 @@ def params() -> dict[str, Any]:
     if raw is None:
         raise RuntimeError(
             f"environment variable {PARAMS_ENV} is not set: cocotb test modules of this "
-            f"project must be started through lpaccel.sim.harness.run_cocotb()")
+            f"project must be started through lpaccel.sim.infra.harness.run_cocotb()")
     return json.loads(raw)
 
 

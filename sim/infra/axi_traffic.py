@@ -21,7 +21,7 @@ whatever order the DUT completes unrelated transactions in. Bytes never
 written are not compared (the DUT's initial contents are unknown).
 
 Pauses: every channel of every manager gets a pause pattern from
-:data:`lpaccel.sim.streams.PAUSE_MODES` through cocotbext-axi's
+:data:`lpaccel.sim.infra.streams.PAUSE_MODES` through cocotbext-axi's
 ``set_pause_generator`` (``idle`` on AW, W, AR; ``backpressure`` on B, R),
 each with its own seed.
 """
@@ -339,7 +339,7 @@ class AxiTrafficGenerator:
 
         Zero data mismatches, only OKAY responses, every started operation
         completed, every master idle, and every given
-        :class:`~lpaccel.sim.axi_checker.AxiProtocolChecker` idle and
+        :class:`~lpaccel.sim.infra.axi_checker.AxiProtocolChecker` idle and
         error-free.
 
         Raises

@@ -1,0 +1,1 @@
+"""Simulation tops: a block with its models, ports flattened for cocotb."""
