@@ -152,13 +152,21 @@ class GemvConfig:
     max_rows: int = 65535
     formats: tuple = ALL_FORMATS
 
+    #: Lane counts the engine can be built with.
+    LANES = (8, 16, 32, 64, 128)
+    #: Weight-port widths the engine can be built with.
+    WORD_BITS = (64, 128, 256, 512)
+
     def __post_init__(self):
-        if not isinstance(self.lanes, int) or self.lanes not in (8, 16, 32, 64, 128):
-            raise ValueError(f"lanes must be a power of two from 8 to 128, not {self.lanes!r}")
+        if not isinstance(self.lanes, int) or self.lanes not in self.LANES:
+            raise ValueError(f"lanes must be a power of two from {self.LANES[0]} to "
+                             f"{self.LANES[-1]}, not {self.lanes!r}")
         if self.word_bits is None:
-            object.__setattr__(self, "word_bits", min(512, max(64, 4 * self.lanes)))
-        if not isinstance(self.word_bits, int) or self.word_bits not in (64, 128, 256, 512):
-            raise ValueError(f"word_bits must be 64, 128, 256 or 512, not {self.word_bits!r}")
+            object.__setattr__(self, "word_bits", min(self.WORD_BITS[-1],
+                                                      max(self.WORD_BITS[0], 4 * self.lanes)))
+        if not isinstance(self.word_bits, int) or self.word_bits not in self.WORD_BITS:
+            raise ValueError(f"word_bits must be one of "
+                             f"{', '.join(map(str, self.WORD_BITS))}, not {self.word_bits!r}")
         if not isinstance(self.max_cols, int) or self.max_cols <= 0 or \
                 self.max_cols % (BLOCK * self.blocks_per_row) != 0:
             raise ValueError(f"max_cols must be a positive multiple of "
@@ -176,6 +184,33 @@ class GemvConfig:
         if not formats:
             raise ValueError("formats must name at least one weight format")
         object.__setattr__(self, "formats", formats)
+
+    @classmethod
+    def sized_for(cls, cols, *, lanes=32, word_bits=None, at_least=None, **kwargs):
+        """The configuration whose activation buffers just hold ``cols`` elements.
+
+        ``max_cols`` is ``cols`` rounded up to a whole buffer row, but at
+        least ``at_least`` (rounded the same way): the command line passes
+        the default buffer size so that most runs share one simulator build,
+        a board self-test passes nothing and gets the smallest buffers.
+
+        Parameters
+        ----------
+        cols : int
+            Columns (``K``) the engine must take.
+        lanes, word_bits : int
+            As for :class:`GemvConfig`.
+        at_least : int, optional
+            Smallest ``max_cols`` to build.
+        **kwargs
+            Other :class:`GemvConfig` fields (``max_rows``, ``formats``).
+        """
+        if lanes not in cls.LANES:
+            raise ValueError(f"lanes must be a power of two from {cls.LANES[0]} to "
+                             f"{cls.LANES[-1]}, not {lanes!r}")
+        unit = BLOCK * max(1, lanes // BLOCK)
+        want = max(cols, at_least or 1)
+        return cls(lanes=lanes, word_bits=word_bits, max_cols=-(-want // unit) * unit, **kwargs)
 
     @property
     def beat_bits(self):
