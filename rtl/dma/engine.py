@@ -162,6 +162,21 @@ class DmaConfig:
                              id_width=self.id_width)
 
     @property
+    def desc_depth(self):
+        """Descriptors a channel accepts ahead of the one in progress (``queue_depth``)."""
+        return self.queue_depth
+
+    @property
+    def status_depth(self):
+        """Completion statuses a channel holds before it stalls: ``queue_depth + 2``.
+
+        Every descriptor in the command queue, the one in progress and the one
+        completing can each leave a status without the software popping one.
+        The register map reports this value (``CAP_DMA.STATUS_DEPTH``).
+        """
+        return self.queue_depth + 2
+
+    @property
     def _seq_bits(self):
         # A descriptor sequence number must tell apart every descriptor that
         # can be between the issuer and the completion side at once.
@@ -322,7 +337,7 @@ class _Mm2s(_Channel):
             "tag": cfg.tag_width, "flags": cfg.flags_width, "offset": lg, "need_flush": 1,
             "last_bytes": lg + 1, "ok": 1, "code": ERROR_BITS}), cfg.queue_depth)
         records = _Fifo(m, "records", _record_layout(), cfg.max_outstanding)
-        status = _Fifo(m, "status", cfg.status_layout, cfg.queue_depth + 2)
+        status = _Fifo(m, "status", cfg.status_layout, cfg.status_depth)
         m.submodules.issuer = issuer = _BurstIssuer(cfg, cmds, records, e.bus.ar)
         m.d.comb += issuer.aborting.eq(e._aborting)
 
@@ -483,13 +498,13 @@ class _S2mm(_Channel):
         # waits for a write response: W data never depends on B.
         brecs = _Fifo(m, "brecs", data.StructLayout({
             "bytes": bytes_bits, "desc_end": 1, "marker": 1}),
-            cfg.max_outstanding + cfg.queue_depth + 2)
+            cfg.max_outstanding + cfg.status_depth)
         wres = _Fifo(m, "wres", data.StructLayout({
             "tag": cfg.tag_width, "flags": cfg.flags_width, "code": ERROR_BITS,
             "aborted": 1, "mismatch": 1}), 2)
         bres = _Fifo(m, "bres", data.StructLayout({
             "err": 2, "bytes": cfg.len_width}), 2)
-        status = _Fifo(m, "status", cfg.status_layout, cfg.queue_depth + 2)
+        status = _Fifo(m, "status", cfg.status_layout, cfg.status_depth)
         m.submodules.issuer = issuer = _BurstIssuer(cfg, cmds, records, e.bus.aw)
         m.d.comb += issuer.aborting.eq(e._aborting)
 
