@@ -8,12 +8,14 @@ has exactly the same two-cycle latency and enable behaviour, so the rest of
 the design cannot tell the two apart.
 """
 
-from amaranth.hdl import ClockSignal, Const, Elaboratable, Instance, Module, Signal, signed
+from amaranth.hdl import ClockSignal, Const, Instance, Module, Signal, signed
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
 
 __all__ = ["RegisteredMultiplier"]
 
 
-class RegisteredMultiplier(Elaboratable):
+class RegisteredMultiplier(wiring.Component):
     """``p = a * b`` for signed operands, registered on both sides.
 
     ``p`` shows the product of the operands present two enabled cycles
@@ -26,20 +28,29 @@ class RegisteredMultiplier(Elaboratable):
 
     Attributes
     ----------
-    en : Signal, in
-    a : Signal(signed(a_width)), in
-    b : Signal(signed(b_width)), in
-    p : Signal(signed(a_width + b_width)), out
+    en : In(1)
+        Advances both register stages.
+    a : In(signed(a_width))
+    b : In(signed(b_width))
+    p : Out(signed(a_width + b_width))
+        The product, two enabled cycles after its operands.
+
+    Raises
+    ------
+    ValueError
+        If an operand width is outside 2 to 18 bits.
     """
 
     def __init__(self, a_width, b_width):
         if not (1 < a_width <= 18 and 1 < b_width <= 18):
             raise ValueError(f"operand widths must be 2 to 18 bits (one MULT18X18D), "
                              f"not {a_width} and {b_width}")
-        self.en = Signal()
-        self.a = Signal(signed(a_width))
-        self.b = Signal(signed(b_width))
-        self.p = Signal(signed(a_width + b_width))
+        super().__init__({
+            "en": In(1),
+            "a": In(signed(a_width)),
+            "b": In(signed(b_width)),
+            "p": Out(signed(a_width + b_width)),
+        })
 
     def elaborate(self, platform):
         m = Module()

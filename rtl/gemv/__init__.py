@@ -1,4 +1,4 @@
-"""Quantized GEMV engine."""
+"""Quantized GEMV engine and its blocks (see :mod:`.engine` for the diagram)."""
 
 from .engine import GemvEngine, GemvError
 

@@ -1,0 +1,140 @@
+"""The multiply lanes: per-lane weight decode and one DSP multiplier per lane.
+
+For each lane, the weight code of the beat (a nibble, an int8 or a uint8) is
+turned into the integer ``v = q - z`` (``z`` = 8 for Q4_0, the INT zero
+point, else 0) and paired with the activation mantissa it multiplies, taken
+from the buffer row read for the beat. The products come out of
+:class:`~lpaccel.rtl.dsp.RegisteredMultiplier`\\ s.
+
+Latency: ``side`` (exponents, block sums, raw scales, flags) one cycle after
+``beat``; ``products`` two cycles after ``side`` (the multipliers' own input
+and output registers). Everything advances on ``en``.
+"""
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import exact_log2
+
+from ..config import BLOCK, WeightFormat
+from ..dsp import RegisteredMultiplier
+from ..utils import select
+from .pipeline import EngineGeometry
+
+__all__ = ["Lanes"]
+
+
+class Lanes(wiring.Component):
+    """Decode each lane's weight and multiply it by its activation mantissa.
+
+    Parameters
+    ----------
+    geometry : EngineGeometry
+        Lanes, segments and the formats built in.
+
+    Attributes
+    ----------
+    en : In(1)
+        Pipeline enable.
+    beat : In(geometry.stage1_layout)
+        The quant beat, registered by the sequencer.
+    row : In(geometry.buffer_row_layout)
+        The activation buffer row of the beat (read in the same cycle).
+    side : Out(geometry.lane_layout)
+        Per segment: scale, Q4_1 minimum, activation exponent and mantissa
+        sum; the beat's flags and valid bit. One cycle after ``beat``.
+    products : Out(geometry.products_layout)
+        ``v * mant`` per lane, two cycles after ``side``.
+    """
+
+    def __init__(self, geometry):
+        if not isinstance(geometry, EngineGeometry):
+            raise TypeError(f"geometry must be an EngineGeometry, not {geometry!r}")
+        self.geometry = geometry
+        super().__init__({
+            "en": In(1),
+            "beat": In(geometry.stage1_layout),
+            "row": In(geometry.buffer_row_layout),
+            "side": Out(geometry.lane_layout),
+            "products": Out(geometry.products_layout),
+        })
+
+    def _window(self, flat, width, count, total):
+        """The ``count`` entries of ``width`` bits (of ``total``) that a beat covers."""
+        if count >= total:
+            return flat[:count * width]
+        chunks = [flat[k * count * width:(k + 1) * count * width] for k in range(total // count)]
+        return select(chunks, self.beat.sub[:exact_log2(total // count)])
+
+    def elaborate(self, platform):
+        m = Module()
+        g = self.geometry
+        beat, row, side = self.beat, self.row, self.side
+        n4, n8 = g.n4, g.n8
+        bpr = g.blocks_per_row
+
+        # The buffer row, flattened: mantissas, exponents, block sums.
+        mant_flat = Cat(row[k].mant.as_value() for k in range(bpr))
+        exp_flat = Cat(row[k].exp for k in range(bpr))
+        msum_flat = Cat(row[k].msum for k in range(bpr))
+        msw = g.msum_bits
+        mants4 = self._window(mant_flat, 16, n4, g.row_cols)
+        mants8 = self._window(mant_flat, 16, n8, g.row_cols)
+        exps4 = self._window(exp_flat, 8, max(1, n4 // BLOCK), bpr)
+        exps8 = self._window(exp_flat, 8, max(1, n8 // BLOCK), bpr)
+        msum4 = self._window(msum_flat, msw, max(1, n4 // BLOCK), bpr)
+        msum8 = self._window(msum_flat, msw, max(1, n8 // BLOCK), bpr)
+
+        # Per lane: v = q - z (z of the lane's segment), the integer the lane
+        # multiplies; q is the nibble, the int8 (Q8_0) or the uint8 (INT8).
+        fmt, is8, word = beat.fmt, beat.is8, beat.word
+        q8_signed = fmt == WeightFormat.Q8_0
+        zero = []
+        for j in range(g.segments):
+            z = Signal(9, name=f"zero_{j}")
+            m.d.comb += z.eq(Mux(fmt == WeightFormat.Q4_0, 8,
+                                 Mux((fmt == WeightFormat.INT4) | (fmt == WeightFormat.INT8),
+                                     beat.seg[j].second[:8], 0)))
+            zero.append(z)
+        v = [Signal(signed(9), name=f"v_{i}") for i in range(g.lanes)]
+        mant = [Signal(signed(16), name=f"mant_{i}") for i in range(g.lanes)]
+        pairs = []
+        for i in range(g.lanes):
+            z = zero[i // g.segment_lanes]
+            nib = Cat(word[4 * i:4 * i + 4], Const(0, 6)).as_signed()
+            if i < n8 and g.has8:
+                byte = word[8 * i:8 * i + 8]
+                code8 = Mux(q8_signed, byte.as_signed(), Cat(byte, Const(0, 2)).as_signed())
+                code = Mux(is8, code8, nib) if g.has4 else code8
+                a = Mux(is8, mants8.word_select(i, 16), mants4.word_select(i, 16)) \
+                    if g.has4 else mants8.word_select(i, 16)
+            elif g.has4:
+                code = Mux(is8, 0, nib)
+                a = Mux(is8, 0, mants4.word_select(i, 16))
+            else:
+                code, a = Const(0, signed(2)), Const(0, signed(16))
+            pairs += [(v[i], code - z), (mant[i], a.as_signed())]
+
+        # Per segment: the block's exponent and mantissa sum, and its scales.
+        def segment(flat4, flat8, width, j):
+            a = flat4.word_select(j, width) if (n4 // BLOCK) > j or j == 0 else Const(0, width)
+            b = flat8.word_select(j, width) if (n8 // BLOCK) > j or j == 0 else Const(0, width)
+            return Mux(is8, b, a)
+
+        is_q41 = fmt == WeightFormat.Q4_1
+        for j in range(g.segments):
+            out, src = side.seg[j], beat.seg[j]
+            pairs += [(out.exp, segment(exps4, exps8, 8, j).as_signed()),
+                      (out.msum, segment(msum4, msum8, msw, j).as_signed()),
+                      (out.scale, src.scale),
+                      (out.min, Mux(is_q41, src.second, 0))]
+        pairs += [(side.valid, beat.valid), (side.flags, beat.flags)]
+        with m.If(self.en):
+            m.d.sync += [dst.eq(src) for dst, src in pairs]
+
+        # One DSP multiplier per lane, with its own input and output registers.
+        for i in range(g.lanes):
+            m.submodules[f"mul{i}"] = mul = RegisteredMultiplier(16, 9)
+            m.d.comb += [mul.en.eq(self.en), mul.a.eq(mant[i]), mul.b.eq(v[i]),
+                         self.products[i].eq(mul.p)]
+        return m

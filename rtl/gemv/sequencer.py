@@ -1,0 +1,186 @@
+"""Beat sequencer: walks the weight stream of the loaded job, beat by beat.
+
+The stream of a job (``docs/arithmetic.md`` section 6) is, per row, chunks
+of one scale beat followed by the quant beats its slots cover. The
+sequencer keeps the row and column of the next quant beat, keeps the last
+scale beat, and for each quant beat looks up per segment the scale slot of
+the block the segment works on (zero past the row's end, so padding never
+contributes), reads the activation buffer row the beat needs and registers
+everything as one ``stage1_layout`` beat for the lanes.
+
+After the job's last beat it releases the buffer, ``flush``\\ es the rest of
+the memory word (padding) in the width converter, and goes straight on with
+the other buffer's job if it is loaded.
+
+Latency: ``beat`` (and the buffer row on ``read_data``) one cycle after the
+quant beat is taken. A beat is taken in a cycle where ``beats.valid``, a job
+is active and ``en`` is high: ``beats.ready`` is exactly that.
+"""
+
+from amaranth.hdl import Const, Module, Mux, Signal, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import exact_log2
+
+from ..config import BLOCK, WeightFormat
+from ..utils import select
+from .loader import BLOCK_COUNT_BITS
+from .pipeline import EngineGeometry, SlotKind
+
+__all__ = ["BeatSequencer"]
+
+#: Width of the column counters (a column one beat past ``max_cols``).
+COL_BITS = 18
+
+
+class BeatSequencer(wiring.Component):
+    """Walk a job's weight beats and issue quant beats to the lanes.
+
+    Parameters
+    ----------
+    geometry : EngineGeometry
+        Beat width, buffer geometry and the scale-slot kinds built in.
+
+    Attributes
+    ----------
+    en : In(1)
+        Pipeline enable.
+    beats : In(stream.Signature(unsigned(beat_bits)))
+        Weight beats (from the width converter).
+    flush : Out(1)
+        The beat taken now is the job's last: drop the rest of its word.
+    jobs : In(ArrayLayout(job_params_layout, 2))
+        The job in each activation buffer (from the loader).
+    full : In(2)
+        Which buffers hold a loaded job.
+    release : Out(2)
+        One-hot: the buffer whose job's last beat is taken now.
+    read_addr : Out(range(2 * depth))
+        Activation buffer row for the beat taken now.
+    read_en : Out(1)
+        Read enable of the activation buffer (``en``).
+    beat : Out(geometry.stage1_layout)
+        The registered quant beat.
+    """
+
+    def __init__(self, geometry):
+        if not isinstance(geometry, EngineGeometry):
+            raise TypeError(f"geometry must be an EngineGeometry, not {geometry!r}")
+        self.geometry = geometry
+        super().__init__({
+            "en": In(1),
+            "beats": In(stream.Signature(unsigned(geometry.beat_bits))),
+            "flush": Out(1),
+            "jobs": In(data.ArrayLayout(geometry.job_params_layout, 2)),
+            "full": In(2),
+            "release": Out(2),
+            "read_addr": Out(range(2 * geometry.depth)),
+            "read_en": Out(1),
+            "beat": Out(geometry.stage1_layout),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        g = self.geometry
+        L, B = g.lanes, g.beat_bits
+        n4, n8 = g.n4, g.n8
+
+        # The active job.
+        active = Signal()
+        rsel = Signal()                    # the buffer it reads
+        job = Signal(g.job_params_layout, name="job")
+        is8 = Signal()
+        nblocks = Signal(BLOCK_COUNT_BITS)
+        row = Signal(16)
+        col = Signal(COL_BITS)
+        expect_scale = Signal()            # the next beat is a scale beat
+        scale_reg = Signal(B)
+
+        take = Signal()
+        m.d.comb += [take.eq(self.beats.valid & active & self.en),
+                     self.beats.ready.eq(take)]
+
+        n = Signal(range(L + 1))           # weights in a quant beat
+        m.d.comb += n.eq(Mux(is8, n8, n4))
+        col_end = Signal(COL_BITS)
+        row_last = Signal()
+        chunk_end = Signal()
+        job_last = Signal()
+        chunk_mask = Signal(range(16 * L))  # columns covered by one scale beat, - 1
+        with m.Switch(job.kind):
+            for kind in g.slot_kinds:
+                with m.Case(kind):
+                    m.d.comb += chunk_mask.eq(
+                        (B // kind.slot_bits) * BLOCK * kind.blocks - 1)
+        m.d.comb += [
+            col_end.eq(col + n),
+            row_last.eq(col_end >= job.cols),
+            chunk_end.eq(row_last | ((col_end & chunk_mask) == 0)),
+            job_last.eq(row_last & (row == job.rows - 1)),
+            self.flush.eq(~expect_scale & job_last),
+        ]
+
+        def start(params):
+            return [job.eq(params), nblocks.eq(params.cols[5:]),
+                    is8.eq((params.fmt == WeightFormat.Q8_0) |
+                           (params.fmt == WeightFormat.INT8)),
+                    row.eq(0), col.eq(0), expect_scale.eq(1), active.eq(1)]
+
+        with m.If(~active & self.full.bit_select(rsel, 1)):
+            m.d.sync += start(self.jobs[rsel])
+        with m.If(take):
+            with m.If(expect_scale):
+                m.d.sync += [scale_reg.eq(self.beats.payload), expect_scale.eq(0)]
+            with m.Else():
+                m.d.sync += expect_scale.eq(chunk_end)
+                with m.If(row_last):
+                    m.d.sync += [col.eq(0), row.eq(row + 1)]
+                with m.Else():
+                    m.d.sync += col.eq(col_end)
+                with m.If(job_last):
+                    # Hand the buffer back and go straight on with the next
+                    # job if its activations are already in.
+                    m.d.comb += self.release.eq(Mux(rsel, 0b10, 0b01))
+                    m.d.sync += [rsel.eq(~rsel), active.eq(0)]
+                    with m.If(self.full.bit_select(~rsel, 1)):
+                        m.d.sync += start(self.jobs[~rsel])
+
+        # Per segment, the scale slot of the block it works on: the float16
+        # scale and the slot's second half (Q4_1 minimum or INT zero point).
+        block0 = col[5:]
+        cblk0 = (col & chunk_mask)[5:]            # block index inside the chunk
+        out = Signal(g.stage1_layout, name="stage1")
+        pairs = []
+        for j in range(g.segments):
+            slot = Signal(32, name=f"slot_{j}")
+            with m.Switch(job.kind):
+                for kind in g.slot_kinds:
+                    nslots = B // kind.slot_bits
+                    index = (cblk0 + j) >> exact_log2(kind.blocks)
+                    slots = [scale_reg[k * kind.slot_bits:(k + 1) * kind.slot_bits]
+                             for k in range(nslots)]
+                    with m.Case(kind):
+                        m.d.comb += slot.eq(select(slots, index[:exact_log2(nslots)]))
+            inside = block0 + j < nblocks
+            pairs += [(out.seg[j].scale, Mux(inside, slot[:16], 0)),
+                      (out.seg[j].second, Mux(inside & (job.kind != SlotKind.F16),
+                                              slot[16:], 0))]
+
+        # Offset of the beat inside one row of the activation buffer, in
+        # units of the beat's own element count.
+        row_cols = g.row_cols
+        sub4 = (col % row_cols) >> exact_log2(n4) if n4 < row_cols else Const(0, 1)
+        sub8 = (col % row_cols) >> exact_log2(n8) if n8 < row_cols else Const(0, 1)
+        m.d.comb += [self.read_addr.eq(rsel * g.depth + (col >> exact_log2(row_cols))),
+                     self.read_en.eq(self.en)]
+
+        flags = out.flags
+        pairs += [(out.valid, take & ~expect_scale), (out.word, self.beats.payload),
+                  (out.fmt, job.fmt), (out.is8, is8), (out.sub, Mux(is8, sub8, sub4)),
+                  (flags.blk_first, col % BLOCK == 0), (flags.blk_last, col_end % BLOCK == 0),
+                  (flags.row_first, block0 == 0), (flags.row_last, row_last),
+                  (flags.final, job_last)]
+        with m.If(self.en):
+            m.d.sync += [dst.eq(src) for dst, src in pairs]
+        m.d.comb += self.beat.eq(out)
+        return m
