@@ -20,44 +20,32 @@ When a descriptor stops early (bus error, abort) the issuer closes it with a
 *marker* record, so the data side always finds the end of every descriptor.
 """
 
-import enum
 from dataclasses import dataclass
 
 from amaranth.hdl import Cat, Const, Elaboratable, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
-from amaranth.utils import bits_for, ceil_log2, exact_log2
+from amaranth.utils import bits_for, exact_log2
 
-from ..bus.axi import AXI4Signature, Burst
+from ..bus.axi import AXI4Signature, Burst, Resp
+from ..regmap import DmaError
+from ..utils import StructFIFO, check_choice, check_int, popcount
 
 __all__ = ["DmaError", "DmaConfig", "DmaEngine"]
 
 
-class DmaError(enum.IntEnum):
-    """Per-descriptor completion codes (the ``error`` field of a status).
-
-    When several apply, the first in this order wins: SLVERR/DECERR,
-    WINDOW, ABORTED, LENGTH_MISMATCH.
-    """
-
-    #: The descriptor completed; ``bytes`` equals its length.
-    OK = 0
-    #: ``[addr, addr + length)`` is not inside the address window (or wraps
-    #: the address space). No bus beat was issued.
-    WINDOW = 1
-    #: A subordinate answered SLVERR; the descriptor stopped there.
-    SLVERR = 2
-    #: A subordinate answered DECERR; the descriptor stopped there.
-    DECERR = 3
-    #: ``abort`` was requested before the descriptor completed.
-    ABORTED = 4
-    #: S2MM only: the input packet did not carry exactly ``length`` bytes.
-    LENGTH_MISMATCH = 5
+def _check_error_codes():
+    # The channels pass a RRESP/BRESP error straight into a status code, so
+    # the register map's dma_error_e must keep the AXI numbering for them.
+    for name in ("SLVERR", "DECERR"):
+        if DmaError[name] != Resp[name]:
+            raise ValueError(f"dma_error_e.{name} is {int(DmaError[name])} in the register map "
+                             f"but the DMA engine passes the AXI response code "
+                             f"{int(Resp[name])} through; give it the value {int(Resp[name])} "
+                             f"in rtl/regmap/lpaccel.rdl")
 
 
-#: Width of the ``error`` field of a status.
-ERROR_BITS = 4
+_check_error_codes()
 
 
 @dataclass(frozen=True)
@@ -100,13 +88,8 @@ class DmaConfig:
 
     def __post_init__(self):
         def check(name, low, high):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-                raise ValueError(f"DmaConfig.{name} must be an integer from {low} to {high}, "
-                                 f"not {value!r}")
-        if self.data_width not in (32, 64, 128, 256, 512):
-            raise ValueError(f"DmaConfig.data_width must be one of 32, 64, 128, 256, 512, "
-                             f"not {self.data_width!r}")
+            check_int(f"DmaConfig.{name}", getattr(self, name), low, high)
+        check_choice("DmaConfig.data_width", self.data_width, (32, 64, 128, 256, 512))
         check("addr_width", 12, 64)
         check("len_width", 1, min(32, self.addr_width))
         check("tag_width", 1, 16)
@@ -152,7 +135,7 @@ class DmaConfig:
             "tag": self.tag_width,
             "flags": self.flags_width,
             "bytes": self.len_width,
-            "error": ERROR_BITS,
+            "error": DmaError,
         })
 
     @property
@@ -187,17 +170,6 @@ class DmaConfig:
         return self.len_width + 1
 
 
-def _popcount(bits):
-    """Balanced adder tree over the bits of ``bits``."""
-    terms = [bits[i] for i in range(len(bits))]
-    while len(terms) > 1:
-        pairs = [terms[i] + terms[i + 1] for i in range(0, len(terms) - 1, 2)]
-        if len(terms) % 2:
-            pairs.append(terms[-1])
-        terms = pairs
-    return terms[0]
-
-
 def _min(a, b):
     return Mux(a < b, a, b)
 
@@ -207,18 +179,10 @@ def _lane_mask(count, lanes):
     return Cat(*(count > k for k in range(lanes)))
 
 
-class _Fifo:
-    """A SyncFIFO with a struct view of both ends."""
-
-    def __init__(self, m, name, layout, depth):
-        self.layout = layout
-        self.fifo = SyncFIFO(width=layout.size, depth=depth)
-        m.submodules[name] = self.fifo
-        self.w = layout(self.fifo.w_data)
-        self.r = layout(self.fifo.r_data)
-
-    def __getattr__(self, name):
-        return getattr(self.fifo, name)
+def _fifo(m, name, layout, depth):
+    """A :class:`StructFIFO` added to ``m`` as submodule ``name``."""
+    m.submodules[name] = fifo = StructFIFO(layout, depth)
+    return fifo
 
 
 def _command_layout(cfg):
@@ -229,7 +193,7 @@ def _record_layout():
     return data.StructLayout({"beats": 9, "desc_end": 1, "marker": 1})
 
 
-class _BurstIssuer(Elaboratable):
+class _BurstIssuer(wiring.Component):
     """Splits commands into AXI4 INCR bursts on one address channel.
 
     For each command with ``ok`` it issues bursts of at most
@@ -239,18 +203,25 @@ class _BurstIssuer(Elaboratable):
     flight. While ``aborting``, or on ``cancel`` of the descriptor it works
     on, it stops at the next burst boundary and pushes a marker record with
     ``desc_end`` instead. Commands without ``ok`` produce no record.
+
+    The record stream's ``valid`` is raised only while ``ready`` is high
+    (it feeds a FIFO, whose write side ignores ``valid`` when full anyway):
+    the record is pushed in the very cycle the burst is launched.
     """
 
-    def __init__(self, cfg, cmd, records, ax):
+    def __init__(self, cfg):
         self.cfg = cfg
-        self.cmd = cmd            # _Fifo of commands (read side used)
-        self.records = records    # _Fifo of burst records (write side used)
-        self.ax = ax              # AR or AW channel of the manager port
-        self.aborting = Signal()
-        self.cancel = Signal()
-        self.cancel_seq = Signal(cfg._seq_bits)
-        self.credit = Signal(init=1)   # another burst may be launched
-        self.busy = Signal()
+        super().__init__({
+            "cmd": In(stream.Signature(_command_layout(cfg))),
+            "records": Out(stream.Signature(_record_layout())),
+            # AR or AW channel of the manager port (both have the same members).
+            "ax": Out(cfg.axi_signature.members["ar"].signature),
+            "aborting": In(1),
+            "cancel": In(1),
+            "cancel_seq": In(cfg._seq_bits),
+            "credit": In(1, init=1),   # another burst may be launched
+            "busy": Out(1),
+        })
 
     def elaborate(self, platform):
         cfg, cmd, rec, ax = self.cfg, self.cmd, self.records, self.ax
@@ -283,20 +254,22 @@ class _BurstIssuer(Elaboratable):
 
         with m.FSM(name="issuer") as fsm:
             with m.State("IDLE"):
-                with m.If(cmd.r_rdy):
-                    m.d.comb += cmd.r_en.eq(1)
+                with m.If(cmd.valid):
+                    m.d.comb += cmd.ready.eq(1)
                     m.d.sync += [cur_seq.eq(seq), seq.eq(seq + 1),
-                                 addr.eq(cmd.r.addr[lg:]), left.eq(cmd.r.beats)]
-                    with m.If(cmd.r.ok):
+                                 addr.eq(cmd.payload.addr[lg:]), left.eq(cmd.payload.beats)]
+                    with m.If(cmd.payload.ok):
                         m.next = "RUN"
             with m.State("RUN"):
                 stop = self.aborting | (self.cancel & (self.cancel_seq == cur_seq))
                 with m.If(stop):
-                    with m.If(rec.w_rdy):
-                        m.d.comb += [rec.w_en.eq(1), rec.w.marker.eq(1), rec.w.desc_end.eq(1)]
+                    with m.If(rec.ready):
+                        m.d.comb += [rec.valid.eq(1), rec.payload.marker.eq(1),
+                                     rec.payload.desc_end.eq(1)]
                         m.next = "IDLE"
-                with m.Elif(free & rec.w_rdy & self.credit):
-                    m.d.comb += [rec.w_en.eq(1), rec.w.beats.eq(n), rec.w.desc_end.eq(final)]
+                with m.Elif(free & rec.ready & self.credit):
+                    m.d.comb += [rec.valid.eq(1), rec.payload.beats.eq(n),
+                                 rec.payload.desc_end.eq(final)]
                     m.d.sync += [ax.valid.eq(1), ax.addr.eq(Cat(Const(0, lg), addr)),
                                  ax.len.eq(n - 1), addr.eq(addr + n), left.eq(left - n)]
                     with m.If(final):
@@ -332,13 +305,18 @@ class _Mm2s(_Channel):
         B, lg = cfg.beat_bytes, cfg.beat_shift
         desc_in, out, r = e.mm2s_descriptors, e.mm2s_data, e.bus.r
 
-        cmds = _Fifo(m, "cmds", _command_layout(cfg), cfg.queue_depth)
-        descs = _Fifo(m, "descs", data.StructLayout({
+        cmds = _fifo(m, "cmds", _command_layout(cfg), cfg.queue_depth)
+        descs = _fifo(m, "descs", data.StructLayout({
             "tag": cfg.tag_width, "flags": cfg.flags_width, "offset": lg, "need_flush": 1,
-            "last_bytes": lg + 1, "ok": 1, "code": ERROR_BITS}), cfg.queue_depth)
-        records = _Fifo(m, "records", _record_layout(), cfg.max_outstanding)
-        status = _Fifo(m, "status", cfg.status_layout, cfg.status_depth)
-        m.submodules.issuer = issuer = _BurstIssuer(cfg, cmds, records, e.bus.ar)
+            "last_bytes": lg + 1, "ok": 1, "code": DmaError}), cfg.queue_depth)
+        records = _fifo(m, "records", _record_layout(), cfg.max_outstanding)
+        status = _fifo(m, "status", cfg.status_layout, cfg.status_depth)
+        m.submodules.issuer = issuer = _BurstIssuer(cfg)
+        wiring.connect(m, cmds.r_stream, issuer.cmd)
+        wiring.connect(m, issuer.records, records.w_stream)
+        wiring.connect(m, issuer.ax, wiring.flipped(e.bus.ar))
+        cmd_w, desc_w = cmds.w_stream.payload, descs.w_stream.payload
+        status_w = status.w_stream.payload
         m.d.comb += issuer.aborting.eq(e._aborting)
 
         # --- accept: window check and beat counts -----------------------
@@ -351,19 +329,19 @@ class _Mm2s(_Channel):
         out_beats_m1 = Signal(cfg.len_width)
         m.d.comb += out_beats_m1.eq((p.length - 1) >> lg)
         m.d.comb += [
-            desc_in.ready.eq(~e._aborting & cmds.w_rdy & descs.w_rdy),
-            cmds.w_en.eq(desc_in.valid & desc_in.ready),
-            descs.w_en.eq(desc_in.valid & desc_in.ready),
-            cmds.w.addr.eq(p.addr), cmds.w.beats.eq(span + 1),
-            cmds.w.ok.eq(win & (p.length != 0)),
-            descs.w.tag.eq(p.tag), descs.w.flags.eq(p.flags),
-            descs.w.offset.eq(p.addr[:lg]),
+            desc_in.ready.eq(~e._aborting & cmds.w_stream.ready & descs.w_stream.ready),
+            cmds.w_stream.valid.eq(desc_in.valid & desc_in.ready),
+            descs.w_stream.valid.eq(desc_in.valid & desc_in.ready),
+            cmd_w.addr.eq(p.addr), cmd_w.beats.eq(span + 1),
+            cmd_w.ok.eq(win & (p.length != 0)),
+            desc_w.tag.eq(p.tag), desc_w.flags.eq(p.flags),
+            desc_w.offset.eq(p.addr[:lg]),
             # One read beat more than output beats, unless the tail of the
             # first read beat and the whole rest fit the output beat count.
-            descs.w.need_flush.eq((p.addr[:lg] != 0) & (span == out_beats_m1)),
-            descs.w.last_bytes.eq(((p.length - 1) & (B - 1)) + 1),
-            descs.w.ok.eq(win & (p.length != 0)),
-            descs.w.code.eq(Mux(win, DmaError.OK, DmaError.WINDOW)),
+            desc_w.need_flush.eq((p.addr[:lg] != 0) & (span == out_beats_m1)),
+            desc_w.last_bytes.eq(((p.length - 1) & (B - 1)) + 1),
+            desc_w.ok.eq(win & (p.length != 0)),
+            desc_w.code.eq(Mux(win, DmaError.OK, DmaError.WINDOW)),
         ]
 
         # --- R side: realign, pack, terminate, report -------------------
@@ -373,7 +351,7 @@ class _Mm2s(_Channel):
         skip_first = Signal()
         need_flush = Signal()
         last_bytes = Signal(lg + 1)
-        code = Signal(ERROR_BITS)
+        code = Signal(DmaError)
         moved = Signal(cfg.len_width)
         first = Signal()
         prev = Signal(cfg.data_width)
@@ -393,13 +371,13 @@ class _Mm2s(_Channel):
             m.d.sync += [out_valid.eq(1), out_data.eq(data_value), out_bytes.eq(nbytes),
                          out_last.eq(last), moved.eq(moved + nbytes)]
 
-        rec = records.r
+        rec = records.r_stream.payload
         m.d.comb += [issuer.cancel_seq.eq(seq)]
         with m.FSM(name="mm2s") as fsm:
             with m.State("IDLE"):
-                d = descs.r
-                with m.If(descs.r_rdy):
-                    m.d.comb += descs.r_en.eq(1)
+                d = descs.r_stream.payload
+                with m.If(descs.r_stream.valid):
+                    m.d.comb += descs.r_stream.ready.eq(1)
                     m.d.sync += [tag.eq(d.tag), flags.eq(d.flags),
                                  shift.eq(Mux(d.offset == 0, B, d.offset)),
                                  skip_first.eq(d.offset != 0), need_flush.eq(d.need_flush),
@@ -413,12 +391,13 @@ class _Mm2s(_Channel):
                     m.d.sync += code.eq(DmaError.ABORTED)
                     m.next = "DRAIN"
                 with m.Else():
-                    m.d.comb += r.ready.eq(records.r_rdy & ~rec.marker & out_free)
+                    m.d.comb += r.ready.eq(records.r_stream.valid & ~rec.marker & out_free)
                     with m.If(r.valid & r.ready):
                         final = rec.desc_end & r.last
-                        m.d.comb += records.r_en.eq(r.last)
+                        m.d.comb += records.r_stream.ready.eq(r.last)
                         with m.If(r.resp[1]):
-                            m.d.sync += code.eq(r.resp)   # SLVERR = 2, DECERR = 3
+                            # RRESP SLVERR/DECERR are DmaError codes (_check_error_codes).
+                            m.d.sync += code.eq(r.resp)
                             m.next = "DRAIN"
                             with m.If(final):
                                 m.next = "TERM"
@@ -436,12 +415,12 @@ class _Mm2s(_Channel):
                 # Everything left of this descriptor on the bus is read and
                 # dropped; the issuer stops it early (cancel/abort marker).
                 m.d.comb += [issuer.cancel.eq(1),
-                             r.ready.eq(records.r_rdy & ~rec.marker)]
-                with m.If(records.r_rdy & rec.marker):
-                    m.d.comb += records.r_en.eq(1)
+                             r.ready.eq(records.r_stream.valid & ~rec.marker)]
+                with m.If(records.r_stream.valid & rec.marker):
+                    m.d.comb += records.r_stream.ready.eq(1)
                     m.next = "TERM"
                 with m.Elif(r.valid & r.ready & r.last):
-                    m.d.comb += records.r_en.eq(1)
+                    m.d.comb += records.r_stream.ready.eq(1)
                     with m.If(rec.desc_end):
                         m.next = "TERM"
             with m.State("FLUSH"):
@@ -462,19 +441,18 @@ class _Mm2s(_Channel):
                         m.d.sync += code.eq(DmaError.ABORTED)
                     m.next = "DONE"
             with m.State("DONE"):
-                with m.If(~out_valid & status.w_rdy):
-                    m.d.comb += [status.w_en.eq(1), status.w.tag.eq(tag),
-                                 status.w.flags.eq(flags), status.w.bytes.eq(moved),
-                                 status.w.error.eq(code)]
+                with m.If(~out_valid & status.w_stream.ready):
+                    m.d.comb += [status.w_stream.valid.eq(1), status_w.tag.eq(tag),
+                                 status_w.flags.eq(flags), status_w.bytes.eq(moved),
+                                 status_w.error.eq(code)]
                     m.d.sync += seq.eq(seq + 1)
                     m.next = "IDLE"
 
-        m.d.comb += [e.mm2s_status.valid.eq(status.r_rdy),
-                     e.mm2s_status.payload.eq(status.r_data),
-                     status.r_en.eq(e.mm2s_status.ready)]
-        m.d.comb += self.busy.eq(cmds.r_rdy | descs.r_rdy | records.r_rdy | issuer.busy |
+        wiring.connect(m, status.r_stream, wiring.flipped(e.mm2s_status))
+        m.d.comb += self.busy.eq(cmds.r_stream.valid | descs.r_stream.valid |
+                                 records.r_stream.valid | issuer.busy |
                                  ~fsm.ongoing("IDLE") | out_valid)
-        m.d.comb += self.status_pending.eq(status.r_rdy)
+        m.d.comb += self.status_pending.eq(status.r_stream.valid)
         return m
 
 
@@ -487,25 +465,31 @@ class _S2mm(_Channel):
         B, lg = cfg.beat_bytes, cfg.beat_shift
         desc_in, inp, w, b = e.s2mm_descriptors, e.s2mm_data, e.bus.w, e.bus.b
 
-        cmds = _Fifo(m, "cmds", _command_layout(cfg), cfg.queue_depth)
-        descs = _Fifo(m, "descs", data.StructLayout({
+        cmds = _fifo(m, "cmds", _command_layout(cfg), cfg.queue_depth)
+        descs = _fifo(m, "descs", data.StructLayout({
             "tag": cfg.tag_width, "flags": cfg.flags_width, "offset": lg,
-            "length": cfg.len_width, "ok": 1, "code": ERROR_BITS}), cfg.queue_depth)
-        records = _Fifo(m, "records", _record_layout(), cfg.max_outstanding)
+            "length": cfg.len_width, "ok": 1, "code": DmaError}), cfg.queue_depth)
+        records = _fifo(m, "records", _record_layout(), cfg.max_outstanding)
         bytes_bits = bits_for(256 * B)
         # Room for every write burst in flight (the issuer's credit below)
         # plus the markers of the descriptors in flight, so the W side never
         # waits for a write response: W data never depends on B.
-        brecs = _Fifo(m, "brecs", data.StructLayout({
+        brecs = _fifo(m, "brecs", data.StructLayout({
             "bytes": bytes_bits, "desc_end": 1, "marker": 1}),
             cfg.max_outstanding + cfg.status_depth)
-        wres = _Fifo(m, "wres", data.StructLayout({
-            "tag": cfg.tag_width, "flags": cfg.flags_width, "code": ERROR_BITS,
+        wres = _fifo(m, "wres", data.StructLayout({
+            "tag": cfg.tag_width, "flags": cfg.flags_width, "code": DmaError,
             "aborted": 1, "mismatch": 1}), 2)
-        bres = _Fifo(m, "bres", data.StructLayout({
+        bres = _fifo(m, "bres", data.StructLayout({
             "err": 2, "bytes": cfg.len_width}), 2)
-        status = _Fifo(m, "status", cfg.status_layout, cfg.status_depth)
-        m.submodules.issuer = issuer = _BurstIssuer(cfg, cmds, records, e.bus.aw)
+        status = _fifo(m, "status", cfg.status_layout, cfg.status_depth)
+        m.submodules.issuer = issuer = _BurstIssuer(cfg)
+        wiring.connect(m, cmds.r_stream, issuer.cmd)
+        wiring.connect(m, issuer.records, records.w_stream)
+        wiring.connect(m, issuer.ax, wiring.flipped(e.bus.aw))
+        cmd_w, desc_w = cmds.w_stream.payload, descs.w_stream.payload
+        brec_w, wres_w = brecs.w_stream.payload, wres.w_stream.payload
+        bres_w, status_w = bres.w_stream.payload, status.w_stream.payload
         m.d.comb += issuer.aborting.eq(e._aborting)
 
         # --- accept -------------------------------------------------------
@@ -514,21 +498,21 @@ class _S2mm(_Channel):
         last_addr = Signal(cfg.addr_width + 1)
         m.d.comb += last_addr.eq(p.addr + p.length - 1)
         m.d.comb += [
-            desc_in.ready.eq(~e._aborting & cmds.w_rdy & descs.w_rdy),
-            cmds.w_en.eq(desc_in.valid & desc_in.ready),
-            descs.w_en.eq(desc_in.valid & desc_in.ready),
-            cmds.w.addr.eq(p.addr),
-            cmds.w.beats.eq(last_addr[lg:] - p.addr[lg:] + 1),
-            cmds.w.ok.eq(win & (p.length != 0)),
-            descs.w.tag.eq(p.tag), descs.w.flags.eq(p.flags), descs.w.offset.eq(p.addr[:lg]),
-            descs.w.length.eq(p.length), descs.w.ok.eq(win & (p.length != 0)),
-            descs.w.code.eq(Mux(win, DmaError.OK, DmaError.WINDOW)),
+            desc_in.ready.eq(~e._aborting & cmds.w_stream.ready & descs.w_stream.ready),
+            cmds.w_stream.valid.eq(desc_in.valid & desc_in.ready),
+            descs.w_stream.valid.eq(desc_in.valid & desc_in.ready),
+            cmd_w.addr.eq(p.addr),
+            cmd_w.beats.eq(last_addr[lg:] - p.addr[lg:] + 1),
+            cmd_w.ok.eq(win & (p.length != 0)),
+            desc_w.tag.eq(p.tag), desc_w.flags.eq(p.flags), desc_w.offset.eq(p.addr[:lg]),
+            desc_w.length.eq(p.length), desc_w.ok.eq(win & (p.length != 0)),
+            desc_w.code.eq(Mux(win, DmaError.OK, DmaError.WINDOW)),
         ]
 
         # --- W side -------------------------------------------------------
         tag = Signal(cfg.tag_width)
         flags = Signal(cfg.flags_width)
-        code = Signal(ERROR_BITS)
+        code = Signal(DmaError)
         shift = Signal(lg + 1)        # W beat = (prev ++ cur)[B - offset : 2B - offset]
         rem = Signal(cfg.len_width)   # descriptor bytes not yet taken from the packet
         ended = Signal()              # the packet's last beat was taken
@@ -557,12 +541,12 @@ class _S2mm(_Channel):
             with m.If(ip.last):
                 m.d.sync += ended.eq(1)
 
-        rec = records.r
+        rec = records.r_stream.payload
         with m.FSM(name="s2mm") as fsm:
             with m.State("IDLE"):
-                d = descs.r
-                with m.If(descs.r_rdy & brecs.w_rdy):
-                    m.d.comb += descs.r_en.eq(1)
+                d = descs.r_stream.payload
+                with m.If(descs.r_stream.valid & brecs.w_stream.ready):
+                    m.d.comb += descs.r_stream.ready.eq(1)
                     m.d.sync += [tag.eq(d.tag), flags.eq(d.flags), code.eq(d.code),
                                  shift.eq(B - d.offset), rem.eq(d.length), ended.eq(0),
                                  mismatch.eq(0), aborted.eq(e._aborting), prev_mask.eq(0),
@@ -570,25 +554,25 @@ class _S2mm(_Channel):
                     m.next = "WRITE"
                     with m.If(~d.ok):
                         # No bus beat: close its write-response accounting now.
-                        m.d.comb += [brecs.w_en.eq(1), brecs.w.marker.eq(1),
-                                     brecs.w.desc_end.eq(1)]
+                        m.d.comb += [brecs.w_stream.valid.eq(1), brec_w.marker.eq(1),
+                                     brec_w.desc_end.eq(1)]
                         m.next = "DISCARD"
             with m.State("WRITE"):
-                with m.If(records.r_rdy & rec.marker):
-                    with m.If(brecs.w_rdy):
-                        m.d.comb += [records.r_en.eq(1), brecs.w_en.eq(1),
-                                     brecs.w.marker.eq(1), brecs.w.desc_end.eq(1)]
+                with m.If(records.r_stream.valid & rec.marker):
+                    with m.If(brecs.w_stream.ready):
+                        m.d.comb += [records.r_stream.ready.eq(1), brecs.w_stream.valid.eq(1),
+                                     brec_w.marker.eq(1), brec_w.desc_end.eq(1)]
                         m.next = "DISCARD"
-                with m.Elif(records.r_rdy & w_free):
+                with m.Elif(records.r_stream.valid & w_free):
                     need = (rem != 0) & ~ended & ~e._aborting
                     wlast = beat_in_burst == rec.beats - 1
-                    with m.If((~need | inp.valid) & (~wlast | brecs.w_rdy)):
+                    with m.If((~need | inp.valid) & (~wlast | brecs.w_stream.ready)):
                         m.d.comb += inp.ready.eq(need)
                         cur = Mux(need, ip.data, 0)
                         cur_mask = Mux(need, _lane_mask(take, B), 0)
                         strb = Signal(B)
                         m.d.comb += strb.eq(Cat(prev_mask, cur_mask).bit_select(shift, B))
-                        beat_bytes = burst_bytes + _popcount(strb)
+                        beat_bytes = burst_bytes + popcount(strb)
                         m.d.sync += [
                             w_valid.eq(1), w.last.eq(wlast), w.strb.eq(strb),
                             w.data.eq(Cat(prev, cur).bit_select(shift * 8, cfg.data_width)),
@@ -598,9 +582,9 @@ class _S2mm(_Channel):
                         with m.If(need):
                             consume()
                         with m.If(wlast):
-                            m.d.comb += [records.r_en.eq(1), brecs.w_en.eq(1),
-                                         brecs.w.bytes.eq(beat_bytes),
-                                         brecs.w.desc_end.eq(rec.desc_end)]
+                            m.d.comb += [records.r_stream.ready.eq(1), brecs.w_stream.valid.eq(1),
+                                         brec_w.bytes.eq(beat_bytes),
+                                         brec_w.desc_end.eq(rec.desc_end)]
                             m.d.sync += [beat_in_burst.eq(0), burst_bytes.eq(0)]
                             with m.If(rec.desc_end):
                                 m.next = "DISCARD"
@@ -615,17 +599,17 @@ class _S2mm(_Channel):
                     with m.If(inp.valid):
                         consume()
             with m.State("DONE"):
-                with m.If(wres.w_rdy):
-                    m.d.comb += [wres.w_en.eq(1), wres.w.tag.eq(tag), wres.w.flags.eq(flags),
-                                 wres.w.code.eq(code), wres.w.aborted.eq(aborted),
-                                 wres.w.mismatch.eq(mismatch)]
+                with m.If(wres.w_stream.ready):
+                    m.d.comb += [wres.w_stream.valid.eq(1), wres_w.tag.eq(tag),
+                                 wres_w.flags.eq(flags), wres_w.code.eq(code),
+                                 wres_w.aborted.eq(aborted), wres_w.mismatch.eq(mismatch)]
                     m.next = "IDLE"
         with m.If(e._aborting & ~ended & ~fsm.ongoing("IDLE") & ~fsm.ongoing("DONE")):
             m.d.sync += aborted.eq(1)
 
         # Write bursts launched and not yet answered stay within max_outstanding.
         in_flight = Signal(range(cfg.max_outstanding + 1))
-        launched = records.w_en & ~records.w.marker
+        launched = records.w_stream.valid & ~records.w_stream.payload.marker
         answered = b.valid & b.ready
         m.d.sync += in_flight.eq(in_flight + launched - answered)
         m.d.comb += issuer.credit.eq(in_flight < cfg.max_outstanding)
@@ -634,47 +618,48 @@ class _S2mm(_Channel):
         berr = Signal(2)
         bbytes = Signal(cfg.len_width)
         bseq = Signal(cfg._seq_bits)
-        brec = brecs.r
+        brec = brecs.r_stream.payload
         m.d.comb += [issuer.cancel.eq(berr != 0), issuer.cancel_seq.eq(bseq)]
-        m.d.comb += b.ready.eq(brecs.r_rdy & ~brec.marker & bres.w_rdy)
+        m.d.comb += b.ready.eq(brecs.r_stream.valid & ~brec.marker & bres.w_stream.ready)
         new_err = Mux(berr != 0, berr, Mux(b.resp[1], b.resp, 0))
         new_bytes = Mux(new_err == 0, bbytes + brec.bytes, bbytes)
-        with m.If(brecs.r_rdy & brec.marker & bres.w_rdy):
-            m.d.comb += [brecs.r_en.eq(1), bres.w_en.eq(1),
-                         bres.w.err.eq(berr), bres.w.bytes.eq(bbytes)]
+        with m.If(brecs.r_stream.valid & brec.marker & bres.w_stream.ready):
+            m.d.comb += [brecs.r_stream.ready.eq(1), bres.w_stream.valid.eq(1),
+                         bres_w.err.eq(berr), bres_w.bytes.eq(bbytes)]
             m.d.sync += [berr.eq(0), bbytes.eq(0), bseq.eq(bseq + 1)]
         with m.Elif(b.valid & b.ready):
-            m.d.comb += brecs.r_en.eq(1)
+            m.d.comb += brecs.r_stream.ready.eq(1)
             with m.If(brec.desc_end):
-                m.d.comb += [bres.w_en.eq(1), bres.w.err.eq(new_err), bres.w.bytes.eq(new_bytes)]
+                m.d.comb += [bres.w_stream.valid.eq(1), bres_w.err.eq(new_err),
+                             bres_w.bytes.eq(new_bytes)]
                 m.d.sync += [berr.eq(0), bbytes.eq(0), bseq.eq(bseq + 1)]
             with m.Else():
                 m.d.sync += [berr.eq(new_err), bbytes.eq(new_bytes)]
 
         # --- status: join the two halves ----------------------------------
-        wr, br = wres.r, bres.r
-        with m.If(wres.r_rdy & bres.r_rdy & status.w_rdy):
-            m.d.comb += [wres.r_en.eq(1), bres.r_en.eq(1), status.w_en.eq(1),
-                         status.w.tag.eq(wr.tag), status.w.flags.eq(wr.flags),
-                         status.w.bytes.eq(br.bytes)]
+        wr, br = wres.r_stream.payload, bres.r_stream.payload
+        with m.If(wres.r_stream.valid & bres.r_stream.valid & status.w_stream.ready):
+            m.d.comb += [wres.r_stream.ready.eq(1), bres.r_stream.ready.eq(1),
+                         status.w_stream.valid.eq(1),
+                         status_w.tag.eq(wr.tag), status_w.flags.eq(wr.flags),
+                         status_w.bytes.eq(br.bytes)]
             with m.If(br.err != 0):
-                m.d.comb += status.w.error.eq(br.err)
+                m.d.comb += status_w.error.eq(br.err)
             with m.Elif(wr.code != DmaError.OK):
-                m.d.comb += status.w.error.eq(wr.code)
+                m.d.comb += status_w.error.eq(wr.code)
             with m.Elif(wr.aborted):
-                m.d.comb += status.w.error.eq(DmaError.ABORTED)
+                m.d.comb += status_w.error.eq(DmaError.ABORTED)
             with m.Elif(wr.mismatch):
-                m.d.comb += status.w.error.eq(DmaError.LENGTH_MISMATCH)
+                m.d.comb += status_w.error.eq(DmaError.LENGTH_MISMATCH)
             with m.Else():
-                m.d.comb += status.w.error.eq(DmaError.OK)
-        m.d.comb += [e.s2mm_status.valid.eq(status.r_rdy),
-                     e.s2mm_status.payload.eq(status.r_data),
-                     status.r_en.eq(e.s2mm_status.ready)]
+                m.d.comb += status_w.error.eq(DmaError.OK)
+        wiring.connect(m, status.r_stream, wiring.flipped(e.s2mm_status))
 
-        m.d.comb += self.busy.eq(cmds.r_rdy | descs.r_rdy | records.r_rdy | issuer.busy |
-                                 ~fsm.ongoing("IDLE") | w_valid | brecs.r_rdy |
-                                 wres.r_rdy | bres.r_rdy)
-        m.d.comb += self.status_pending.eq(status.r_rdy)
+        m.d.comb += self.busy.eq(cmds.r_stream.valid | descs.r_stream.valid |
+                                 records.r_stream.valid | issuer.busy |
+                                 ~fsm.ongoing("IDLE") | w_valid | brecs.r_stream.valid |
+                                 wres.r_stream.valid | bres.r_stream.valid)
+        m.d.comb += self.status_pending.eq(status.r_stream.valid)
         return m
 
 

@@ -22,22 +22,29 @@ WO      ``sw=w``                        write only; reads of an all-WO register 
 ======  ==============================  ==========================================
 """
 
-import enum
 import functools
+import types
 from dataclasses import dataclass
 from dataclasses import field as dc_field
 from pathlib import Path
 
+from amaranth.hdl import Shape
+from amaranth.lib import enum
+
 from ..config import GemvConfig, WeightFormat
+from ..utils import check_int
 
 __all__ = [
     "RDL_PATH",
+    "DmaError",
     "Field",
+    "GemvError",
     "MemoryKind",
     "Register",
     "RegisterMap",
     "RegmapConfig",
     "compile_regmap",
+    "rdl_enum",
     "register_map",
 ]
 
@@ -51,24 +58,146 @@ TOP = "lpaccel"
 BUS_WIDTH = 32
 
 
-class MemoryKind(enum.IntEnum):
-    """Memory behind the DMA window, as ``CAP_MEMORY.KIND`` reports it.
+def _compile_file(path, parameters):
+    from systemrdl import RDLCompiler
+    rdlc = RDLCompiler()
+    rdlc.compile_file(str(path))
+    return rdlc.elaborate(TOP, TOP, parameters=dict(parameters))
 
-    The codes are the ``mem_kind_e`` enum of the register map; a test keeps
-    the two in step.
+
+# -- enumerations -----------------------------------------------------------------
+
+def _member_desc(self):
+    """The member's ``desc`` text from the SystemRDL file."""
+    return type(self)._rdl_descs[self.name]
+
+
+def _describe(cls, code):
+    """Text for ``code`` (a member or an integer), for messages and docs.
+
+    Returns
+    -------
+    str
+        ``"NAME (value): desc"``, or for a value with no member
+        ``"reserved <rdl_type> code <value>"``.
     """
-
-    BRAM = 0
-    LPDDR4 = 1
-    LPDDR4X = 2
-    LPDDR5 = 3
-    SDR = 4
-    DDR3 = 5
+    try:
+        member = cls(int(code))
+    except ValueError:
+        return f"reserved {cls.rdl_type} code {int(code)}"
+    return f"{member.name} ({member.value}): {member.desc}"
 
 
-def _check_uint(name, value, bits):
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < (1 << bits):
-        raise ValueError(f"{name} must be an integer from 0 to {(1 << bits) - 1}, not {value!r}")
+def _enum_class_name(type_name):
+    base = type_name[:-2] if type_name.endswith("_e") else type_name
+    return "".join(part.capitalize() for part in base.split("_"))
+
+
+@functools.lru_cache(maxsize=8)
+def _rdl_enum_types(path):
+    """Every ``enum`` type used as a field's ``encode`` in ``path``: name → members."""
+    root = _compile_file(path, ())
+    found = {}
+    for node in root.top.descendants():
+        if not hasattr(node, "fields"):
+            continue
+        for f in node.fields():
+            encode = f.get_property("encode")
+            if encode is not None:
+                found[encode.type_name] = tuple(
+                    (m.name, m.value, (m.rdl_desc or "").strip()) for m in encode)
+    return found
+
+
+def rdl_enum(type_name, shape, *, name=None, path=None):
+    """An ``amaranth.lib.enum.IntEnum`` built from a SystemRDL ``enum`` type.
+
+    Member names and values come from the compiled SystemRDL file. Members
+    are integers (usable in arithmetic, ``Const`` and comparisons) and the
+    class is a shape, so ``Signal(GemvError)`` or a struct field of that type
+    has the given width. Each member's SystemRDL ``desc`` travels with it:
+
+    - ``member.desc``: the text;
+    - ``cls.describe(code)``: ``"NAME (value): text"`` for a member or an
+      integer, ``"reserved <type> code <value>"`` for a value with no member;
+    - ``cls.rdl_type``, ``cls.rdl_path``: where it came from.
+
+    The file is compiled once per path and the class is built once per set of
+    arguments (cached), so repeated calls return the same class.
+
+    Parameters
+    ----------
+    type_name : str
+        The SystemRDL ``enum`` type, e.g. ``"gemv_error_e"``. It must be the
+        ``encode`` of at least one field (that is how the compiler exposes it).
+    shape : ShapeLike
+        Shape of the enum in hardware (``3`` for a 3-bit port).
+    name : str, optional
+        Python class name; default from ``type_name`` (``gemv_error_e`` →
+        ``GemvError``).
+    path : str or Path, optional
+        The SystemRDL file; default :data:`RDL_PATH`.
+
+    Returns
+    -------
+    type
+        A subclass of ``amaranth.lib.enum.IntEnum`` with ``shape``.
+
+    Raises
+    ------
+    ValueError
+        If the file has no field encoded with ``type_name``, or a value does
+        not fit ``shape``.
+    """
+    path = str(Path(path if path is not None else RDL_PATH).resolve())
+    return _build_rdl_enum(type_name, Shape.cast(shape), name or _enum_class_name(type_name),
+                           path)
+
+
+@functools.lru_cache(maxsize=32)
+def _build_rdl_enum(type_name, shape, cls_name, path):
+    types_found = _rdl_enum_types(path)
+    if type_name not in types_found:
+        raise ValueError(f"{path}: no field has 'encode = {type_name}' (enums used as encode: "
+                         f"{', '.join(sorted(types_found)) or 'none'}); define the enum and "
+                         f"use it on a field")
+    members = types_found[type_name]
+    for member_name, value, _ in members:
+        if not Shape.cast(range(value, value + 1)).width <= shape.width or value < 0:
+            raise ValueError(f"{path}: {type_name}.{member_name} = {value} does not fit the "
+                             f"shape {shape!r}; widen the shape or renumber the enum")
+    doc = "\n".join([f"Codes of the SystemRDL enum ``{type_name}`` (built by "
+                     f":func:`lpaccel.rtl.regmap.rdl_enum`).", ""] +
+                    [f"- ``{n} = {v}``: {d}" for n, v, d in members])
+
+    def body(namespace):
+        namespace["__doc__"] = doc
+        namespace["__module__"] = __name__
+        namespace["__qualname__"] = cls_name
+        # Descriptors, not members: an enum class body turns plain values
+        # into members but leaves properties and classmethods alone.
+        namespace["desc"] = property(_member_desc)
+        namespace["describe"] = classmethod(_describe)
+        for member_name, value, _ in members:
+            namespace[member_name] = value
+
+    cls = types.new_class(cls_name, (enum.IntEnum,), {"shape": shape}, body)
+    cls.rdl_type = type_name
+    cls.rdl_path = path
+    cls._rdl_descs = {n: d for n, _, d in members}
+    return cls
+
+
+#: Memory behind the DMA window, as ``CAP_MEMORY.KIND`` reports it (``mem_kind_e``).
+MemoryKind = rdl_enum("mem_kind_e", 4, name="MemoryKind")
+
+#: Sticky GEMV engine error codes (``gemv_error_e``; ``ERROR.GEMV``), the
+#: engine's 3-bit ``error`` port.
+GemvError = rdl_enum("gemv_error_e", 3, name="GemvError")
+
+#: Per-descriptor DMA completion codes (``dma_error_e``; ``DMA_STATUS.ERROR``,
+#: ``ERROR.DMA``), the 4-bit ``error`` field of a DMA status.
+DmaError = rdl_enum("dma_error_e", 4, name="DmaError")
 
 
 @dataclass(frozen=True)
@@ -119,12 +248,10 @@ class RegmapConfig:
         else:
             kind = MemoryKind(self.memory_kind)
         object.__setattr__(self, "memory_kind", kind)
-        _check_uint("memory_size", self.memory_size, 64)
-        _check_uint("build_hash", self.build_hash, 32)
+        check_int("memory_size", self.memory_size, 0, (1 << 64) - 1)
+        check_int("build_hash", self.build_hash, 0, (1 << 32) - 1)
         for name in ("dma_desc_depth", "dma_status_depth"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or not 1 <= value <= 255:
-                raise ValueError(f"{name} must be an integer from 1 to 255, not {value!r}")
+            check_int(name, getattr(self, name), 1, 255)
         if (not isinstance(self.version, tuple) or len(self.version) != 2 or
                 not all(isinstance(v, int) and 0 <= v < 1 << 16 for v in self.version)):
             raise ValueError(f"version must be a (major, minor) pair of 16-bit integers, "
@@ -404,10 +531,7 @@ def _field(node):
 
 @functools.lru_cache(maxsize=8)
 def _compile(parameters):
-    from systemrdl import RDLCompiler
-    rdlc = RDLCompiler()
-    rdlc.compile_file(str(RDL_PATH))
-    return rdlc.elaborate(TOP, TOP, parameters=dict(parameters))
+    return _compile_file(RDL_PATH, parameters)
 
 
 def compile_regmap(config=None):
