@@ -204,58 +204,75 @@ DmaError = rdl_enum("dma_error_e", 4, name="DmaError")
 class RegmapConfig:
     """What the capability registers report; feeds the RDL parameters.
 
+    Every capability and depth value is derived from one
+    :class:`~lpaccel.rtl.soc_config.SocConfig`, so the register map cannot
+    disagree with the hardware it describes; only what is not a property of
+    the hardware's shape (the build hash, the map's version) is given here.
+
     Parameters
     ----------
-    gemv : GemvConfig
-        The GEMV engine configuration (lanes, word width, row/column limits).
-    formats : tuple of WeightFormat, optional
-        Weight formats the build supports; default ``gemv.formats`` (every
-        :class:`~lpaccel.rtl.config.WeightFormat` if the config has none).
-    memory_kind : MemoryKind or str
-        The memory behind the DMA window (``"bram"``, ``"lpddr4"``, ...).
-    memory_size : int
-        Bytes of memory behind the DMA window (64-bit register).
+    soc : SocConfig, optional
+        The SoC the map describes; default ``SocConfig()``.
     build_hash : int
         32-bit identifier of the gateware build (``BUILD_HASH``).
-    dma_desc_depth, dma_status_depth : int
-        DMA descriptor and status queue depths, 1 to 255.
     version : tuple of (int, int)
         Register map version ``(major, minor)``.
     """
 
-    gemv: GemvConfig = dc_field(default_factory=GemvConfig)
-    formats: tuple = ()
-    memory_kind: object = MemoryKind.BRAM
-    memory_size: int = 1 << 16
+    soc: object = None
     build_hash: int = 0
-    dma_desc_depth: int = 4
-    dma_status_depth: int = 4
     version: tuple = (0, 1)
 
     def __post_init__(self):
-        if not isinstance(self.gemv, GemvConfig):
-            raise TypeError(f"gemv must be a GemvConfig, not {self.gemv!r}")
-        default = getattr(self.gemv, "formats", None) or tuple(WeightFormat)
-        formats = tuple(WeightFormat.parse(f) for f in (self.formats or default))
-        object.__setattr__(self, "formats", formats)
-        if isinstance(self.memory_kind, str):
-            try:
-                kind = MemoryKind[self.memory_kind.upper().replace("-", "_")]
-            except KeyError:
-                names = ", ".join(k.name.lower() for k in MemoryKind)
-                raise ValueError(f"memory_kind must be one of {names}, "
-                                 f"not {self.memory_kind!r}") from None
-        else:
-            kind = MemoryKind(self.memory_kind)
-        object.__setattr__(self, "memory_kind", kind)
-        check_int("memory_size", self.memory_size, 0, (1 << 64) - 1)
+        # Imported here: the SoC configuration imports the blocks, and some
+        # blocks take their enums from this package.
+        from ..soc_config import SocConfig
+        if self.soc is None:
+            object.__setattr__(self, "soc", SocConfig())
+        if not isinstance(self.soc, SocConfig):
+            raise TypeError(f"soc must be a SocConfig, not {self.soc!r}")
         check_int("build_hash", self.build_hash, 0, (1 << 32) - 1)
+        check_int("memory_size", self.memory_size, 0, (1 << 64) - 1)
         for name in ("dma_desc_depth", "dma_status_depth"):
-            check_int(name, getattr(self, name), 1, 255)
+            value = getattr(self, name)
+            if not 1 <= value <= 255:
+                raise ValueError(f"{name} is {value} but CAP_DMA holds 1 to 255; build the "
+                                 f"DMA with a smaller queue_depth")
         if (not isinstance(self.version, tuple) or len(self.version) != 2 or
                 not all(isinstance(v, int) and 0 <= v < 1 << 16 for v in self.version)):
             raise ValueError(f"version must be a (major, minor) pair of 16-bit integers, "
                              f"not {self.version!r}")
+
+    @property
+    def gemv(self):
+        """The GEMV engine's configuration."""
+        return self.soc.gemv
+
+    @property
+    def formats(self):
+        """Weight formats compiled into the engine."""
+        return tuple(WeightFormat(f) for f in self.soc.gemv.formats)
+
+    @property
+    def memory_kind(self):
+        """The :class:`MemoryKind` behind the DMA window."""
+        return MemoryKind[{"ONCHIP": "BRAM"}.get(self.soc.memory_standard,
+                                                 self.soc.memory_standard)]
+
+    @property
+    def memory_size(self):
+        """Bytes behind the DMA window."""
+        return self.soc.memory_size
+
+    @property
+    def dma_desc_depth(self):
+        """Descriptor queue entries of a DMA channel, as built."""
+        return self.soc.dma.desc_depth
+
+    @property
+    def dma_status_depth(self):
+        """Status queue entries of a DMA channel, as built."""
+        return self.soc.dma.status_depth
 
     def parameters(self):
         """The SystemRDL parameter overrides of the top ``addrmap``.

@@ -10,17 +10,15 @@ from amaranth.hdl import Module
 from amaranth.lib import wiring
 from lpaccel.rtl.bus.axi import AXI4LiteSignature
 from lpaccel.sim.infra.flat import flat_members, connect_flat
-from lpaccel.rtl.config import GemvConfig
 from lpaccel.rtl.regmap import RegmapConfig, register_map
+from lpaccel.rtl.soc_config import SocConfig
 
 PREFIX = "s_axil"
 
 
 def regmap_config(params):
     """The :class:`RegmapConfig` a test run's parameters describe."""
-    return RegmapConfig(gemv=GemvConfig(lanes=params["lanes"]),
-                        memory_kind=params["memory_kind"], memory_size=params["memory_size"],
-                        build_hash=params["build_hash"])
+    return RegmapConfig(SocConfig.from_dict(params["soc"]), build_hash=params["build_hash"])
 
 
 class CsrBankTop(wiring.Component):

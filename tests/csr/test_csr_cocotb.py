@@ -9,9 +9,13 @@ message that names the broken register.
 
 import pytest
 from csr_top import csr_top
+from lpaccel.rtl.dma import DmaConfig
+from lpaccel.rtl.soc_config import SocConfig
 from lpaccel.sim.infra.harness import run_cocotb
 
-PARAMS = {"lanes": 32, "memory_kind": "lpddr4", "memory_size": (1 << 33) + 0x1000,
+# An LPDDR4 SoC with a window just over 8 GiB: CAP_MEM_SIZE needs both words.
+PARAMS = {"soc": SocConfig(memory="lpddr4-3200", memory_size=(1 << 33) + 0x1000,
+                           dma=DmaConfig(data_width=128, addr_width=40)).to_dict(),
           "build_hash": 0x5EED_C0DE}
 
 

@@ -11,16 +11,23 @@ from pathlib import Path
 
 import pytest
 from lpaccel.rtl.config import GemvConfig, WeightFormat
+from lpaccel.rtl.dma import DmaConfig
 from lpaccel.rtl.regmap import MemoryKind, RegmapConfig, compile_regmap, register_map
+from lpaccel.rtl.soc_config import SocConfig
 
 from lpaccel.regmap import MemoryTransport, RegisterError, Registers, generate
+
+
+def _big_soc():
+    """An on-chip SoC with a 16 GiB window: a 64-bit CAP_MEM_SIZE value."""
+    return SocConfig(memory_size=1 << 34, dma=DmaConfig(data_width=128, addr_width=40))
 
 
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory):
     # One directory per pytest(-xdist) worker: no two workers write the same files.
     out = tmp_path_factory.mktemp("regmap")
-    return generate(out, RegmapConfig(build_hash=0xABCD1234, memory_size=1 << 34))
+    return generate(out, RegmapConfig(_big_soc(), build_hash=0xABCD1234))
 
 
 # --- the map itself -------------------------------------------------------------
@@ -56,9 +63,10 @@ def test_map_layout():
 
 
 def test_capabilities_follow_config():
-    gemv = GemvConfig(lanes=16)
-    cfg = RegmapConfig(gemv=gemv, formats=("q8_0",), memory_kind="ddr3", memory_size=3 << 30,
-                       build_hash=0x1234, dma_desc_depth=8)
+    gemv = GemvConfig(lanes=16, formats=("q8_0",))
+    soc = SocConfig(gemv=gemv, memory="mt41k256m16", memory_size=3 << 30,
+                    dma=DmaConfig(data_width=gemv.word_bits, queue_depth=8))
+    cfg = RegmapConfig(soc, build_hash=0x1234)
     regmap = register_map(cfg)
     assert regmap["CAP_ENGINE"].field("LANES").reset == 16
     assert regmap["CAP_ENGINE"].field("WORD_BITS").reset == gemv.word_bits
@@ -67,22 +75,38 @@ def test_capabilities_follow_config():
     assert regmap["CAP_MEM_SIZE"].reset == 3 << 30
     assert regmap["BUILD_HASH"].reset == 0x1234
     assert regmap["CAP_DMA"].field("DESC_DEPTH").reset == 8
+    assert regmap["CAP_DMA"].field("STATUS_DEPTH").reset == soc.dma.status_depth == 10
     assert regmap["CAP_MAX_COLS"].reset == gemv.max_cols
     default = register_map()
     assert default["CAP_FORMATS"].reset == sum(1 << f for f in GemvConfig().formats)
 
 
 @pytest.mark.parametrize("kwargs,message", [
-    ({"memory_kind": "hbm"}, r"memory_kind must be one of bram, lpddr4, .* not 'hbm'"),
-    ({"memory_size": -1}, r"memory_size must be an integer from 0 to"),
+    ({"soc": {"memory": "hbm"}}, r"memory must be one of onchip, lpddr4-3200, .* not 'hbm'"),
+    ({"soc": {"memory_size": -1}}, r"memory_size must be an integer from 1 to"),
     ({"build_hash": 1 << 32}, r"build_hash must be an integer from 0 to 4294967295"),
-    ({"dma_desc_depth": 0}, r"dma_desc_depth must be an integer from 1 to 255, not 0"),
+    ({"soc": {"dma": {"data_width": 128, "queue_depth": 0}}},
+     r"DmaConfig.queue_depth must be an integer from 1 to 64, not 0"),
     ({"version": (1,)}, r"version must be a \(major, minor\) pair"),
-    ({"formats": ("q5_k",)}, r"weight format 'q5_k' is not supported"),
+    ({"soc": {"gemv": {"formats": ["q5_k"]}}}, r"weight format 'q5_k' is not supported"),
 ])
 def test_config_errors(kwargs, message):
     with pytest.raises(ValueError, match=message):
+        if "soc" in kwargs:
+            kwargs = {**kwargs, "soc": SocConfig.from_dict(kwargs["soc"])}
         RegmapConfig(**kwargs)
+
+
+def test_soc_config_round_trip():
+    for memory in ("onchip", "lpddr4-3200", "lpddr5-6400", "is42s16160"):
+        soc = SocConfig(memory=memory)
+        assert SocConfig.from_dict(soc.to_dict()) == soc
+        assert register_map(RegmapConfig(soc))["CAP_MEMORY"].reset == \
+            RegmapConfig(soc).memory_kind
+    with pytest.raises(ValueError, match=r"gemv: unknown field\(s\) lane \(known: .*lanes"):
+        SocConfig.from_dict({"gemv": {"lane": 32}})
+    with pytest.raises(ValueError, match=r"dma.data_width is 64 but the lpddr4-3200 memory"):
+        SocConfig(memory="lpddr4-3200", dma=DmaConfig(data_width=64))
 
 
 def test_unsupported_rdl_is_refused(tmp_path, monkeypatch):
@@ -114,7 +138,7 @@ def test_bank_rejects_small_address_space():
 
 @pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc not installed")
 def test_c_header_compiles(generated, tmp_path):
-    regmap = register_map(RegmapConfig(build_hash=0xABCD1234, memory_size=1 << 34))
+    regmap = register_map(RegmapConfig(_big_soc(), build_hash=0xABCD1234))
     header = Path(generated["c_header"])
     checks = "\n".join(
         f"_Static_assert(offsetof(lpaccel_t, {r.name}) == {r.address:#x}, \"{r.name}\");"
@@ -176,12 +200,12 @@ def test_python_table_matches_rdl(generated):
     spec = importlib.util.spec_from_file_location("lpaccel_regs_generated", generated["python"])
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    regmap = register_map(RegmapConfig(build_hash=0xABCD1234, memory_size=1 << 34))
+    regmap = register_map(RegmapConfig(_big_soc(), build_hash=0xABCD1234))
     assert module.ADDRESSES == {r.name: r.address for r in regmap}
     regs = module.registers(MemoryTransport())
     assert regs.map.registers == regmap.registers
     # Independently of our flattening: walk systemrdl's own node tree.
-    root = compile_regmap(RegmapConfig(build_hash=0xABCD1234, memory_size=1 << 34))
+    root = compile_regmap(RegmapConfig(_big_soc(), build_hash=0xABCD1234))
     for node in root.top.registers():
         reg = regs.map[node.inst_name]
         assert reg.address == node.absolute_address
