@@ -91,21 +91,27 @@ class LpddrConfig:
     tck_ns: float = None
     idle_precharge: int = None
 
+    #: Controller:DRAM clock ratios the controller can be built with.
+    RATIOS = (1, 2, 4, 8)
+    #: Refresh modes: REFpb hidden behind traffic to other banks, or REFab.
+    REFRESH_MODES = ("per_bank", "all_bank")
+
     def __post_init__(self):
         part = part_by_name(self.part)
         object.__setattr__(self, "part", part)
         if not part.standard.startswith("LPDDR"):
             raise ValueError(f"part must be an LPDDR part for LpddrConfig, not {part.name} "
                              f"({part.standard}); board SDR/DDR3 parts are served by LiteDRAM")
-        if self.ratio not in (1, 2, 4, 8):
-            raise ValueError(f"ratio must be 1, 2, 4 or 8, not {self.ratio!r}")
+        if self.ratio not in self.RATIOS:
+            raise ValueError(f"ratio must be one of {', '.join(map(str, self.RATIOS))}, "
+                             f"not {self.ratio!r}")
         t = self.timings
         if t.burst_ck % self.ratio:
             raise ValueError(f"ratio 1:{self.ratio} must divide the burst's {t.burst_ck} CK "
                              f"of {part.name}; use a ratio of at most {t.burst_ck}")
         if self.ratio > t.tCCD:
             raise ValueError(f"ratio must not exceed tCCD ({t.tCCD} CK), not {self.ratio}")
-        if self.refresh not in ("per_bank", "all_bank"):
+        if self.refresh not in self.REFRESH_MODES:
             raise ValueError(f"refresh must be 'per_bank' or 'all_bank', not {self.refresh!r}")
         if self.refresh == "per_bank" and not part.per_bank_refresh:
             raise ValueError(f"refresh 'per_bank' needs a part with REFpb; {part.name} has none")

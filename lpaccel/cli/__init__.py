@@ -9,12 +9,17 @@ import argparse
 import json
 import sys
 
+from lpaccel.rtl.config import GROUP_SIZES, GemvConfig, WeightFormat
+from lpaccel.rtl.dram.config import LpddrConfig
+from lpaccel.rtl.soc_config import DEFAULT_LPDDR_RATIO, LPDDR_MEMORIES
+
 __all__ = ["main"]
 
-FORMATS = ("q4_0", "q4_1", "q8_0", "int4", "int8")
-GROUPS = (32, 64, 128)
-WORD_BITS = (64, 128, 256, 512)
-LANES = (8, 16, 32, 64, 128)
+# Every choice the command line offers comes from the configuration classes.
+FORMATS = tuple(f.name.lower() for f in WeightFormat)
+GROUPS = GROUP_SIZES
+WORD_BITS = GemvConfig.WORD_BITS
+LANES = GemvConfig.LANES
 
 
 def _positive_int(text):
@@ -54,7 +59,7 @@ def _gemv_text(r):
 
 
 def _cmd_gemv(args):
-    from lpaccel.gemv import make_case, run_gemv
+    from lpaccel.cli.gemv import make_case, run_gemv
     if args.group is not None and args.format not in ("int4", "int8"):
         raise ValueError(f"--group {args.group}: {args.format} has fixed 32-element blocks; "
                          f"--group applies to int4 and int8 only")
@@ -68,7 +73,7 @@ def _cmd_gemv(args):
 
 
 def _cmd_demo(args):
-    from lpaccel.gemv import make_case, run_gemv
+    from lpaccel.cli.gemv import make_case, run_gemv
     print("lpaccel demo: quantized GEMV on the RTL engine (Verilator), checked bit for bit\n")
     ok = True
     cycles = {}
@@ -79,14 +84,15 @@ def _cmd_demo(args):
         ok &= report["bit_exact"] and report["rel_rms_error"] <= 1e-3
         cycles[fmt] = report["cycles"]
     speedup = cycles["q8_0"] / cycles["q4_0"]
+    q8, q4 = WeightFormat.Q8_0.block_bytes, WeightFormat.Q4_0.block_bytes
     print(f"Q4_0 vs Q8_0 at equal memory width: {speedup:.3f}x faster, measured; the byte "
-          f"ratio 34/18 is {34 / 18:.3f}x ({speedup / (34 / 18):.3f} of it).")
+          f"ratio {q8}/{q4} is {q8 / q4:.3f}x ({speedup / (q8 / q4):.3f} of it).")
     print("demo: PASS" if ok else "demo: FAIL")
     return 0 if ok else 1
 
 
 def _cmd_bench(args):
-    from lpaccel.bench import run_bench
+    from lpaccel.cli.bench import run_bench
     reports = run_bench(args.out, quick=args.quick, lanes=args.lanes, seed=args.seed,
                         log=lambda text: print(text, file=sys.stderr))
     print(f"wrote {args.out}/bench.json and {args.out}/bench.md")
@@ -120,7 +126,7 @@ def _cmd_regmap(args):
 
 
 def _cmd_mem_bench(args):
-    from lpaccel.membench import run_mem_bench
+    from lpaccel.cli.membench import run_mem_bench
     report = run_mem_bench(args.memory, args.pattern, args.bytes, refresh=args.refresh,
                            ratio=args.ratio, seed=args.seed)
     if args.json:
@@ -178,14 +184,14 @@ def _parser():
     r.set_defaults(func=_cmd_regmap)
 
     mb = sub.add_parser("mem-bench", help="LPDDR controller + device model bandwidth (Verilator)")
-    mb.add_argument("--memory", choices=("lpddr4-3200", "lpddr4x-4266", "lpddr5-6400"),
-                    default="lpddr4-3200")
+    mb.add_argument("--memory", choices=LPDDR_MEMORIES, default=LPDDR_MEMORIES[0])
     mb.add_argument("--pattern", choices=("seq", "random"), default="seq")
     mb.add_argument("--bytes", type=_positive_int, default=1 << 20)
-    mb.add_argument("--refresh", choices=("per_bank", "all_bank"), default="per_bank")
-    mb.add_argument("--ratio", type=int, choices=(1, 2, 4, 8), default=None,
-                    help="controller:DRAM clock ratio (default: 4, a 128-bit AXI port "
-                         "for LPDDR4)")
+    mb.add_argument("--refresh", choices=LpddrConfig.REFRESH_MODES,
+                    default=LpddrConfig.REFRESH_MODES[0])
+    mb.add_argument("--ratio", type=int, choices=LpddrConfig.RATIOS, default=None,
+                    help="controller:DRAM clock ratio (default per part: " + ", ".join(
+                        f"{m} 1:{r}" for m, r in DEFAULT_LPDDR_RATIO.items()) + ")")
     mb.add_argument("--seed", type=int, default=1)
     mb.add_argument("--json", action="store_true", help="print one JSON object")
     mb.set_defaults(func=_cmd_mem_bench)

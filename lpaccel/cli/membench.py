@@ -14,16 +14,13 @@ from pathlib import Path
 
 from lpaccel.paths import build_dir
 from lpaccel.rtl.dram.config import LpddrConfig
+from lpaccel.rtl.soc_config import DEFAULT_LPDDR_RATIO, LPDDR_MEMORIES
 
-__all__ = ["MEMORIES", "BENCH_RATIO", "run_mem_bench"]
+__all__ = ["MEMORIES", "run_mem_bench"]
 
 
-#: Parts ``mem-bench`` accepts.
-MEMORIES = ("lpddr4-3200", "lpddr4x-4266", "lpddr5-6400")
-#: Controller:DRAM clock ratio used for each part (128-bit LPDDR4 data path
-#: at 1:4; LPDDR5 BG mode with BL16 bursts of 2 CK takes at most 1:2, a
-#: 256-bit data path at 400 MHz).
-BENCH_RATIO = {"lpddr4-3200": 4, "lpddr4x-4266": 4, "lpddr5-6400": 2}
+#: Parts ``mem-bench`` accepts: every LPDDR part.
+MEMORIES = LPDDR_MEMORIES
 
 
 def _factory(**params):
@@ -47,7 +44,7 @@ def run_mem_bench(memory="lpddr4-3200", pattern="seq", nbytes=1 << 20, *,
         ``"per_bank"`` or ``"all_bank"``.
     ratio : int or None
         Controller:DRAM clock ratio (1, 2, 4 or 8); ``None`` takes
-        :data:`BENCH_RATIO` for the part.
+        :data:`~lpaccel.rtl.soc_config.DEFAULT_LPDDR_RATIO` for the part.
 
     Raises
     ------
@@ -61,7 +58,7 @@ def run_mem_bench(memory="lpddr4-3200", pattern="seq", nbytes=1 << 20, *,
         raise ValueError(f"pattern must be 'seq' or 'random', not {pattern!r}")
     from lpaccel.sim.infra.harness import run_cocotb
     if ratio is None:
-        ratio = BENCH_RATIO[memory]
+        ratio = DEFAULT_LPDDR_RATIO[memory]
     params = {"part": memory, "ratio": ratio, "sim_bytes": 64 * 1024,
               "refresh": refresh, "window": 8}
     LpddrConfig(**params)  # validate before building anything

@@ -86,12 +86,11 @@ def make_case(fmt, rows, cols, group=None, seed=0, weight_std=0.02):
 def engine_config_for(lanes, cols, word_bits=None):
     """The engine configuration a run of ``cols`` columns is built with.
 
-    The activation buffers hold 8192 elements unless the job needs more, so
-    that most runs share one Verilator build.
+    The activation buffers hold the default ``GemvConfig.max_cols`` unless
+    the job needs more, so that most runs share one Verilator build.
     """
-    unit = BLOCK * max(1, lanes // BLOCK)
-    max_cols = max(8192, -(-cols // unit) * unit)
-    return GemvConfig(lanes=lanes, word_bits=word_bits, max_cols=max_cols)
+    return GemvConfig.sized_for(cols, lanes=lanes, word_bits=word_bits,
+                                at_least=GemvConfig().max_cols)
 
 
 def _engine_factory(lanes, word_bits, max_cols):

@@ -8,7 +8,7 @@ is a cycle count from RTL simulation in Verilator.
 import json
 from pathlib import Path
 
-from lpaccel.gemv import make_case, run_gemv
+from lpaccel.cli.gemv import make_case, run_gemv
 
 __all__ = ["SHAPES", "QUICK_SHAPES", "run_bench"]
 
