@@ -7,7 +7,7 @@ BOARD   ?= ulx3s-85f
 DESIGN  ?=
 JOBS    ?= 2
 
-.PHONY: demo test test-slow bench bitstream clean distclean
+.PHONY: demo test lint test-slow bench bitstream clean distclean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,8 +19,13 @@ demo: $(STAMP)
 	$(BIN)/lpaccel demo
 	$(BIN)/lpaccel build --board $(BOARD)
 
-test: $(STAMP)
+test: lint
 	$(BIN)/python -m pytest -n $(JOBS) tests
+
+# ruff with the project's rules, then the layer contracts (docs/architecture.md).
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python tools/layers.py
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -n $(JOBS) -m slow --run-slow tests
