@@ -21,10 +21,14 @@ The repacking is lossless: :func:`unpack_weights` recovers the weights.
 
 import numpy as np
 
+from lpaccel.quant import (
+    QuantizedWeights,
+    _check_activation_blocks,
+    _check_group,
+    _check_shape,
+    parse_weight_format,
+)
 from lpaccel.rtl.config import BLOCK, GemvConfig, WeightFormat
-
-from lpaccel.quant import QuantizedWeights, _check_activation_blocks, _check_group, \
-    _check_shape, parse_weight_format
 
 __all__ = [
     "StreamLayout", "stream_layout", "repack_weights", "repack_weights_bytes",

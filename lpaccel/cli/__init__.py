@@ -1,8 +1,14 @@
 """The ``lpaccel`` command line.
 
-Verbs so far: ``demo``, ``gemv`` (one GEMV in RTL simulation), ``bench``
-(the benchmark suite) and ``build`` (a bitstream and its report). Each verb prints a short human report, or one
-JSON object with ``--json``.
+Verbs: ``demo``, ``gemv`` (one GEMV in RTL simulation), ``bench`` (the
+benchmark suite), ``mem-bench`` (the LPDDR memory path), ``build`` (a
+bitstream and its report) and ``regmap`` (the register map's generated
+files). Each verb prints a short human report, or one JSON object with
+``--json``.
+
+This package is the top layer (docs/architecture.md): the only place that
+combines the host library with the simulator (``lpaccel.sim``) and the board
+flow (``lpaccel.boards``); the modules next to this one run those.
 """
 
 import argparse

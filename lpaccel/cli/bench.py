@@ -51,7 +51,8 @@ def run_bench(out_dir, *, quick=False, lanes=32, seed=1, log=print):
     ]
     for r in reports:
         lines.append(
-            f"| {r['format']} | {r['group']} | {r['rows']} × {r['cols']} | {r['cycles']} | {r['ideal_cycles']} "
+            f"| {r['format']} | {r['group']} | {r['rows']} × {r['cols']} | {r['cycles']} "
+            f"| {r['ideal_cycles']} "
             f"| {r['weight_bytes']} | {100 * r['bw_utilization']:.2f} % "
             f"| {100 * r['stream_utilization']:.2f} % | {r['bit_exact']} "
             f"| {r['rel_rms_error']:.2e} |")

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
+from lpaccel import quant, repack
 from lpaccel.paths import build_dir
 from lpaccel.rtl.config import BLOCK, GemvConfig, WeightFormat
-from lpaccel import quant, repack
 from lpaccel.sim.golden import gemv as golden
 
 __all__ = ["GemvCase", "make_case", "run_gemv", "engine_config_for"]

@@ -21,7 +21,7 @@ import math
 
 import numpy as np
 
-from lpaccel.quant import (QuantizedWeights, _check_activation_blocks, quantize_activations)
+from lpaccel.quant import QuantizedWeights, _check_activation_blocks, quantize_activations
 from lpaccel.rtl.config import ACC_BITS, ACC_FRAC, BLOCK, SH_MAX, WeightFormat
 
 __all__ = [

@@ -14,10 +14,10 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 
+from lpaccel.repack import activation_blocks
 from lpaccel.rtl.config import BLOCK
 from lpaccel.rtl.gemv.engine import GemvEngine
 from lpaccel.sim.golden.gemv import QuantizedWeights
-from lpaccel.repack import activation_blocks
 from lpaccel.sim.infra.streams import PAUSE_MODES, StreamSink, StreamSource, unpack
 
 __all__ = ["GemvTB"]

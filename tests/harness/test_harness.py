@@ -75,11 +75,11 @@ class BrokenStreams(wiring.Component):
         return m
 
 
-PASSTHROUGH = dict(component_factory=IncrementFifo, name="increment_fifo",
-                   params={"width": 16, "depth": 4},
-                   test_module="harness.cocotb_stream_passthrough")
-BROKEN = dict(component_factory=BrokenStreams, name="broken_streams",
-              params={"width": 8}, test_module="harness.cocotb_stream_broken")
+PASSTHROUGH = {"component_factory": IncrementFifo, "name": "increment_fifo",
+                   "params": {"width": 16, "depth": 4},
+                   "test_module": "harness.cocotb_stream_passthrough"}
+BROKEN = {"component_factory": BrokenStreams, "name": "broken_streams",
+              "params": {"width": 8}, "test_module": "harness.cocotb_stream_broken"}
 
 
 def test_passthrough_all_pause_combinations():

@@ -14,8 +14,8 @@ import gguf.quants
 import numpy as np
 import pytest
 
-from lpaccel.rtl.config import ACC_FRAC, GemvConfig, WeightFormat
 from lpaccel import quant, repack
+from lpaccel.rtl.config import ACC_FRAC, GemvConfig, WeightFormat
 from lpaccel.sim.golden import gemv as golden
 
 GGUF_FORMATS = [WeightFormat.Q4_0, WeightFormat.Q4_1, WeightFormat.Q8_0]
