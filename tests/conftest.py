@@ -1,16 +1,16 @@
 """Project-wide pytest setup: the ``slow`` marker and warnings policy."""
 
 import sys
-from pathlib import Path
 
 import pytest
+
+from lpaccel.paths import ROOT
 
 # Tests may import helpers by repository path (e.g. the cocotb simulator's
 # Python path is built from sys.path); project code itself is imported as
 # lpaccel.* from the editable install.
-_REPO_ROOT = Path(__file__).resolve().parent.parent
-if str(_REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(_REPO_ROOT))
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
 
 def pytest_addoption(parser):

@@ -20,7 +20,8 @@ import sys
 import tomllib
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from lpaccel.paths import ROOT, build_dir
+
 PYPROJECT = ROOT / "pyproject.toml"
 
 
@@ -60,7 +61,7 @@ def check(tree, pyproject=PYPROJECT):
 
 
 def main():
-    tree = assemble(ROOT / "build" / "layers")
+    tree = assemble(build_dir("layers"))
     ok, output = check(tree)
     print(output.rstrip())
     return 0 if ok else 1

@@ -48,7 +48,6 @@ __all__ = ["PARAMS_ENV", "params", "run_cocotb", "build_dir_for"]
 #: Environment variable carrying the run's parameters (JSON) into the simulator.
 PARAMS_ENV = "LPACCEL_PARAMS"
 
-_REPO_ROOT = ROOT
 _TESTS_DIR = ROOT / "tests"
 _SIM_BUILD_ROOT = build_dir("sim")
 _HASHED_SOURCE_DIRS = ("rtl", "sim")
@@ -412,8 +411,8 @@ def _source_digest() -> str:
     # and rtl/ + sim/ are re-read at most once per worker.
     digest = hashlib.sha256()
     for folder in _HASHED_SOURCE_DIRS:
-        for path in sorted((_REPO_ROOT / folder).rglob("*.py")):
-            digest.update(path.relative_to(_REPO_ROOT).as_posix().encode() + b"\0")
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            digest.update(path.relative_to(ROOT).as_posix().encode() + b"\0")
             digest.update(path.read_bytes() + b"\0")
     return digest.hexdigest()
 

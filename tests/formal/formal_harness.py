@@ -18,12 +18,13 @@ from amaranth.back import rtlil
 from amaranth.hdl import Assert, Assume, Cat, Module, ResetSignal, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In
+
+from lpaccel.paths import build_dir
 from lpaccel.rtl.bus.axi import AXI4LiteSignature, Resp
 from lpaccel.rtl.csr.axil import AXI4LiteSubordinate
 from lpaccel.rtl.stream import SkidBuffer
 
-REPO = Path(__file__).resolve().parents[2]
-FORMAL_BUILD = REPO / "build" / "formal"
+FORMAL_BUILD = build_dir("formal")
 BIN = Path(sys.executable).parent
 
 

@@ -9,11 +9,11 @@ imported with every development-only package made unimportable.
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from lpaccel.paths import ROOT, build_dir
+
 sys.path.insert(0, str(ROOT / "tools"))
 import layers  # noqa: E402
 
@@ -90,7 +90,7 @@ def test_host_library_imports_without_dev_packages():
         print(len(mods))
     """)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            cwd=ROOT / "build" if (ROOT / "build").is_dir() else None)
+                            cwd=build_dir() if build_dir().is_dir() else None)
     assert result.returncode == 0, result.stderr
     assert int(result.stdout) > 10
 
