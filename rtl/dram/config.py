@@ -27,21 +27,21 @@ bus, all documented in ``docs/memory.md``:
   cycle's worth of data (``ratio * beats_per_ck`` DRAM transfers).
 """
 
-import enum
 import math
 from dataclasses import dataclass
 
 from amaranth.hdl import unsigned
-from amaranth.lib import data, wiring
+from amaranth.lib import data, enum, wiring
 from amaranth.lib.wiring import In, Out
+from amaranth.utils import exact_log2
 
 from .parts import controller_cycles, part_by_name
 
-__all__ = ["Command", "LpddrConfig", "DfiSignature", "command_layout"]
+__all__ = ["Command", "LpddrConfig", "DfiSignature", "LpddrPerfSignature", "command_layout"]
 
 
-class Command(enum.IntEnum):
-    """Commands on the DFI-style boundary."""
+class Command(enum.IntEnum, shape=3):
+    """Commands on the DFI-style boundary (the ``cmd`` field of a command slot)."""
 
     NOP = 0
     ACT = 1
@@ -198,12 +198,6 @@ class LpddrConfig:
         return controller_cycles(dram_ck, self.ratio, from_phase, to_phase)
 
 
-def exact_log2(value):
-    bits = value.bit_length() - 1
-    assert 1 << bits == value, value
-    return bits
-
-
 def command_layout(config):
     """Layout of one command slot."""
     return data.StructLayout({
@@ -246,3 +240,43 @@ class DfiSignature(wiring.Signature):
 
     def __repr__(self):
         return f"DfiSignature({self.config!r})"
+
+
+class LpddrPerfSignature(wiring.Signature):
+    """The controller's performance counters, from the controller's side.
+
+    Every member is a free-running 32-bit counter (it wraps), cleared only by
+    reset; a measurement reads it before and after and takes the difference.
+
+    Members
+    -------
+    data_beats : out 32
+        DFI data beats moved (read beats returned plus write beats sent).
+    busy_cycles : out 32
+        Cycles with work pending anywhere in the controller.
+    loss_refresh, loss_row_miss, loss_turnaround, loss_other : out 32
+        Busy cycles in which the DRAM data bus carried nothing, by cause:
+        the oldest request waits for a refresh (its bank is being refreshed,
+        or an ACT waits for tRFC); for a row (PRE/ACT/tRCD); for a
+        read/write turnaround or a direction switch; anything else
+        (an empty window, no read-data room, no write data yet).
+    refreshes : out 32
+        REFpb and REFab commands issued.
+    """
+
+    #: Counter width in bits.
+    WIDTH = 32
+
+    def __init__(self):
+        super().__init__({name: Out(self.WIDTH) for name in (
+            "data_beats", "busy_cycles", "loss_refresh", "loss_row_miss", "loss_turnaround",
+            "loss_other", "refreshes")})
+
+    def __eq__(self, other):
+        return type(other) is type(self)
+
+    def __hash__(self):
+        return hash(type(self))
+
+    def __repr__(self):
+        return "LpddrPerfSignature()"

@@ -1,4 +1,4 @@
-"""cocotb testbench for LpddrController + LpddrModel (``rtl/dram/simtop.py``).
+"""cocotb testbench for LpddrController + LpddrModel (``sim/tops/lpddr.py``).
 
 :class:`LpddrTB` wraps the simulation top: clock, reset, a cocotbext-axi
 ``AxiMaster`` on ``s_axi``, a watcher that fails the test on the first timing
@@ -16,8 +16,7 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge, Timer
 
-from lpaccel.rtl.dram.config import LpddrConfig
-from lpaccel.rtl.dram.controller import _PERF
+from lpaccel.rtl.dram.config import LpddrConfig, LpddrPerfSignature
 from lpaccel.sim.models.lpddr import Rule
 from lpaccel.sim.infra.axi_traffic import quiet_axi_master
 from lpaccel.sim.infra.harness import params
@@ -87,7 +86,7 @@ class LpddrTB:
     def perf(self):
         """The controller's counters and the checker's command counts."""
         d = self.dut
-        out = {k: int(getattr(d, f"perf_{k}").value) for k in _PERF}
+        out = {k: int(getattr(d, f"perf_{k}").value) for k in LpddrPerfSignature().members}
         for k in ("n_act", "n_rd", "n_wr", "n_refab", "n_refpb"):
             out[k] = int(getattr(d, k).value)
         out["refresh_debt_max"] = d.refresh_debt_max.value.to_signed()

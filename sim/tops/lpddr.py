@@ -5,7 +5,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import Out
 
 from lpaccel.rtl.dram.config import LpddrConfig
-from lpaccel.rtl.dram.controller import _PERF, LpddrController
+from lpaccel.rtl.dram.controller import LpddrController
 
 from ..infra.flat import connect_flat, flat_members
 from ..models.lpddr import LpddrModel
@@ -36,7 +36,10 @@ class LpddrSimTop(wiring.Component):
         for name, member in self.model.signature.members.items():
             if name != "dfi":
                 members[name] = Out(member.shape)
-        members.update({f"perf_{k}": Out(32) for k in _PERF})
+        # The counters, flat as perf_<name> for cocotb.
+        self._perf_sig = self.ctrl.signature.members["perf"].signature
+        members.update({f"perf_{name}": Out(member.shape)
+                        for name, member in self._perf_sig.members.items()})
         super().__init__(members)
 
     def elaborate(self, platform):
@@ -48,8 +51,8 @@ class LpddrSimTop(wiring.Component):
         for name in self.model.signature.members:
             if name != "dfi":
                 m.d.comb += getattr(self, name).eq(getattr(model, name))
-        for k in _PERF:
-            m.d.comb += getattr(self, f"perf_{k}").eq(getattr(ctrl, f"perf_{k}"))
+        for name in self._perf_sig.members:
+            m.d.comb += getattr(self, f"perf_{name}").eq(getattr(ctrl.perf, name))
         return m
 
 
