@@ -84,7 +84,8 @@ class GemvEngine(wiring.Component):
     busy : Out(1)
         High while any accepted job has results still to deliver.
     error : Out(GemvError)
-        Sticky :class:`GemvError` code of the last rejected job. A rejected
+        Sticky :class:`GemvError` code (the register map's ``gemv_error_e``,
+        :mod:`lpaccel.rtl.regmap`) of the last rejected job. A rejected
         job consumes none of its activations or weights; jobs before it
         complete normally and the next valid job is accepted.
     error_clear : In(1)

@@ -2,7 +2,8 @@
 
 :class:`JobLoader` takes a job descriptor when an activation buffer is
 free, checks it (a job that breaks a rule is dropped whole and its
-:class:`GemvError` code latched), then fills the free buffer with the job's
+:class:`~lpaccel.rtl.regmap.GemvError` code latched: ``gemv_error_e`` of the
+register map), then fills the free buffer with the job's
 activation blocks, one per cycle. The buffer is *full* from the end of its
 load until the sequencer releases it after the job's last weight beat; with
 two buffers the next job's activations load while the current job computes.
@@ -14,42 +15,24 @@ of buffer ``s`` sits in bank ``b % blocks_per_row`` at row
 which the Q4_1 block sum ``msum = sum of the 32 mantissas`` is formed by a
 two-level adder tree.
 
-Latency: a block is written two cycles after it is taken; a job is
-offered to the sequencer (``full``) in the cycle after its last block is
-written, three cycles after that block is taken. A read returns the row one
-cycle after its address (when ``read_en``).
+Latency: a block reaches the memory two cycles after it is taken (readable
+from the third); ``full`` marks the buffer loaded four cycles after its last
+block is taken. A read returns the row one cycle after its address (when
+``read_en``).
 """
 
 from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, enum, stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..config import BLOCK, GROUP_SIZES, MSUM_BITS, WeightFormat
+# The error codes are the register map's ``gemv_error_e`` (one definition, in the RDL).
+from ..regmap import GemvError
 from ..utils import tree_reduce
 from .pipeline import ActivationLayout, EngineGeometry, SlotKind
 
-__all__ = ["GemvError", "JobLayout", "JobLoader", "ActivationBuffers"]
-
-
-class GemvError(enum.IntEnum, shape=3):
-    """Sticky error codes reported on :attr:`GemvEngine.error`.
-
-    A rejected job is dropped whole: the engine consumes none of its
-    activations or weights and stays ready for the next job.
-    """
-
-    NONE = 0
-    #: ``fmt`` is not a format code this engine was built with.
-    BAD_FORMAT = 1
-    #: ``cols`` is zero or not a multiple of the group (32 for GGUF formats).
-    BAD_COLS = 2
-    #: ``cols`` exceeds the activation buffer (``config.max_cols``).
-    COLS_TOO_LARGE = 3
-    #: ``rows`` is zero or exceeds ``config.max_rows``.
-    BAD_ROWS = 4
-    #: ``group`` of an INT4/INT8 job is not 32, 64 or 128.
-    BAD_GROUP = 5
+__all__ = ["JobLayout", "JobLoader", "ActivationBuffers"]
 
 
 #: A job descriptor: format, shape and (INT4/INT8) group size.

@@ -5,16 +5,17 @@ one :class:`EngineGeometry` and passes data to the next block as one
 ``data.StructLayout`` signal; per-segment fields are ``data.ArrayLayout``\\ s
 (a *segment* is a group of 32 lanes, one activation block, one scale).
 
-Stage timeline of a weight beat (cycles after the sequencer takes it; every
-stage advances on the engine's enable, see ``engine.py``)::
+Timeline of a quant beat, in enabled cycles after the sequencer takes it
+(every stage advances on the engine's one enable, see ``engine.py``)::
 
-    0  BeatSequencer   beat taken, scale slots looked up, buffer row read
-    1  Lanes           stage1_layout registered: codes, scales, buffer row out
-    2  Lanes           lane_layout: v = q - z and mantissa per lane, exps, sums
-    4  Lanes           lane products out of the DSP multipliers (2 cycles)
-    2..6  BlockDot     scale decode alongside the adder trees -> block_layout
-    7..10 RowAccumulator  scale, shift, accumulate -> row_layout
-    11..17 Fp32Packer  FP32 (7 cycles), then the output register (18)
+     0  BeatSequencer    beat taken, scale slots looked up, buffer row addressed
+     1                   stage1_layout registered; buffer row read
+     2  Lanes            lane_layout: v = q - z and mantissa per lane, exps, sums
+     4                   lane products out of the DSP multipliers
+     8  BlockDot         block_layout: block dot product, scales decoded
+    12  RowAccumulator   row_layout: the row's sum in the accumulator
+    19  Fp32Packer       FP32 bits
+    20  GemvEngine       output register (results.valid)
 """
 
 from amaranth.hdl import signed, unsigned
