@@ -65,8 +65,9 @@ def ecp5_pll_params(f_in_mhz, f_out_mhz):
                     continue
                 key = (abs(f_out - f_out_mhz), abs(f_vco - 600.0))
                 if best is None or key < best[0]:
-                    best = (key, dict(clki_div=clki_div, clkfb_div=clkfb_div,
-                                      clkop_div=clkop_div, f_vco_mhz=f_vco, f_out_mhz=f_out))
+                    best = (key, {"clki_div": clki_div, "clkfb_div": clkfb_div,
+                                  "clkop_div": clkop_div, "f_vco_mhz": f_vco,
+                                  "f_out_mhz": f_out})
     if best is None or best[0][0] > 0.01 * f_out_mhz:
         raise ValueError(f"no ECP5 PLL setting makes {f_out_mhz} MHz from {f_in_mhz} MHz "
                          f"within 1%; choose another core frequency")

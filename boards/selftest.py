@@ -84,6 +84,7 @@ def make_selftest_case(*, seed=1, config=None, rows=8, cols=256, fmt="q4_0", gro
         If the shape does not fit the configuration.
     """
     import numpy as np
+
     from .. import quant, repack
     from ..sim.golden import gemv as golden
 

@@ -22,8 +22,13 @@ modules, ``boards/ulx3s.py`` and ``boards/ecpix5.py``.
 """
 
 from .core import LiteDramCore
-from .generate import CDELAY_CYCLES, LITEDRAM_BOARDS, GeneratedLiteDram, LiteDramBoard, \
-    generate_litedram_core
+from .generate import (
+    CDELAY_CYCLES,
+    LITEDRAM_BOARDS,
+    GeneratedLiteDram,
+    LiteDramBoard,
+    generate_litedram_core,
+)
 from .init import LiteDramInitController, LiteDramInitSequencer
 from .leveling import LiteDramLevelingConfig, LiteDramReadLeveler
 

@@ -369,8 +369,8 @@ def _generate(board, out_dir, sim=False):
     text = verilog.read_text()
     # Migen declares the DQ/DQS pads "input" although the core drives them
     # through TRELLIS_IO BIDIR buffers; declare them what they are.
-    text = re.sub(r"input(\s+wire\s*(?:\[\d+:0\])?\s*(?:sdram_dq|ddram_dq|ddram_dqs_p|ddram_dqs_n)\b)",
-                  r"inout\1", text)
+    pads = r"(?:sdram_dq|ddram_dq|ddram_dqs_p|ddram_dqs_n)\b"
+    text = re.sub(r"input(\s+wire\s*(?:\[\d+:0\])?\s*" + pads + ")", r"inout\1", text)
     verilog.write_text(text)
     summary = {"memtype": spec.memtype, "module": spec.module, "phy": spec.phy,
                "sys_clk_hz": spec.sys_clk_hz, "init_steps": len(sequence)}

@@ -3,8 +3,9 @@
 from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import Out
-from lpaccel.boards.litedram_core import LiteDramCore
-from lpaccel.sim.infra.flat import flat_members, connect_flat
+
+from lpaccel.boards.litedram import LiteDramCore
+from lpaccel.sim.infra.flat import connect_flat, flat_members
 
 
 class LiteDramSimTop(wiring.Component):

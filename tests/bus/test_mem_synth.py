@@ -2,15 +2,17 @@
 
 AxiSram must become ECP5 block RAM (DP16KD), not flip-flops; AxiSpram with
 the primitive must keep its SB_SPRAM256KA instances through synth_ice40.
-Builds live in build/synth/ (YoWASP sees a private /tmp).
+Builds live in build/synth/ of the build directory (YoWASP sees a private /tmp).
 """
 
 
 from amaranth.back import verilog
-from lpaccel.boards.litedram_core import REPO_ROOT, yosys_synth
+
+from lpaccel.boards.toolchain import yosys_synth
+from lpaccel.paths import build_dir
 from lpaccel.rtl.mem import AxiMemoryConfig, AxiSpram, AxiSram
 
-SYNTH_DIR = REPO_ROOT / "build" / "synth"
+SYNTH_DIR = build_dir("synth")
 
 
 def test_axisram_infers_ecp5_bram():
