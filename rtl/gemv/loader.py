@@ -27,8 +27,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..config import BLOCK, GROUP_SIZES, MSUM_BITS, WeightFormat
-# The error codes are the register map's ``gemv_error_e`` (one definition, in the RDL).
-from ..regmap import GemvError
+from ..regmap import GemvError  # the register map's gemv_error_e: defined once, in the RDL
 from ..utils import tree_reduce
 from .pipeline import ActivationLayout, EngineGeometry, SlotKind
 

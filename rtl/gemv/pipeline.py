@@ -21,8 +21,16 @@ Timeline of a quant beat, in enabled cycles after the sequencer takes it
 from amaranth.hdl import signed, unsigned
 from amaranth.lib import data, enum
 
-from ..config import (ACC_BITS, BLOCK, DOT_BITS, LANE_PRODUCT_BITS, MAX_RSH, MSUM_BITS,
-                      GemvConfig, WeightFormat)
+from ..config import (
+    ACC_BITS,
+    BLOCK,
+    DOT_BITS,
+    LANE_PRODUCT_BITS,
+    MAX_RSH,
+    MSUM_BITS,
+    GemvConfig,
+    WeightFormat,
+)
 
 __all__ = ["SlotKind", "EngineGeometry", "ActivationLayout", "BeatFlags", "RowFlags"]
 

@@ -14,14 +14,14 @@ import cocotb
 import numpy as np
 from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 
+from lpaccel import quant
+from lpaccel.repack import repack_weights_bytes
 from lpaccel.rtl.config import GROUP_SIZES, GemvConfig, WeightFormat
 from lpaccel.rtl.gemv import GemvError
 from lpaccel.sim.golden import gemv as golden
-from lpaccel.sim.testbenches.gemv import GemvTB
 from lpaccel.sim.infra.harness import params
-from lpaccel import quant
-from lpaccel.repack import repack_weights_bytes
 from lpaccel.sim.infra.streams import PAUSE_MODES
+from lpaccel.sim.testbenches.gemv import GemvTB
 
 P = {**params(), **json.loads(os.environ.get("GEMV_TEST", "{}"))}
 CONFIG = GemvConfig(lanes=P["lanes"], word_bits=P["word_bits"], max_cols=P["max_cols"])

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
+from lpaccel import quant
+from lpaccel.repack import stream_words
 from lpaccel.rtl.config import GemvConfig, WeightFormat
 from lpaccel.rtl.gemv import GemvEngine, GemvError
 from lpaccel.sim.golden import gemv as golden
-from lpaccel import quant
-from lpaccel.repack import stream_words
 
 ALL = [(WeightFormat.Q4_0, None), (WeightFormat.Q4_1, None), (WeightFormat.Q8_0, None),
        (WeightFormat.INT4, 32), (WeightFormat.INT4, 64), (WeightFormat.INT8, 128),
