@@ -1,0 +1,192 @@
+# amaranth: UnusedElaboratable=no
+"""The LPDDR controller's blocks in amaranth.sim: address map, window queue, bank timers, refresh.
+
+Fast unit tests of the pieces :class:`~lpaccel.rtl.dram.controller.LpddrController`
+is built from; the whole controller against the device model and its timing
+checker is ``test_lpddr_cocotb.py``.
+"""
+
+import collections
+import random
+
+import pytest
+from amaranth.hdl import Value, unsigned
+from amaranth.sim import Simulator
+
+from lpaccel.rtl.dram.address import AddressMap, address_layout
+from lpaccel.rtl.dram.banks import BankMachines
+from lpaccel.rtl.dram.config import Command, LpddrConfig, LpddrPerfSignature, command_layout
+from lpaccel.rtl.dram.controller import LpddrController
+from lpaccel.rtl.dram.refresh import RefreshScheduler
+from lpaccel.rtl.dram.scheduler import ShiftQueue
+
+
+def _simulate(dut, bench, *, clock=True):
+    sim = Simulator(dut)
+    if clock:
+        sim.add_clock(1e-9)
+    sim.add_testbench(bench)
+    sim.run()
+
+
+def _expected_location(cfg, burst):
+    """The documented map, written independently of the gateware."""
+    cols = 1 << cfg.col_bits
+    banks = cfg.part.banks
+    row = burst // (cols * banks)
+    if cfg.bg_bits:
+        groups = cfg.part.bank_groups
+        group = burst % groups
+        col = (burst // groups) % cols
+        in_group = (burst // (groups * cols)) % (banks // groups)
+        bank = group * (banks // groups) + in_group
+    else:
+        col = burst % cols
+        bank = (burst // cols) % banks
+    return bank, row % (1 << cfg.row_bits), col
+
+
+@pytest.mark.parametrize("part,ratio", [("lpddr4-3200", 4), ("lpddr4-3200", 1),
+                                        ("lpddr5-6400", 2)])
+def test_address_map(part, ratio):
+    cfg = LpddrConfig(part=part, ratio=ratio)
+    dut = AddressMap(cfg)
+    rng = random.Random(1)
+    width = len(dut.burst)
+    bursts = list(range(300)) + [rng.randrange(1 << width) for _ in range(200)]
+
+    async def bench(ctx):
+        for burst in bursts:
+            ctx.set(dut.burst, burst)
+            got = (ctx.get(dut.location.bank), ctx.get(dut.location.row),
+                   ctx.get(dut.location.col))
+            assert got == _expected_location(cfg, burst), f"burst {burst}"
+        if cfg.bg_bits:
+            # Consecutive bursts rotate through the bank groups.
+            groups = []
+            for burst in range(cfg.part.bank_groups):
+                ctx.set(dut.burst, burst)
+                groups.append(ctx.get(dut.location.bank) >> cfg.ba_bits)
+            assert groups == list(range(cfg.part.bank_groups))
+
+    _simulate(dut, bench, clock=False)
+
+
+def test_shift_queue_against_a_deque():
+    cfg = LpddrConfig()
+    layout = address_layout(cfg)
+    dut = ShiftQueue(layout, 4)
+    rng = random.Random(2)
+    ref = collections.deque()
+
+    async def bench(ctx):
+        for _ in range(400):
+            count = ctx.get(dut.count)
+            assert count == len(ref)
+            for i in range(4):
+                assert ctx.get(dut.valid[i]) == (i < count)
+                if i < count:
+                    e = dut.entries[i]
+                    assert (ctx.get(e.bank), ctx.get(e.row), ctx.get(e.col)) == ref[i]
+            push = rng.random() < 0.6
+            pop = count > 0 and rng.random() < 0.5
+            entry = (rng.randrange(8), rng.randrange(1 << cfg.row_bits), rng.randrange(64))
+            ctx.set(dut.push.valid, push)
+            ctx.set(dut.push.payload, {"bank": entry[0], "row": entry[1], "col": entry[2]})
+            ctx.set(dut.pop, pop)
+            ready = ctx.get(dut.push.ready)
+            assert ready == (count < 4)
+            await ctx.tick()
+            if pop:
+                ref.popleft()
+            if push and ready:
+                ref.append(entry)
+
+    _simulate(dut, bench)
+
+
+def test_shift_queue_rejects_a_bad_depth():
+    with pytest.raises(ValueError, match="depth must be an integer from 2 to 32, not 1"):
+        ShiftQueue(address_layout(LpddrConfig()), 1)
+
+
+def _issue(ctx, dut, cfg, slot, cmd, bank=0, row=0):
+    for p in range(cfg.ratio):
+        ctx.set(dut.commands[p].cmd, Command.NOP)
+    ctx.set(dut.commands[slot].cmd, cmd)
+    ctx.set(dut.commands[slot].bank, bank)
+    ctx.set(dut.commands[slot].row, row)
+
+
+def test_bank_machines_act_then_trcd_and_tras():
+    cfg = LpddrConfig(ratio=4)
+    t = cfg.timings
+    dut = BankMachines(cfg)
+    trcd = cfg.cycles(t.tRCD, 0, cfg.ratio - 1)
+    tras = cfg.cycles(t.tRAS, 0, 0)
+
+    async def bench(ctx):
+        _issue(ctx, dut, cfg, 0, Command.ACT, bank=3, row=0x55)
+        await ctx.tick()
+        _issue(ctx, dut, cfg, 0, Command.NOP)
+        state = dut.banks[3]
+        assert ctx.get(state.open) and ctx.get(state.row) == 0x55
+        assert not ctx.get(dut.banks[2].open)
+        cas_ready = pre_ready = None
+        for c in range(1, tras + 2):
+            if cas_ready is None and ctx.get(state.cas_ok):
+                cas_ready = c
+            if pre_ready is None and ctx.get(state.pre_ok):
+                pre_ready = c
+            await ctx.tick()
+        # Loaded in the ACT's cycle: allowed exactly the spacing later.
+        assert cas_ready == trcd and pre_ready == tras
+
+    _simulate(dut, bench)
+
+
+def test_refresh_scheduler_owes_and_asks_per_bank():
+    cfg = LpddrConfig(ratio=4)
+    t = cfg.timings
+    interval = t.tREFIpb // cfg.ratio
+    dut = RefreshScheduler(cfg)
+
+    async def bench(ctx):
+        for b in range(cfg.part.banks):
+            ctx.set(dut.banks[b].act_ok, 1)
+            ctx.set(dut.banks[b].pre_ok, 1)
+        for name in ("rrd_ok", "faw_ok", "refpb_ok", "refab_ok"):
+            ctx.set(getattr(dut.timing, name), 1)
+        asked = None
+        for c in range(interval + 4):
+            if asked is None and ctx.get(dut.cmd) == Command.REFPB:
+                asked = c
+                assert ctx.get(dut.bank) == 0 and ctx.get(dut.blocked) == 1
+            await ctx.tick()
+        # Owed at the end of the first interval, active the cycle after.
+        assert asked == interval + 1
+        # Issuing it pays the debt and moves on to bank 1.
+        _issue(ctx, dut, cfg, 0, Command.REFPB, bank=0)
+        await ctx.tick()
+        _issue(ctx, dut, cfg, 0, Command.NOP)
+        assert ctx.get(dut.cmd) == Command.NOP and ctx.get(dut.blocked) == 0
+        assert ctx.get(dut.bank) == 1
+
+    _simulate(dut, bench)
+
+
+def test_perf_signature_names_the_counters():
+    members = LpddrPerfSignature().members
+    assert list(members) == ["data_beats", "busy_cycles", "loss_refresh", "loss_row_miss",
+                             "loss_turnaround", "loss_other", "refreshes"]
+    ctrl = LpddrController(LpddrConfig())
+    assert ctrl.signature.members["perf"].signature == LpddrPerfSignature()
+    assert all(len(Value.cast(getattr(ctrl.perf, k))) == 32 for k in members)
+
+
+def test_command_is_a_shaped_enum():
+    ctrl = LpddrController(LpddrConfig())
+    assert Command.as_shape() == unsigned(3)
+    # The DFI command field is typed by the enum, not a bare 3-bit value.
+    assert command_layout(ctrl.config)["cmd"].shape is Command
+    assert Value.cast(ctrl.dfi.phases[0].cmd).shape() == unsigned(3)
