@@ -22,6 +22,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from lpaccel.rtl.dram.config import Command, DfiSignature, LpddrConfig
+from lpaccel.rtl.utils import or_reduce
 
 __all__ = ["Rule", "LpddrTimingChecker", "LpddrModel"]
 
@@ -59,14 +60,6 @@ class Rule(enum.IntEnum):
     tPBR2ACT = 22
 
 
-def _or_tree(values):
-    """Bitwise OR of ``values`` as a balanced tree (shallow expressions)."""
-    while len(values) > 1:
-        values = [values[i] | values[i + 1] if i + 1 < len(values) else values[i]
-                  for i in range(0, len(values), 2)]
-    return values[0]
-
-
 def _first_hit(m, checks, p, bank_port):
     """The first of ``checks`` (condition, rule, bank) that holds, as signals.
 
@@ -90,7 +83,7 @@ def _first_hit(m, checks, p, bank_port):
     v = Signal(name=f"viol_p{p}")
     r = Signal(Rule, name=f"rule_p{p}")
     bk = Signal.like(bank_port, name=f"bank_p{p}")
-    m.d.comb += [v.eq(seen), r.eq(_or_tree(rules)), bk.eq(_or_tree(banks))]
+    m.d.comb += [v.eq(seen), r.eq(or_reduce(rules)), bk.eq(or_reduce(banks))]
     return v, r, bk
 
 
@@ -367,13 +360,17 @@ class LpddrTimingChecker(wiring.Component):
 
         wrdata_bad = self.wrdata_expected != self.dfi.wrdata_en
 
+        def latch(p):
+            m.d.sync += [self.violation.eq(1), self.rule.eq(rule_p[p]),
+                         self.bank.eq(bank_p[p]), self.cycle.eq(now + p - _EPOCH)]
+
+        # The first violation wins: the earliest command slot, then write data, then refresh.
         with m.If(~self.violation):
-            with m.If(Const(0, 1)):
-                pass
-            for p in range(n):
+            with m.If(viol_p[0]):
+                latch(0)
+            for p in range(1, n):
                 with m.Elif(viol_p[p]):
-                    m.d.sync += [self.violation.eq(1), self.rule.eq(rule_p[p]),
-                                 self.bank.eq(bank_p[p]), self.cycle.eq(now + p - _EPOCH)]
+                    latch(p)
             with m.Elif(wrdata_bad):
                 m.d.sync += [self.violation.eq(1), self.rule.eq(Rule.WRDATA),
                              self.bank.eq(0), self.cycle.eq(now - _EPOCH)]
