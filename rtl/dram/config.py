@@ -37,7 +37,7 @@ from amaranth.utils import exact_log2
 
 from .parts import controller_cycles, part_by_name
 
-__all__ = ["Command", "LpddrConfig", "DfiSignature", "LpddrPerfSignature", "command_layout"]
+__all__ = ["Command", "LpddrConfig", "DfiSignature", "command_layout"]
 
 
 class Command(enum.IntEnum, shape=3):
@@ -241,42 +241,3 @@ class DfiSignature(wiring.Signature):
     def __repr__(self):
         return f"DfiSignature({self.config!r})"
 
-
-class LpddrPerfSignature(wiring.Signature):
-    """The controller's performance counters, from the controller's side.
-
-    Every member is a free-running 32-bit counter (it wraps), cleared only by
-    reset; a measurement reads it before and after and takes the difference.
-
-    Members
-    -------
-    data_beats : out 32
-        DFI data beats moved (read beats returned plus write beats sent).
-    busy_cycles : out 32
-        Cycles with work pending anywhere in the controller.
-    loss_refresh, loss_row_miss, loss_turnaround, loss_other : out 32
-        Busy cycles in which the DRAM data bus carried nothing, by cause:
-        the oldest request waits for a refresh (its bank is being refreshed,
-        or an ACT waits for tRFC); for a row (PRE/ACT/tRCD); for a
-        read/write turnaround or a direction switch; anything else
-        (an empty window, no read-data room, no write data yet).
-    refreshes : out 32
-        REFpb and REFab commands issued.
-    """
-
-    #: Counter width in bits.
-    WIDTH = 32
-
-    def __init__(self):
-        super().__init__({name: Out(self.WIDTH) for name in (
-            "data_beats", "busy_cycles", "loss_refresh", "loss_row_miss", "loss_turnaround",
-            "loss_other", "refreshes")})
-
-    def __eq__(self, other):
-        return type(other) is type(self)
-
-    def __hash__(self):
-        return hash(type(self))
-
-    def __repr__(self):
-        return "LpddrPerfSignature()"

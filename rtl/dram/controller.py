@@ -2,16 +2,20 @@
 
 The controller is five blocks around one command bus::
 
-              ┌──────────────────────────── LpddrController ─────────────────────────────┐
-              │                                                                          │
-     axi ────►│ AxiFrontEnd ──reads/writes──► CommandScheduler ──phases──┬──────────────►│ dfi
-     (AXI4)   │  (split, map,  ◄──column───    (window, row/col  ◄─┐     │ ┌ BankMachines  │ (commands)
-              │   R/W/B data)  ──room───────►   choice, direction) │     ├─┤ RefreshSched. │
-              │       ▲  │                         ▲    ▲          │     │ └ PerfCounters  │
-              │       │  └─ wrdata ───────────────────────────────────────────────────────►│ dfi (write
-              │       └──── rddata ◄──────────────────────────────────────────────────────-│ dfi  / read data)
-              │                                  bank state    refresh cmd, blocked banks  │
-              └──────────────────────────────────────────────────────────────────────────┘
+    axi ───► AxiFrontEnd ───────────── wrdata ───────────────────────────► dfi
+    (AXI4)    BurstSplitter ×2     ◄── rddata ──────────────────────────── dfi
+              AddressMap ×2
+              rinfo/winfo/rdq/wdq/bq
+                │ reads,   ▲ column issued,
+                ▼ writes   │ rd/wr/B room
+             CommandScheduler ─────────── phases (command slots) ──┬────► dfi
+              ShiftQueue ×2  ──── wanted banks, idle ───┐           │
+                ▲ bank state,  ▲ refresh cmd,           │           │
+                │ timers       │ blocked banks          ▼           │
+             BankMachines ─────┴──────────────► RefreshScheduler ◄──┤
+                ▲                                                   │
+                └───────────────────────────────────────────────────┤
+                                               PerfCounters ◄───────┘ ──► perf
 
 - :class:`~lpaccel.rtl.dram.frontend.AxiFrontEnd` cuts AXI bursts into
   DRAM-burst requests (through :class:`~lpaccel.rtl.dram.address.AddressMap`,
@@ -52,9 +56,9 @@ from amaranth.lib.wiring import In, Out
 
 from ..bus.axi import AXI4Signature
 from .banks import BankMachines
-from .config import DfiSignature, LpddrConfig, LpddrPerfSignature
+from .config import DfiSignature, LpddrConfig
 from .frontend import AxiFrontEnd
-from .perf import PerfCounters
+from .perf import LpddrPerfSignature, PerfCounters
 from .refresh import RefreshScheduler
 from .scheduler import CommandScheduler
 

@@ -16,10 +16,11 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge, Timer
 
-from lpaccel.rtl.dram.config import LpddrConfig, LpddrPerfSignature
-from lpaccel.sim.models.lpddr import Rule
+from lpaccel.rtl.dram.config import LpddrConfig
+from lpaccel.rtl.dram.perf import LpddrPerfSignature
 from lpaccel.sim.infra.axi_traffic import quiet_axi_master
 from lpaccel.sim.infra.harness import params
+from lpaccel.sim.models.lpddr import Rule
 
 __all__ = ["LpddrTB", "config_from_params"]
 

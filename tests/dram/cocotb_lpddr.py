@@ -15,9 +15,9 @@ import random
 import cocotb
 from cocotb.triggers import ClockCycles
 
-from lpaccel.sim.testbenches.lpddr import LpddrTB, config_from_params, measure
 from lpaccel.sim.infra.harness import params
 from lpaccel.sim.infra.streams import PAUSE_MODES
+from lpaccel.sim.testbenches.lpddr import LpddrTB, config_from_params, measure
 
 P = params()
 KNOBS = json.loads(os.environ.get("LPDDR_TEST", "{}"))

@@ -15,8 +15,9 @@ from amaranth.sim import Simulator
 
 from lpaccel.rtl.dram.address import AddressMap, address_layout
 from lpaccel.rtl.dram.banks import BankMachines
-from lpaccel.rtl.dram.config import Command, LpddrConfig, LpddrPerfSignature, command_layout
+from lpaccel.rtl.dram.config import Command, LpddrConfig, command_layout
 from lpaccel.rtl.dram.controller import LpddrController
+from lpaccel.rtl.dram.perf import LpddrPerfSignature
 from lpaccel.rtl.dram.refresh import RefreshScheduler
 from lpaccel.rtl.dram.scheduler import ShiftQueue
 

@@ -11,8 +11,8 @@ import pytest
 from amaranth.sim import Simulator
 
 from lpaccel.rtl.dram.config import Command, LpddrConfig
-from lpaccel.sim.models.lpddr import LpddrModel, Rule
 from lpaccel.rtl.dram.parts import LPDDR4_3200, Timing
+from lpaccel.sim.models.lpddr import LpddrModel, Rule
 
 ACT, RD, WR, PRE, PREA, REFAB, REFPB = (Command.ACT, Command.RD, Command.WR, Command.PRE,
                                         Command.PREA, Command.REFAB, Command.REFPB)
@@ -227,7 +227,6 @@ def test_refresh_postponed_eight_then_paid_passes():
 def test_refresh_pulled_in_too_far_caught():
     cfg = _short_refresh_config()
     t = cfg.timings
-    limit = t.refresh_postpone * cfg.refs_per_refab
     # Back-to-back REFab pay 8 units each while fewer than 3 accrue.
     cmds = [(k * t.tRFCab + 4, REFAB, 0, 0, 0) for k in range(16)]
     r = run(cfg, cmds)

@@ -5,8 +5,14 @@ import dataclasses
 import pytest
 
 from lpaccel.rtl.dram.config import LpddrConfig
-from lpaccel.rtl.dram.parts import (LPDDR4_3200, LPDDR5_6400, PARTS, Timing,
-                                    controller_cycles, part_by_name)
+from lpaccel.rtl.dram.parts import (
+    LPDDR4_3200,
+    LPDDR5_6400,
+    PARTS,
+    Timing,
+    controller_cycles,
+    part_by_name,
+)
 
 
 def test_timing_ceil_and_minimum_clocks():

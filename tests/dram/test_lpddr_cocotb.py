@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from lpaccel.sim.tops.lpddr import make_sim_top
 from lpaccel.sim.infra.harness import run_cocotb
+from lpaccel.sim.tops.lpddr import make_sim_top
 
 
 def _run(params, testcase, seed=1, **knobs):
