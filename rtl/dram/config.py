@@ -35,6 +35,7 @@ from amaranth.lib import data, enum, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
 
+from ..utils import check_choice, check_int
 from .parts import controller_cycles, part_by_name
 
 __all__ = ["Command", "LpddrConfig", "DfiSignature", "command_layout"]
@@ -102,26 +103,20 @@ class LpddrConfig:
         if not part.standard.startswith("LPDDR"):
             raise ValueError(f"part must be an LPDDR part for LpddrConfig, not {part.name} "
                              f"({part.standard}); board SDR/DDR3 parts are served by LiteDRAM")
-        if self.ratio not in self.RATIOS:
-            raise ValueError(f"ratio must be one of {', '.join(map(str, self.RATIOS))}, "
-                             f"not {self.ratio!r}")
+        check_choice("ratio", self.ratio, self.RATIOS)
         t = self.timings
         if t.burst_ck % self.ratio:
             raise ValueError(f"ratio 1:{self.ratio} must divide the burst's {t.burst_ck} CK "
                              f"of {part.name}; use a ratio of at most {t.burst_ck}")
         if self.ratio > t.tCCD:
             raise ValueError(f"ratio must not exceed tCCD ({t.tCCD} CK), not {self.ratio}")
-        if self.refresh not in self.REFRESH_MODES:
-            raise ValueError(f"refresh must be 'per_bank' or 'all_bank', not {self.refresh!r}")
+        check_choice("refresh", self.refresh, self.REFRESH_MODES)
         if self.refresh == "per_bank" and not part.per_bank_refresh:
             raise ValueError(f"refresh 'per_bank' needs a part with REFpb; {part.name} has none")
         if self.idle_precharge is None:
             object.__setattr__(self, "idle_precharge", 32 if part.bank_groups > 1 else 0)
-        if not isinstance(self.idle_precharge, int) or not 0 <= self.idle_precharge <= 1024:
-            raise ValueError(f"idle_precharge must be an integer from 0 to 1024 cycles, "
-                             f"not {self.idle_precharge!r}")
-        if not isinstance(self.window, int) or not 2 <= self.window <= 32:
-            raise ValueError(f"window must be an integer from 2 to 32, not {self.window!r}")
+        check_int("idle_precharge", self.idle_precharge, 0, 1024)
+        check_int("window", self.window, 2, 32)
         min_bytes = part.page_bytes * part.banks
         if (not isinstance(self.sim_bytes, int) or self.sim_bytes & (self.sim_bytes - 1)
                 or self.sim_bytes < min_bytes):
