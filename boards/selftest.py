@@ -125,11 +125,10 @@ def default_config(cols, lanes=32):
     Returns
     -------
     GemvConfig
-        ``lanes`` lanes, ``max_cols`` = ``cols`` rounded up to a multiple of
-        32 x ``max(1, lanes / 32)``.
+        ``lanes`` lanes, the smallest activation buffers that hold ``cols``
+        (:meth:`GemvConfig.sized_for`).
     """
-    unit = 32 * max(1, lanes // 32)
-    return GemvConfig(lanes=lanes, max_cols=max(unit, -(-cols // unit) * unit))
+    return GemvConfig.sized_for(cols, lanes=lanes)
 
 
 class _RomStream(wiring.Component):
