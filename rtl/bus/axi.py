@@ -24,18 +24,17 @@ Protocol rules every lpaccel port keeps (AMBA AXI4, IHI 0022):
    every beat: the data of an errored read beat is meaningless.
 """
 
-import enum
-
-from amaranth.hdl import Module
-from amaranth.lib import wiring
+from amaranth.lib import enum, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
+
+from ..utils import check_choice, check_int
 
 __all__ = ["Resp", "Burst", "AXI4LiteSignature", "AXI4Signature"]
 
 
-class Resp(enum.IntEnum):
-    """``BRESP``/``RRESP`` codes."""
+class Resp(enum.IntEnum, shape=2):
+    """``BRESP``/``RRESP`` codes; the shape of the ``resp`` members."""
 
     OKAY = 0
     EXOKAY = 1
@@ -43,8 +42,8 @@ class Resp(enum.IntEnum):
     DECERR = 3
 
 
-class Burst(enum.IntEnum):
-    """``AWBURST``/``ARBURST`` codes."""
+class Burst(enum.IntEnum, shape=2):
+    """``AWBURST``/``ARBURST`` codes; the shape of the ``burst`` members."""
 
     FIXED = 0
     INCR = 1
@@ -52,16 +51,11 @@ class Burst(enum.IntEnum):
 
 
 def _channel(fields, *, towards_manager=False):
-    """One channel: ``valid``/``ready`` plus ``fields`` (name → width)."""
+    """One channel: ``valid``/``ready`` plus ``fields`` (name → shape)."""
     out, inn = (In, Out) if towards_manager else (Out, In)
     members = {"valid": out(1), "ready": inn(1)}
     members.update({name: out(width) for name, width in fields.items()})
     return wiring.Signature(members)
-
-
-def _check_width(name, value, allowed):
-    if not isinstance(value, int) or value not in allowed:
-        raise ValueError(f"{name} must be one of {sorted(allowed)}, not {value!r}")
 
 
 class AXI4LiteSignature(wiring.Signature):
@@ -76,17 +70,16 @@ class AXI4LiteSignature(wiring.Signature):
     """
 
     def __init__(self, *, addr_width=32, data_width=32):
-        if not isinstance(addr_width, int) or not 1 <= addr_width <= 64:
-            raise ValueError(f"addr_width must be an integer from 1 to 64, not {addr_width!r}")
-        _check_width("data_width", data_width, {32, 64})
+        check_int("addr_width", addr_width, 1, 64)
+        check_choice("data_width", data_width, (32, 64))
         self.addr_width = addr_width
         self.data_width = data_width
         super().__init__({
             "aw": Out(_channel({"addr": addr_width, "prot": 3})),
             "w": Out(_channel({"data": data_width, "strb": data_width // 8})),
-            "b": Out(_channel({"resp": 2}, towards_manager=True)),
+            "b": Out(_channel({"resp": Resp}, towards_manager=True)),
             "ar": Out(_channel({"addr": addr_width, "prot": 3})),
-            "r": Out(_channel({"data": data_width, "resp": 2}, towards_manager=True)),
+            "r": Out(_channel({"data": data_width, "resp": Resp}, towards_manager=True)),
         })
 
     def __eq__(self, other):
@@ -114,23 +107,21 @@ class AXI4Signature(wiring.Signature):
     """
 
     def __init__(self, *, addr_width=32, data_width=64, id_width=4):
-        if not isinstance(addr_width, int) or not 12 <= addr_width <= 64:
-            raise ValueError(f"addr_width must be an integer from 12 to 64, not {addr_width!r}")
-        _check_width("data_width", data_width, {8, 16, 32, 64, 128, 256, 512, 1024})
-        if not isinstance(id_width, int) or not 0 <= id_width <= 16:
-            raise ValueError(f"id_width must be an integer from 0 to 16, not {id_width!r}")
+        check_int("addr_width", addr_width, 12, 64)
+        check_choice("data_width", data_width, (8, 16, 32, 64, 128, 256, 512, 1024))
+        check_int("id_width", id_width, 0, 16)
         self.addr_width = addr_width
         self.data_width = data_width
         self.id_width = id_width
         iw = max(1, id_width)
-        addr = {"id": iw, "addr": addr_width, "len": 8, "size": 3, "burst": 2,
+        addr = {"id": iw, "addr": addr_width, "len": 8, "size": 3, "burst": Burst,
                 "lock": 1, "cache": 4, "prot": 3, "qos": 4}
         super().__init__({
             "aw": Out(_channel(addr)),
             "w": Out(_channel({"data": data_width, "strb": data_width // 8, "last": 1})),
-            "b": Out(_channel({"id": iw, "resp": 2}, towards_manager=True)),
+            "b": Out(_channel({"id": iw, "resp": Resp}, towards_manager=True)),
             "ar": Out(_channel(addr)),
-            "r": Out(_channel({"id": iw, "data": data_width, "resp": 2, "last": 1},
+            "r": Out(_channel({"id": iw, "data": data_width, "resp": Resp, "last": 1},
                               towards_manager=True)),
         })
 

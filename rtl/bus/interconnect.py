@@ -29,6 +29,7 @@ from amaranth.lib import fifo, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
+from ..utils import check_int
 from .axi import AXI4Signature
 
 __all__ = ["AXI4Arbiter", "AXI4ArbiterConfig"]
@@ -63,8 +64,8 @@ class AXI4ArbiterConfig:
     max_outstanding: int = 16
 
     def __post_init__(self):
-        if not isinstance(self.managers, int) or not 1 <= self.managers <= 16:
-            raise ValueError(f"managers must be an integer from 1 to 16, not {self.managers!r}")
+        check_int("managers", self.managers, 1, 16)
+        # Not check_choice: "a power of two from 1 to 256" says the rule better than a list.
         if not isinstance(self.max_outstanding, int) or self.max_outstanding not in \
                 [1 << k for k in range(9)]:
             raise ValueError(f"max_outstanding must be a power of two from 1 to 256, "

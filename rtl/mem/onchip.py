@@ -20,12 +20,13 @@ and writes nothing. Every burst completes with all its beats either way.
 from dataclasses import dataclass
 
 from amaranth.hdl import Cat, ClockSignal, Const, Instance, Module, Mux, Signal
-from amaranth.lib import fifo, wiring
+from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2, exact_log2
 
 from ..bus.axi import AXI4Signature, Burst, Resp
+from ..utils import StructFIFO
 
 __all__ = ["AxiMemoryConfig", "AxiMemoryFrontEnd", "AxiSpram", "AxiSram", "Spram256ka"]
 
@@ -140,27 +141,27 @@ class AxiMemoryFrontEnd(wiring.Component):
         cfg = self.config
         axi = self.axi
         iw = max(1, cfg.id_width)
-        shift = exact_log2(cfg.word_bytes)
+        shift = exact_log2(cfg.word_bytes)   # also AxSIZE of a full-width beat
         word_w = cfg.addr_width - shift
-        full_size = exact_log2(cfg.word_bytes)
+        request_layout = data.StructLayout({"id": iw, "word": word_w, "len": 8, "bad": 1})
 
         def addr_fifo(name, ch):
-            # id | word address | len | error flag
-            q = fifo.SyncFIFO(width=iw + word_w + 8 + 1, depth=2)
-            m.submodules[name] = q
-            bad = (ch.size != full_size) | (ch.burst != Burst.INCR)
+            q = m.submodules[name] = StructFIFO(request_layout, 2)
+            p = q.w_stream.payload
             m.d.comb += [
                 q.w_stream.valid.eq(ch.valid),
                 ch.ready.eq(q.w_stream.ready),
-                q.w_stream.payload.eq(Cat(ch.id, ch.addr[shift:], ch.len, bad)),
+                p.id.eq(ch.id),
+                p.word.eq(ch.addr[shift:]),
+                p.len.eq(ch.len),
+                p.bad.eq((ch.size != shift) | (ch.burst != Burst.INCR)),
             ]
-            p = q.r_stream.payload
-            return q, p[:iw], p[iw:iw + word_w], p[iw + word_w:iw + word_w + 8], p[-1]
+            return q, q.r_stream.payload
 
         # ---- reads ----
-        ar_q, ar_id, ar_word, ar_len, ar_bad = addr_fifo("ar_queue", axi.ar)
-        r_q = fifo.SyncFIFO(width=cfg.data_width + iw + 2 + 1, depth=2)
-        m.submodules.r_queue = r_q
+        ar_q, ar = addr_fifo("ar_queue", axi.ar)
+        r_q = m.submodules.r_queue = StructFIFO(data.StructLayout({
+            "data": cfg.data_width, "id": iw, "resp": Resp, "last": 1}), 2)
 
         r_active = Signal()
         r_id = Signal(iw)
@@ -169,7 +170,7 @@ class AxiMemoryFrontEnd(wiring.Component):
         r_bad = Signal()
         inflight = Signal()       # a word was read last cycle
         inflight_id = Signal(iw)
-        inflight_resp = Signal(2)
+        inflight_resp = Signal(Resp)
         inflight_last = Signal()
         inflight_mem = Signal()   # the word came from storage (else zero data)
 
@@ -194,8 +195,8 @@ class AxiMemoryFrontEnd(wiring.Component):
         with m.If(r_next_burst):
             m.d.sync += r_active.eq(ar_q.r_stream.valid)
             with m.If(ar_q.r_stream.valid):
-                m.d.sync += [r_id.eq(ar_id), r_word.eq(ar_word), r_left.eq(ar_len),
-                             r_bad.eq(ar_bad)]
+                m.d.sync += [r_id.eq(ar.id), r_word.eq(ar.word), r_left.eq(ar.len),
+                             r_bad.eq(ar.bad)]
         m.d.sync += inflight.eq(r_issue)
         with m.If(r_issue):
             m.d.sync += [
@@ -205,32 +206,30 @@ class AxiMemoryFrontEnd(wiring.Component):
                 inflight_resp.eq(Mux(r_bad, Resp.SLVERR,
                                      Mux(in_range, Resp.OKAY, Resp.DECERR))),
             ]
+        rq_in, rq_out = r_q.w_stream.payload, r_q.r_stream.payload
         m.d.comb += [
             r_q.w_stream.valid.eq(inflight),
-            r_q.w_stream.payload.eq(Cat(Mux(inflight_mem, self.rd_data, 0), inflight_id,
-                                        inflight_resp, inflight_last)),
+            rq_in.data.eq(Mux(inflight_mem, self.rd_data, 0)),
+            rq_in.id.eq(inflight_id),
+            rq_in.resp.eq(inflight_resp),
+            rq_in.last.eq(inflight_last),
             r_q.r_stream.ready.eq(axi.r.ready),
             axi.r.valid.eq(r_q.r_stream.valid),
-        ]
-        rp = r_q.r_stream.payload
-        dw = cfg.data_width
-        m.d.comb += [
-            axi.r.data.eq(rp[:dw]),
-            axi.r.id.eq(rp[dw:dw + iw]),
-            axi.r.resp.eq(rp[dw + iw:dw + iw + 2]),
-            axi.r.last.eq(rp[dw + iw + 2]),
+            axi.r.data.eq(rq_out.data),
+            axi.r.id.eq(rq_out.id),
+            axi.r.resp.eq(rq_out.resp),
+            axi.r.last.eq(rq_out.last),
         ]
 
         # ---- writes ----
-        aw_q, aw_id, aw_word, _, aw_bad = addr_fifo("aw_queue", axi.aw)
-        b_q = fifo.SyncFIFO(width=iw + 2, depth=2)
-        m.submodules.b_queue = b_q
+        aw_q, aw = addr_fifo("aw_queue", axi.aw)
+        b_q = m.submodules.b_queue = StructFIFO(data.StructLayout({"id": iw, "resp": Resp}), 2)
 
         w_active = Signal()
         w_id = Signal(iw)
         w_word = Signal(word_w)
         w_bad = Signal()
-        w_err = Signal(2)          # worst response so far in this burst
+        w_err = Signal(Resp)       # worst response so far in this burst
         w_in_range = w_word < cfg.depth
         w_uses_mem = ~w_bad & w_in_range
 
@@ -249,7 +248,8 @@ class AxiMemoryFrontEnd(wiring.Component):
         m.d.comb += [
             w_done.eq(w_take & axi.w.last),
             b_q.w_stream.valid.eq(w_done),
-            b_q.w_stream.payload.eq(Cat(w_id, burst_resp)),
+            b_q.w_stream.payload.id.eq(w_id),
+            b_q.w_stream.payload.resp.eq(burst_resp),
             aw_q.r_stream.ready.eq(~w_active | w_done),
         ]
         with m.If(w_take):
@@ -257,14 +257,14 @@ class AxiMemoryFrontEnd(wiring.Component):
         with m.If(~w_active | w_done):
             m.d.sync += [w_active.eq(aw_q.r_stream.valid), w_err.eq(Resp.OKAY)]
             with m.If(aw_q.r_stream.valid):
-                m.d.sync += [w_id.eq(aw_id), w_word.eq(aw_word), w_bad.eq(aw_bad)]
+                m.d.sync += [w_id.eq(aw.id), w_word.eq(aw.word), w_bad.eq(aw.bad)]
         # WLAST ends a burst (AWLEN is not counted here); the protocol
         # checker holds managers to AWLEN + 1 beats.
 
         m.d.comb += [
             axi.b.valid.eq(b_q.r_stream.valid),
-            axi.b.id.eq(b_q.r_stream.payload[:iw]),
-            axi.b.resp.eq(b_q.r_stream.payload[iw:]),
+            axi.b.id.eq(b_q.r_stream.payload.id),
+            axi.b.resp.eq(b_q.r_stream.payload.resp),
             b_q.r_stream.ready.eq(axi.b.ready),
         ]
         return m
