@@ -90,9 +90,18 @@ class AXI4LiteSubordinate(wiring.Component):
         addr_layout = data.StructLayout({"addr": addr_width, "prot": 3})
         # Created here rather than in elaborate() so that formal harnesses can
         # state invariants over their occupancy.
-        self.aw_skid = SkidBuffer(addr_layout)
-        self.w_skid = SkidBuffer(data.StructLayout({"data": 32, "strb": 4}))
-        self.ar_skid = SkidBuffer(addr_layout)
+        self.aw_skid = self.request_buffer("aw", addr_layout)
+        self.w_skid = self.request_buffer("w", data.StructLayout({"data": 32, "strb": 4}))
+        self.ar_skid = self.request_buffer("ar", addr_layout)
+
+    def request_buffer(self, channel, layout):
+        """The buffer in front of request channel ``channel`` (``"aw"``, ``"w"``, ``"ar"``).
+
+        A :class:`~lpaccel.rtl.stream.SkidBuffer` of ``layout``; a formal
+        harness overrides this to put a broken buffer in and show that the
+        prover catches it.
+        """
+        return SkidBuffer(layout)
 
     def elaborate(self, platform):
         m = Module()
