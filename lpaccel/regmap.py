@@ -13,7 +13,8 @@ same driver code runs on both.
 * ``lpaccel_regs.h`` — C header (``peakrdl-cheader``): ``lpaccel_t`` register
   struct, ``LPACCEL__<REG>__<FIELD>_bm/_bp/_bw/_reset`` macros; plus its
   self-check ``lpaccel_regs.h.test.c``,
-* ``regmap.md`` — Markdown register reference (``peakrdl-markdown``),
+* ``regmap.md`` — Markdown register reference (``peakrdl-markdown``) with
+  the RDL's enums (error and kind codes) appended,
 * ``html/`` — browsable HTML reference (``peakrdl-html``),
 * ``lpaccel_regs.py`` — the register table as a Python module that builds a
   :class:`Registers` without ``systemrdl-compiler``.
@@ -238,6 +239,24 @@ def registers(transport):
 '''
 
 
+def _enums_markdown(root):
+    """The RDL's ``encode`` enums as Markdown tables (peakrdl-markdown lists none)."""
+    enums = {}
+    for reg in root.top.registers():
+        for field in reg.fields():
+            encode = field.get_property("encode")
+            if encode is not None:
+                enums.setdefault(encode.type_name, (encode, []))[1].append(
+                    f"{reg.inst_name}.{field.inst_name}")
+    lines = ["", "## Enumerations", ""]
+    for name, (encode, users) in sorted(enums.items()):
+        lines += [f"### {name}", "", f"Encodes {', '.join(users)}.", "",
+                  "| value | name | meaning |", "|---:|---|---|"]
+        lines += [f"| {m.value} | {m.name} | {(m.rdl_desc or '').strip()} |" for m in encode]
+        lines.append("")
+    return "\n".join(lines)
+
+
 def generate(out_dir, config=None):
     """Write the C header, Markdown and HTML docs and the Python table to ``out_dir``.
 
@@ -275,6 +294,8 @@ def generate(out_dir, config=None):
                              testcase=True)
     paths["c_test"] = out / "lpaccel_regs.h.test.c"
     MarkdownExporter().export(root.top, str(paths["markdown"]))
+    with open(paths["markdown"], "a") as markdown:
+        markdown.write(_enums_markdown(root))
     HTMLExporter().export(root.top, str(paths["html"]))
     table = json.dumps(regmap_to_dict(register_map(config)), sort_keys=True)
     paths["python"].write_text(_PY_TEMPLATE.format(table=table))

@@ -118,3 +118,25 @@ def test_dma_engine_refuses_codes_that_are_not_axi_responses(tmp_path, monkeypat
     with pytest.raises(ValueError, match=r"dma_error_e.SLVERR is 6 in the register map but the "
                                          r"DMA engine passes the AXI response code 2 through"):
         engine._check_error_codes()
+
+
+def test_docs_tables_are_the_rdl_codes():
+    # docs/dma.md summarizes dma_error_e in a table: its names and values
+    # must be the RDL's (the texts there are short forms of the RDL's).
+    import re
+    from lpaccel.paths import ROOT
+    text = (ROOT / "docs" / "dma.md").read_text()
+    rows = re.findall(r"^\| (\d+) \| `(\w+)` \|", text, re.MULTILINE)
+    assert [(name, int(value)) for value, name in rows] == [(m.name, m.value) for m in DmaError]
+
+
+def test_generated_markdown_lists_the_enums(tmp_path):
+    from lpaccel.regmap import generate
+    markdown = (tmp_path / "regmap.md")
+    generate(tmp_path)
+    text = markdown.read_text()
+    for cls in (GemvError, DmaError, MemoryKind):
+        section = text.split(f"### {cls.rdl_type}\n", 1)[1].split("\n### ", 1)[0]
+        for m in cls:
+            assert f"| {m.value} | {m.name} | {m.desc} |" in section
+    assert "Encodes ERROR.DMA, DMA_STATUS.ERROR." in text
