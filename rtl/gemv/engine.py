@@ -1,19 +1,20 @@
 """Quantized GEMV engine: ``y = W · x`` with Q4_0/Q4_1/Q8_0/INT4/INT8 weights.
 
 The arithmetic is defined in ``docs/arithmetic.md`` and mirrored exactly by
-:mod:`lpaccel.sim.golden`; the weight stream layout is section 6 of that
+:mod:`lpaccel.sim.golden.gemv`; the weight stream layout is section 6 of that
 page and is produced by :mod:`lpaccel.repack`.
 
 The engine is a chain of blocks, each in its own module::
 
-    job ─────────┐
-    activations ─┴► JobLoader ──write──► ActivationBuffers
-                     │ jobs, full  ▲ release        │ read_data
-                     ▼             │                ▼
-    weights ► WidthConverter ► BeatSequencer ─beat─► Lanes ─side, products─► BlockDot
-                  ▲ flush ─────────┘ read_addr                                 │ block
-                                                                               ▼
-    results ◄── output register ◄── Fp32Packer ◄──row── RowAccumulator ◄───────┘
+    job, activations ────────────────► JobLoader ─write─► ActivationBuffers
+                             jobs, full │ ▲ release           │ row
+                                        ▼ │                   ▼
+    weights ─► WidthConverter ─beats─► BeatSequencer ─beat─► Lanes ─side, products─► BlockDot
+                      ▲ flush (from BeatSequencer)                                      │ block
+    results ◄─ output register ◄─ Fp32Packer ◄─row─ RowAccumulator ◄────────────────────┘
+
+(The sequencer also gives the activation buffers the address of the row
+each beat reads.)
 
 - :class:`~.loader.JobLoader`: job checks and the ping-pong activation
   buffers (:class:`~.loader.ActivationBuffers`, with Q4_1 block sums).
