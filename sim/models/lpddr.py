@@ -17,7 +17,7 @@ below ``sim_bytes`` or model the aliasing.
 import enum
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import wiring
+from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -158,225 +158,220 @@ class LpddrTimingChecker(wiring.Component):
             "n_refpb": Out(32),
         })
 
+    def _state_layout(self):
+        """Everything the checker remembers; timestamps hold the earliest legal time."""
+        cfg, ts = self.config, unsigned(_TS_BITS)
+        bank = data.StructLayout({
+            "open": 1,
+            "act_rp": ts,     # PRE -> ACT/REF (tRPpb, tRPab)
+            "act_rc": ts,     # ACT -> ACT (tRC)
+            "act_rfc": ts,    # REFpb -> ACT/REFpb of this bank (tRFCpb)
+            "pre_ras": ts,    # ACT -> PRE (tRAS)
+            "pre_rtp": ts,    # READ -> PRE (tRTP)
+            "pre_wr": ts,     # WRITE -> PRE (write recovery)
+            "cas_rcd": ts,    # ACT -> READ/WRITE (tRCD)
+        })
+        fields = {
+            "bank": data.ArrayLayout(bank, cfg.part.banks),
+            "act_rrd": ts,    # ACT/REFpb -> ACT/REFpb (tRRD)
+            "cas_ccd": ts,    # CAS -> CAS (tCCD, tCCD_S with bank groups)
+            "rd_wtr": ts,     # WRITE -> READ (tWTR, tWTR_S)
+            "wr_rtw": ts,     # READ -> WRITE
+            "rfcab": ts,      # REFab -> anything (tRFCab)
+            "refpb_sp": ts,   # REFpb -> REFpb (tpbR2pbR)
+            "refab_pb": ts,   # REFpb -> REFab (tRFCpb)
+            "faw": data.ArrayLayout(ts, 4),   # the last four ACTs, oldest first
+        }
+        if cfg.part.bank_groups > 1:
+            fields["group"] = data.ArrayLayout(
+                data.StructLayout({"cas_ccdl": ts, "rd_wtrl": ts}), cfg.part.bank_groups)
+        if cfg.timings.tPBR2ACT > 0:
+            fields["act_pbr"] = ts          # REFpb -> ACT (tpbR2act)
+        return data.StructLayout(fields)
+
+    def _checks(self, cur, tp, cmd, ba):
+        """The rules for one command slot, as (condition, rule, bank) in priority order."""
+        cfg, t = self.config, self.config.timings
+        nb, half = cfg.part.banks, cfg.part.banks // 2
+        pair = cfg.part.refpb_banks == 2
+        grouped = cfg.part.bank_groups > 1
+        act, rd, wr = cmd[Command.ACT], cmd[Command.RD], cmd[Command.WR]
+        pre, prea = cmd[Command.PRE], cmd[Command.PREA]
+        refab, refpb = cmd[Command.REFAB], cmd[Command.REFPB]
+        pba = ba ^ half                     # the REFpb pair's other bank
+        this, other = cur.bank[ba], cur.bank[pba]
+        group = cur.group[ba[cfg.ba_bits:]] if grouped else None
+
+        def early(timestamp):
+            return tp < timestamp
+
+        checks = [
+            (act & this.open, Rule.ACT_OPEN, ba),
+            ((act | refpb | refab) & early(cur.rfcab), Rule.tRFCab, ba),
+            ((act | refpb) & early(this.act_rp), Rule.tRP, ba),
+        ]
+        if pair:
+            checks += [(refpb & early(other.act_rp), Rule.tRP, pba)]
+        checks += [
+            (act & early(this.act_rc), Rule.tRC, ba),
+            ((act | refpb) & early(this.act_rfc), Rule.tRFCpb, ba),
+        ]
+        if pair:
+            checks += [(refpb & early(other.act_rfc), Rule.tRFCpb, pba)]
+        checks += [((act | refpb) & early(cur.act_rrd), Rule.tRRD, ba)]
+        if t.tPBR2ACT > 0:
+            checks += [(act & early(cur.act_pbr), Rule.tPBR2ACT, ba)]
+        checks += [
+            ((act | refpb) & early(cur.faw[0] + t.tFAW), Rule.tFAW, ba),
+            ((rd | wr) & ~this.open, Rule.CAS_CLOSED, ba),
+            ((rd | wr) & early(this.cas_rcd), Rule.tRCD, ba),
+            ((rd | wr) & early(cur.cas_ccd), Rule.tCCD, ba),
+        ]
+        if grouped:
+            checks += [((rd | wr) & early(group.cas_ccdl), Rule.tCCD_L, ba)]
+        checks += [(rd & early(cur.rd_wtr), Rule.tWTR, ba)]
+        if grouped:
+            checks += [(rd & early(group.rd_wtrl), Rule.tWTR_L, ba)]
+        checks += [
+            (wr & early(cur.wr_rtw), Rule.tRTW, ba),
+            (refpb & this.open, Rule.REF_OPEN, ba),
+        ]
+        if pair:
+            checks += [(refpb & other.open, Rule.REF_OPEN, pba)]
+        checks += [
+            (refpb & early(cur.refpb_sp), Rule.tPBR2PBR, ba),
+            (refab & early(cur.refab_pb), Rule.tRFCpb, ba),
+        ]
+        # PRE checks the addressed bank, PREA every open bank, REFab every bank.
+        for b in range(nb):
+            hit_pre = (pre & (ba == b)) | prea
+            bank = cur.bank[b]
+            checks += [
+                (hit_pre & bank.open & early(bank.pre_ras), Rule.tRAS, b),
+                (hit_pre & bank.open & early(bank.pre_rtp), Rule.tRTP, b),
+                (hit_pre & bank.open & early(bank.pre_wr), Rule.tWR, b),
+                (refab & bank.open, Rule.REF_OPEN, b),
+                (refab & early(bank.act_rp), Rule.tRP, b),
+            ]
+        return checks
+
+    def _advance(self, m, cur, nxt, tp, cmd, ba):
+        """``nxt``: the state after a command slot at DRAM clock ``tp``."""
+        cfg, t = self.config, self.config.timings
+        half = cfg.part.banks // 2
+        act, rd, wr = cmd[Command.ACT], cmd[Command.RD], cmd[Command.WR]
+        pre, prea = cmd[Command.PRE], cmd[Command.PREA]
+        refab, refpb = cmd[Command.REFAB], cmd[Command.REFPB]
+        for b in range(cfg.part.banks):
+            sel = ba == b
+            ref_sel = (sel | (ba == (b ^ half))) if cfg.part.refpb_banks == 2 else sel
+            was, now = cur.bank[b], nxt.bank[b]
+            m.d.comb += [
+                now.open.eq(Mux(act & sel, 1, Mux((pre & sel) | prea, 0, was.open))),
+                now.act_rp.eq(Mux(pre & sel, tp + t.tRPpb, Mux(prea, tp + t.tRPab, was.act_rp))),
+                now.act_rc.eq(Mux(act & sel, tp + t.tRC, was.act_rc)),
+                now.act_rfc.eq(Mux(refpb & ref_sel, tp + t.tRFCpb, was.act_rfc)),
+                now.pre_ras.eq(Mux(act & sel, tp + t.tRAS, was.pre_ras)),
+                now.cas_rcd.eq(Mux(act & sel, tp + t.tRCD, was.cas_rcd)),
+                now.pre_rtp.eq(Mux(rd & sel, tp + t.tRTP, was.pre_rtp)),
+                now.pre_wr.eq(Mux(wr & sel, tp + t.wr_to_pre, was.pre_wr)),
+            ]
+        m.d.comb += [
+            nxt.act_rrd.eq(Mux(act | refpb, tp + t.tRRD, cur.act_rrd)),
+            nxt.cas_ccd.eq(Mux(rd | wr, tp + t.tCCD, cur.cas_ccd)),
+            nxt.rd_wtr.eq(Mux(wr, tp + t.wr_to_rd, cur.rd_wtr)),
+            nxt.wr_rtw.eq(Mux(rd, tp + t.rd_to_wr, cur.wr_rtw)),
+            nxt.rfcab.eq(Mux(refab, tp + t.tRFCab, cur.rfcab)),
+            nxt.refpb_sp.eq(Mux(refpb, tp + t.tPBR2PBR, cur.refpb_sp)),
+            nxt.refab_pb.eq(Mux(refpb, tp + t.tRFCpb, cur.refab_pb)),
+        ]
+        if cfg.part.bank_groups > 1:
+            for g in range(cfg.part.bank_groups):
+                in_g = ba[cfg.ba_bits:] == g
+                was, now = cur.group[g], nxt.group[g]
+                m.d.comb += [
+                    now.cas_ccdl.eq(Mux((rd | wr) & in_g, tp + t.tCCD_L, was.cas_ccdl)),
+                    now.rd_wtrl.eq(Mux(wr & in_g, tp + t.wr_to_rd_L, was.rd_wtrl)),
+                ]
+        if t.tPBR2ACT > 0:
+            m.d.comb += nxt.act_pbr.eq(Mux(refpb, tp + t.tPBR2ACT, cur.act_pbr))
+        for i in range(4):
+            m.d.comb += nxt.faw[i].eq(Mux(act | refpb, cur.faw[i + 1] if i < 3 else tp,
+                                          cur.faw[i]))
+
     def elaborate(self, platform):
         m = Module()
         cfg = self.config
         t = cfg.timings
-        nb = cfg.part.banks
         n = cfg.ratio
         refs = cfg.refs_per_refab
-        ts = unsigned(_TS_BITS)
 
-        now = Signal(ts, init=_EPOCH)
+        now = Signal(_TS_BITS, init=_EPOCH)
         m.d.sync += now.eq(now + n)
 
-        # Registered state; "ready" entries hold the earliest legal time.
-        def reg(name, shape=ts):
-            return Signal(shape, name=name)
-        state = {}
-        for b in range(nb):
-            state[f"open{b}"] = reg(f"open{b}", 1)
-            for k in ("act_rp", "act_rc", "act_rfc", "pre_ras", "pre_rtp", "pre_wr", "cas_rcd"):
-                state[f"{k}{b}"] = reg(f"{k}{b}")
-        for k in ("act_rrd", "cas_ccd", "rd_wtr", "wr_rtw", "rfcab", "refpb_sp", "refab_pb"):
-            state[k] = reg(k)
-        ngroups = cfg.part.bank_groups
-        grouped = ngroups > 1
-        for g in range(ngroups if grouped else 0):
-            state[f"cas_ccdl{g}"] = reg(f"cas_ccdl{g}")  # same-group CAS (tCCD_L)
-            state[f"rd_wtrl{g}"] = reg(f"rd_wtrl{g}")    # same-group WRITE to READ
-        pbr2act = t.tPBR2ACT > 0
-        if pbr2act:
-            state["act_pbr"] = reg("act_pbr")
-        pair = cfg.part.refpb_banks == 2
-        half = nb // 2
-        for i in range(4):
-            state[f"faw{i}"] = reg(f"faw{i}")  # faw0 is the oldest of the last four ACTs
-        cur = dict(state)
+        # The slots of one controller cycle are checked in order: slot p sees
+        # the state left by slots 0..p-1 of the same cycle.
+        layout = self._state_layout()
+        state = Signal(layout)
+        cur = state
+        viol_p, rule_p, bank_p, pays = [], [], [], []
+        counts = {c: [] for c in (Command.ACT, Command.RD, Command.WR, Command.REFAB,
+                                  Command.REFPB)}
+        for p in range(n):
+            slot = self.dfi.phases[p]
+            tp = Signal(_TS_BITS, name=f"t_p{p}")
+            m.d.comb += tp.eq(now + p)
+            cmd = {c: Signal(name=f"is_{c.name.lower()}_p{p}") for c in Command}
+            m.d.comb += [s.eq(slot.cmd == c) for c, s in cmd.items()]
+            for c in counts:
+                counts[c].append(cmd[c])
+            v, r, bk = _first_hit(m, self._checks(cur, tp, cmd, slot.bank), p, self.bank)
+            viol_p.append(v)
+            rule_p.append(r)
+            bank_p.append(bk)
+            nxt = Signal(layout, name=f"state_p{p}")
+            self._advance(m, cur, nxt, tp, cmd, slot.bank)
+            cur = nxt
+            pays.append(Mux(cmd[Command.REFAB], refs, Mux(cmd[Command.REFPB], 1, 0)))
+        m.d.sync += state.eq(cur)
 
-        debt = Signal(signed(16))
-        debt_max = Signal(signed(16))
+        # Refresh debt: +1 REFpb unit per tREFIpb, paid by REF commands.
         acc = Signal(range(t.tREFIpb + n + 1))
         tick = Signal()
         m.d.comb += tick.eq(acc + n >= t.tREFIpb)
         m.d.sync += acc.eq(Mux(tick, acc + n - t.tREFIpb, acc + n))
-
-        viol_p, rule_p, bank_p = [], [], []
-        pays = []
-        counts = {k: [] for k in ("act", "rd", "wr", "refab", "refpb")}
-        for p in range(n):
-            slot = self.dfi.phases[p]
-            tp = Signal(ts, name=f"t_p{p}")
-            m.d.comb += tp.eq(now + p)
-            cmd, ba = slot.cmd, slot.bank
-            is_ = {c: Signal(name=f"is_{c.name.lower()}_p{p}") for c in Command}
-            for c, s in is_.items():
-                m.d.comb += s.eq(cmd == c)
-            counts["act"].append(is_[Command.ACT])
-            counts["rd"].append(is_[Command.RD])
-            counts["wr"].append(is_[Command.WR])
-            counts["refab"].append(is_[Command.REFAB])
-            counts["refpb"].append(is_[Command.REFPB])
-
-            def early(key):
-                return tp < cur[key]  # noqa: B023 (called in this iteration)
-
-            def per_bank(fn):
-                # Value of fn(bank) for the addressed bank.
-                out = Const(0, 1)
-                for b in range(nb):
-                    out = Mux(ba == b, fn(b), out)  # noqa: B023 (called in this iteration)
-                return out
-            def per_group(fn):
-                # Value of fn(group) for the addressed bank's group.
-                grp = ba[cfg.ba_bits:]  # noqa: B023 (called in this iteration)
-                out = Const(0, 1)
-                for g in range(ngroups):
-                    out = Mux(grp == g, fn(g), out)
-                return out
-
-            def partner(fn):
-                # Value of fn(bank) for the other bank of the REFpb pair.
-                return per_bank(lambda b: fn(b ^ half))  # noqa: B023 (called here)
-            open_b = per_bank(lambda b: cur[f"open{b}"])  # noqa: B023 (called here)
-            faw_early = tp < cur["faw0"] + t.tFAW
-
-            checks = []  # (condition, rule, bank) in priority order
-            act, rd, wr = is_[Command.ACT], is_[Command.RD], is_[Command.WR]
-            pre, prea = is_[Command.PRE], is_[Command.PREA]
-            refab, refpb = is_[Command.REFAB], is_[Command.REFPB]
-            pba = ba ^ half  # the REFpb pair's other bank
-            checks += [
-                (act & open_b, Rule.ACT_OPEN, ba),
-                ((act | refpb | refab) & early("rfcab"), Rule.tRFCab, ba),
-                ((act | refpb) & per_bank(lambda b: early(f"act_rp{b}")), Rule.tRP, ba),
-            ]
-            if pair:
-                checks += [(refpb & partner(lambda b: early(f"act_rp{b}")), Rule.tRP, pba)]
-            checks += [
-                (act & per_bank(lambda b: early(f"act_rc{b}")), Rule.tRC, ba),
-                ((act | refpb) & per_bank(lambda b: early(f"act_rfc{b}")), Rule.tRFCpb, ba),
-            ]
-            if pair:
-                checks += [(refpb & partner(lambda b: early(f"act_rfc{b}")), Rule.tRFCpb, pba)]
-            checks += [
-                ((act | refpb) & early("act_rrd"), Rule.tRRD, ba),
-            ]
-            if pbr2act:
-                checks += [(act & early("act_pbr"), Rule.tPBR2ACT, ba)]
-            checks += [
-                ((act | refpb) & faw_early, Rule.tFAW, ba),
-                ((rd | wr) & ~open_b, Rule.CAS_CLOSED, ba),
-                ((rd | wr) & per_bank(lambda b: early(f"cas_rcd{b}")), Rule.tRCD, ba),
-                ((rd | wr) & early("cas_ccd"), Rule.tCCD, ba),
-            ]
-            if grouped:
-                checks += [((rd | wr) & per_group(lambda g: early(f"cas_ccdl{g}")),
-                            Rule.tCCD_L, ba)]
-            checks += [
-                (rd & early("rd_wtr"), Rule.tWTR, ba),
-            ]
-            if grouped:
-                checks += [(rd & per_group(lambda g: early(f"rd_wtrl{g}")), Rule.tWTR_L, ba)]
-            checks += [
-                (wr & early("wr_rtw"), Rule.tRTW, ba),
-                (refpb & open_b, Rule.REF_OPEN, ba),
-            ]
-            if pair:
-                checks += [(refpb & partner(lambda b: cur[f"open{b}"]), Rule.REF_OPEN, pba)]
-            checks += [
-                (refpb & early("refpb_sp"), Rule.tPBR2PBR, ba),
-                (refab & early("refab_pb"), Rule.tRFCpb, ba),
-            ]
-            # PRE checks the addressed bank, PREA every open bank, REFab every bank.
-            for b in range(nb):
-                hit_pre = (pre & (ba == b)) | prea
-                opened = cur[f"open{b}"]
-                checks += [
-                    (hit_pre & opened & early(f"pre_ras{b}"), Rule.tRAS, b),
-                    (hit_pre & opened & early(f"pre_rtp{b}"), Rule.tRTP, b),
-                    (hit_pre & opened & early(f"pre_wr{b}"), Rule.tWR, b),
-                    (refab & opened, Rule.REF_OPEN, b),
-                    (refab & early(f"act_rp{b}"), Rule.tRP, b),
-                ]
-            v, r, bk = _first_hit(m, checks, p, self.bank)
-            viol_p.append(v)
-            rule_p.append(r)
-            bank_p.append(bk)
-
-            # State after this slot.
-            nxt = {}
-            for b in range(nb):
-                sel = ba == b
-                nxt[f"open{b}"] = Mux(act & sel, 1,
-                                      Mux((pre & sel) | prea, 0, cur[f"open{b}"]))
-                nxt[f"act_rp{b}"] = Mux(pre & sel, tp + t.tRPpb,
-                                        Mux(prea, tp + t.tRPab, cur[f"act_rp{b}"]))
-                nxt[f"act_rc{b}"] = Mux(act & sel, tp + t.tRC, cur[f"act_rc{b}"])
-                ref_sel = (sel | (ba == (b ^ half))) if pair else sel
-                nxt[f"act_rfc{b}"] = Mux(refpb & ref_sel, tp + t.tRFCpb, cur[f"act_rfc{b}"])
-                nxt[f"pre_ras{b}"] = Mux(act & sel, tp + t.tRAS, cur[f"pre_ras{b}"])
-                nxt[f"cas_rcd{b}"] = Mux(act & sel, tp + t.tRCD, cur[f"cas_rcd{b}"])
-                nxt[f"pre_rtp{b}"] = Mux(rd & sel, tp + t.tRTP, cur[f"pre_rtp{b}"])
-                nxt[f"pre_wr{b}"] = Mux(wr & sel, tp + t.wr_to_pre, cur[f"pre_wr{b}"])
-            nxt["act_rrd"] = Mux(act | refpb, tp + t.tRRD, cur["act_rrd"])
-            nxt["cas_ccd"] = Mux(rd | wr, tp + t.tCCD, cur["cas_ccd"])
-            nxt["rd_wtr"] = Mux(wr, tp + t.wr_to_rd, cur["rd_wtr"])
-            nxt["wr_rtw"] = Mux(rd, tp + t.rd_to_wr, cur["wr_rtw"])
-            nxt["rfcab"] = Mux(refab, tp + t.tRFCab, cur["rfcab"])
-            nxt["refpb_sp"] = Mux(refpb, tp + t.tPBR2PBR, cur["refpb_sp"])
-            nxt["refab_pb"] = Mux(refpb, tp + t.tRFCpb, cur["refab_pb"])
-            for g in range(ngroups if grouped else 0):
-                in_g = ba[cfg.ba_bits:] == g
-                nxt[f"cas_ccdl{g}"] = Mux((rd | wr) & in_g, tp + t.tCCD_L, cur[f"cas_ccdl{g}"])
-                nxt[f"rd_wtrl{g}"] = Mux(wr & in_g, tp + t.wr_to_rd_L, cur[f"rd_wtrl{g}"])
-            if pbr2act:
-                nxt["act_pbr"] = Mux(refpb, tp + t.tPBR2ACT, cur["act_pbr"])
-            for i in range(4):
-                nxt[f"faw{i}"] = Mux(act | refpb, cur[f"faw{i + 1}"] if i < 3 else tp,
-                                     cur[f"faw{i}"])
-            for k, value in nxt.items():
-                s = Signal.like(state[k], name=f"{k}_p{p}")
-                m.d.comb += s.eq(value)
-                cur[k] = s
-            pays.append(Mux(refab, refs, Mux(refpb, 1, 0)))
-
-        for k, reg_ in state.items():
-            m.d.sync += reg_.eq(cur[k])
-
-        # Refresh debt: +1 REFpb unit per tREFIpb, paid by REF commands.
+        debt = Signal(signed(16))
+        debt_max = Signal(signed(16))
         new_debt = Signal(signed(16))
         m.d.comb += new_debt.eq(debt + tick - sum(pays))
         m.d.sync += debt.eq(new_debt)
         with m.If(new_debt > debt_max):
             m.d.sync += debt_max.eq(new_debt)
-        limit = cfg.timings.refresh_postpone * refs
+        limit = t.refresh_postpone * refs
         debt_bad = (new_debt > limit) | (new_debt < -limit)
 
-        for key, sigs in counts.items():
-            counter = getattr(self, f"n_{key}")
+        for c, sigs in counts.items():
+            counter = getattr(self, f"n_{c.name.lower()}")
             m.d.sync += counter.eq(counter + sum(sigs))
         m.d.comb += [self.refresh_debt.eq(debt), self.refresh_debt_max.eq(debt_max)]
 
         wrdata_bad = self.wrdata_expected != self.dfi.wrdata_en
 
-        def latch(p):
-            m.d.sync += [self.violation.eq(1), self.rule.eq(rule_p[p]),
-                         self.bank.eq(bank_p[p]), self.cycle.eq(now + p - _EPOCH)]
+        def latch(rule, bank, slot):
+            m.d.sync += [self.violation.eq(1), self.rule.eq(rule), self.bank.eq(bank),
+                         self.cycle.eq(now + slot - _EPOCH)]
 
         # The first violation wins: the earliest command slot, then write data, then refresh.
         with m.If(~self.violation):
             with m.If(viol_p[0]):
-                latch(0)
+                latch(rule_p[0], bank_p[0], 0)
             for p in range(1, n):
                 with m.Elif(viol_p[p]):
-                    latch(p)
+                    latch(rule_p[p], bank_p[p], p)
             with m.Elif(wrdata_bad):
-                m.d.sync += [self.violation.eq(1), self.rule.eq(Rule.WRDATA),
-                             self.bank.eq(0), self.cycle.eq(now - _EPOCH)]
+                latch(Rule.WRDATA, 0, 0)
             with m.Elif(debt_bad):
-                m.d.sync += [self.violation.eq(1), self.rule.eq(Rule.tREFI),
-                             self.bank.eq(0), self.cycle.eq(now - _EPOCH)]
+                latch(Rule.tREFI, 0, 0)
         return m
 
 
