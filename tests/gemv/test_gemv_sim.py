@@ -1,9 +1,11 @@
 """Fast amaranth.sim checks of the GEMV engine on tiny cases."""
 
+import json
 import random
 
 import numpy as np
 import pytest
+from amaranth.hdl import Shape, unsigned
 from amaranth.sim import Simulator
 
 from lpaccel import quant
@@ -248,6 +250,15 @@ def test_format_names():
     with pytest.raises(ValueError, match=r"'q5_k' is not supported \(supported: q4_0, q8_0, "
                                          r"q4_1, int4, int8\)"):
         WeightFormat.parse("q5_k")
+
+
+def test_format_and_error_are_hardware_enums():
+    """The job's ``fmt`` field and the ``error`` port carry the enums; members stay ints."""
+    assert Shape.cast(WeightFormat) == unsigned(3)
+    assert GemvEngine.JobLayout["fmt"].shape is WeightFormat
+    assert Shape.cast(GemvError) == unsigned(3)
+    assert WeightFormat.INT4 == 3 and WeightFormat.Q8_0 + 1 == 2
+    assert json.dumps({"fmt": WeightFormat.Q4_1}) == '{"fmt": 2}'
 
 
 def _edge_weights(fmt, group, rows, cols, rng):
