@@ -11,7 +11,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
 
-from .axi import AXI4Signature, Burst
+from .axi import AXI4Signature, Burst, Resp
 
 __all__ = ["AxiMemTest", "AxiMemTestConfig", "memtest_pattern"]
 
@@ -145,7 +145,7 @@ class AxiMemTest(wiring.Component):
             with m.State("B"):
                 m.d.comb += axi.b.ready.eq(1)
                 with m.If(axi.b.valid):
-                    with m.If(axi.b.resp != 0):
+                    with m.If(axi.b.resp != Resp.OKAY):
                         bump_errors()
                     with m.If(burst_index == bursts - 1):
                         m.d.sync += [burst_index.eq(0), word.eq(0)]
@@ -162,7 +162,7 @@ class AxiMemTest(wiring.Component):
                 m.d.comb += axi.r.ready.eq(1)
                 with m.If(axi.r.valid):
                     m.d.sync += [beat.eq(beat + 1), word.eq(word + 1)]
-                    with m.If((axi.r.data != pattern) | (axi.r.resp != 0) |
+                    with m.If((axi.r.data != pattern) | (axi.r.resp != Resp.OKAY) |
                               (axi.r.last != (beat == cfg.burst - 1))):
                         bump_errors()
                     with m.If(beat == cfg.burst - 1):

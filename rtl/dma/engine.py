@@ -481,7 +481,7 @@ class _S2mm(_Channel):
             "tag": cfg.tag_width, "flags": cfg.flags_width, "code": DmaError,
             "aborted": 1, "mismatch": 1}), 2)
         bres = _fifo(m, "bres", data.StructLayout({
-            "err": 2, "bytes": cfg.len_width}), 2)
+            "err": Resp, "bytes": cfg.len_width}), 2)
         status = _fifo(m, "status", cfg.status_layout, cfg.status_depth)
         m.submodules.issuer = issuer = _BurstIssuer(cfg)
         wiring.connect(m, cmds.r_stream, issuer.cmd)
@@ -615,7 +615,7 @@ class _S2mm(_Channel):
         m.d.comb += issuer.credit.eq(in_flight < cfg.max_outstanding)
 
         # --- B side: responses per descriptor -----------------------------
-        berr = Signal(2)
+        berr = Signal(Resp)
         bbytes = Signal(cfg.len_width)
         bseq = Signal(cfg._seq_bits)
         brec = brecs.r_stream.payload
