@@ -113,16 +113,25 @@ class CsrBank(wiring.Component):
         Hardware side of each field that has one.
     """
 
+    @staticmethod
+    def _addr_width(regmap, addr_width):
+        need = max(12, (regmap.size - 1).bit_length())
+        if addr_width is None:
+            return need
+        if not isinstance(addr_width, int) or not need <= addr_width <= 32:
+            raise ValueError(f"addr_width must be an integer from {need} (the register map "
+                             f"spans {regmap.size:#x} bytes) to 32, not {addr_width!r}")
+        return addr_width
+
+    def __new__(cls, regmap=None, *, addr_width=None, **kwargs):
+        # Checked before the object exists: a refused bank is never created,
+        # so Amaranth has no unused elaboratable to warn about.
+        cls._addr_width(regmap if regmap is not None else register_map(), addr_width)
+        return super().__new__(cls, **kwargs)
+
     def __init__(self, regmap=None, *, addr_width=None):
         self.regmap = regmap if regmap is not None else register_map()
-        need = max(12, (self.regmap.size - 1).bit_length())
-        if addr_width is None:
-            addr_width = need
-        if not isinstance(addr_width, int) or not need <= addr_width <= 32:
-            self._MustUse__silence = True   # never elaborated: no "unused" warning
-            raise ValueError(f"addr_width must be an integer from {need} (the register map "
-                             f"spans {self.regmap.size:#x} bytes) to 32, not {addr_width!r}")
-        self.addr_width = addr_width
+        self.addr_width = addr_width = self._addr_width(self.regmap, addr_width)
         members = {"bus": In(AXI4LiteSignature(addr_width=addr_width, data_width=BUS_WIDTH))}
         self._ports = {}
         for reg in self.regmap:

@@ -121,7 +121,10 @@ class DmaConfig:
 
     @property
     def beat_layout(self):
-        """Layout of a data stream beat: ``data``, ``bytes`` (valid bytes, low lanes first), ``last``."""
+        """Layout of a data stream beat: ``data``, ``bytes``, ``last``.
+
+        ``bytes`` counts the valid bytes, low lanes first.
+        """
         return data.StructLayout({
             "data": self.data_width,
             "bytes": self.beat_shift + 1,
@@ -130,7 +133,10 @@ class DmaConfig:
 
     @property
     def status_layout(self):
-        """Layout of a status: ``tag``, ``flags``, ``bytes`` (moved), ``error`` (:class:`DmaError`)."""
+        """Layout of a status: ``tag``, ``flags``, ``bytes`` (moved), ``error``.
+
+        ``error`` is a :class:`DmaError`.
+        """
         return data.StructLayout({
             "tag": self.tag_width,
             "flags": self.flags_width,
@@ -703,14 +709,15 @@ class DmaEngine(wiring.Component):
         every status has been delivered, and no abort is in progress.
     """
 
-    def __init__(self, config=None):
-        if config is None:
-            config = DmaConfig()
-        if not isinstance(config, DmaConfig):
-            self._MustUse__silence = True   # never built: no "unused" warning on top
+    def __new__(cls, config=None, **kwargs):
+        # Checked before the object exists: a refused engine is never created,
+        # so Amaranth has no unused elaboratable to warn about.
+        if config is not None and not isinstance(config, DmaConfig):
             raise TypeError(f"config must be a DmaConfig, not {config!r}")
-        self.config = config
-        cfg = config
+        return super().__new__(cls, **kwargs)
+
+    def __init__(self, config=None):
+        self.config = cfg = config if config is not None else DmaConfig()
         super().__init__({
             "bus": Out(cfg.axi_signature),
             "mm2s_descriptors": In(stream.Signature(cfg.descriptor_layout)),
