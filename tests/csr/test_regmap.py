@@ -263,3 +263,18 @@ def test_field_signature_refuses_hw_write_without_we():
     field = dataclasses.replace(reg.field("GEMV"), we=False)
     with pytest.raises(ValueError, match=r"ERROR.GEMV: hardware-writable storage needs 'we'"):
         field_signature(reg, field)
+
+
+def test_refused_bank_leaves_no_unused_elaboratable():
+    import gc
+    import warnings
+
+    from amaranth.hdl import UnusedElaboratable
+
+    from lpaccel.rtl.csr import CsrBank
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(ValueError, match=r"addr_width must be an integer from 12"):
+            CsrBank(addr_width=3)
+        gc.collect()
+    assert not [w for w in caught if issubclass(w.category, UnusedElaboratable)]

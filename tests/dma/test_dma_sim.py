@@ -240,3 +240,16 @@ def test_sim_window_and_slverr():
     seen = _simulate([Descriptor(0x0FF8, 9, tag=4)], [], [], mem, window=(0, 0x1000))
     assert seen["mst"] == [Status(4, 0, DmaError.WINDOW)]
     assert seen["out"] == [b""] and seen["ar"] == []
+
+
+def test_refused_engine_leaves_no_unused_elaboratable():
+    import gc
+    import warnings
+
+    from amaranth.hdl import UnusedElaboratable
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(TypeError, match=r"config must be a DmaConfig, not 'x'"):
+            DmaEngine("x")
+        gc.collect()
+    assert not [w for w in caught if issubclass(w.category, UnusedElaboratable)]
