@@ -155,7 +155,7 @@ class AXI4Arbiter(wiring.Component):
             for prev in range(n):
                 with m.Case(prev):
                     order = [(prev + 1 + k) % n for k in range(n)]
-                    for k, idx in enumerate(reversed(order)):
+                    for _k, idx in enumerate(reversed(order)):
                         # Lowest priority first, so the highest-priority
                         # valid manager is the last assignment that wins.
                         with m.If(channels[idx].valid):

@@ -25,13 +25,12 @@ WO      ``sw=w``                        write only; reads of an all-WO register 
 import functools
 import types
 from dataclasses import dataclass
-from dataclasses import field as dc_field
 from pathlib import Path
 
 from amaranth.hdl import Shape
 from amaranth.lib import enum
 
-from ..config import GemvConfig, WeightFormat
+from ..config import WeightFormat
 from ..utils import check_int
 
 __all__ = [

@@ -3,10 +3,11 @@
 from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
+
 from lpaccel.rtl.bus.axi import AXI4Signature
-from lpaccel.sim.infra.flat import flat_members, connect_flat
 from lpaccel.rtl.bus.interconnect import AXI4Arbiter, AXI4ArbiterConfig
 from lpaccel.rtl.mem import AxiMemoryConfig, AxiSpram, AxiSram
+from lpaccel.sim.infra.flat import connect_flat, flat_members
 
 
 def tap_members(signature, prefix):

@@ -3,6 +3,7 @@
 import cocotb
 from cocotb.triggers import ClockCycles
 from cocotb_traffic import MANAGERS, TB, P
+
 from lpaccel.sim.infra.axi_traffic import quiet_axi_master
 
 

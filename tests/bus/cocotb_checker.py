@@ -10,6 +10,7 @@ correct exchange with stalls passes clean.
 import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
+
 from lpaccel.sim.infra.axi_checker import AxiProtocolChecker
 
 CHANNELS = {

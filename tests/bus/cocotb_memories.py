@@ -10,6 +10,7 @@ import os
 import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
+
 from lpaccel.sim.infra.axi_checker import AxiProtocolChecker
 from lpaccel.sim.infra.axi_traffic import AxiTrafficGenerator, quiet_axi_master
 from lpaccel.sim.infra.harness import params

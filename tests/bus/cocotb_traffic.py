@@ -14,6 +14,7 @@ import os
 import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
+
 from lpaccel.sim.infra.axi_checker import AxiProtocolChecker
 from lpaccel.sim.infra.axi_traffic import AxiTrafficGenerator
 from lpaccel.sim.infra.harness import params

@@ -2,6 +2,7 @@
 
 import pytest
 from bus_tops import AxiProbe
+
 from lpaccel.sim.infra.harness import run_cocotb
 
 PROBE = {"component_factory": AxiProbe, "name": "axi_probe",

@@ -3,6 +3,7 @@
 
 import pytest
 from amaranth.hdl import Fragment, Instance
+
 from lpaccel.rtl.bus.interconnect import AXI4Arbiter, AXI4ArbiterConfig
 from lpaccel.rtl.mem import AxiMemoryConfig, AxiSpram, AxiSram, Spram256ka
 

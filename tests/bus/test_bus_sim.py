@@ -1,6 +1,7 @@
 """Fast amaranth.sim unit tests: arbiter routing and W order, AxiSram bursts."""
 
 from amaranth.sim import Simulator
+
 from lpaccel.rtl.bus.axi import Resp
 from lpaccel.rtl.bus.interconnect import AXI4Arbiter, AXI4ArbiterConfig
 from lpaccel.rtl.mem import AxiMemoryConfig, AxiSram
@@ -27,7 +28,7 @@ def test_arbiter_ids_routing_and_w_order():
         pending_aw = {0: (1, 0x100), 1: (3, 0x200)}
         w_data = {0: [(0xA0, 0), (0xA1, 1)], 1: [(0xB0, 0), (0xB1, 1)]}
         grants, beats = [], []
-        for cycle in range(30):
+        for _cycle in range(30):
             for k, mg in enumerate((m0, m1)):
                 if k in pending_aw:
                     ident, addr = pending_aw[k]

@@ -3,6 +3,7 @@
 import json
 
 from bus_tops import MemoriesTop
+
 from lpaccel.sim.infra.harness import run_cocotb
 
 BUILD = {"sram_bytes": 1 << 15, "spram_bytes": 1 << 17, "data_width": 64, "id_width": 4}

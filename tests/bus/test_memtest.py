@@ -4,6 +4,7 @@ import pytest
 from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.sim import Simulator
+
 from lpaccel.rtl.bus.memtest import AxiMemTest, AxiMemTestConfig, memtest_pattern
 from lpaccel.rtl.mem import AxiMemoryConfig, AxiSram
 

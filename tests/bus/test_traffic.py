@@ -4,6 +4,7 @@ import json
 
 import pytest
 from bus_tops import ArbiterSramTop, ArbiterTop
+
 from lpaccel.sim.infra.harness import run_cocotb
 
 SRAM = {"managers": 3, "size_bytes": 1 << 16, "data_width": 64, "id_width": 4,

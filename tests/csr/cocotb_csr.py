@@ -23,6 +23,7 @@ from cocotb.triggers import ClockCycles, Event, ReadOnly, RisingEdge
 from cocotbext.axi import AxiLiteBus, AxiLiteMaster, AxiResp
 from cocotbext.axi.axil_master import AxiLiteReadRespCmd, AxiLiteWriteRespCmd
 from csr_top import EXPECTATION_MUTANTS, PREFIX, regmap_config
+
 from lpaccel.rtl.csr import field_port_name
 from lpaccel.rtl.regmap import register_map
 from lpaccel.sim.infra.harness import params
@@ -205,7 +206,8 @@ class TB:
         value = 0
         for word in range(reg.words):
             data, resp = await self.read_word(reg.address + 4 * word)
-            assert resp == expect, f"read {reg.name} word {word}: {resp.name}, expected {expect.name}"
+            assert resp == expect, \
+                f"read {reg.name} word {word}: {resp.name}, expected {expect.name}"
             value |= data << (32 * word)
         return value
 

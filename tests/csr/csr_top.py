@@ -8,10 +8,11 @@ import dataclasses
 
 from amaranth.hdl import Module
 from amaranth.lib import wiring
+
 from lpaccel.rtl.bus.axi import AXI4LiteSignature
-from lpaccel.sim.infra.flat import flat_members, connect_flat
 from lpaccel.rtl.regmap import RegmapConfig, register_map
 from lpaccel.rtl.soc_config import SocConfig
+from lpaccel.sim.infra.flat import connect_flat, flat_members
 
 PREFIX = "s_axil"
 
@@ -91,7 +92,10 @@ EXPECTATION_MUTANTS = {
 
 
 def csr_top(mutant=None, **params):
-    """Factory for :func:`lpaccel.sim.infra.harness.run_cocotb` (``mutant``: see :data:`MUTANTS`)."""
+    """Factory for :func:`lpaccel.sim.infra.harness.run_cocotb`.
+
+    ``mutant`` names a deliberately broken bank (see :data:`MUTANTS`).
+    """
     regmap = register_map(regmap_config(params))
     alias_bit = None
     if mutant is not None:

@@ -9,6 +9,7 @@ message that names the broken register.
 
 import pytest
 from csr_top import csr_top
+
 from lpaccel.rtl.dma import DmaConfig
 from lpaccel.rtl.soc_config import SocConfig
 from lpaccel.sim.infra.harness import run_cocotb

@@ -11,8 +11,16 @@ them (the negative test: nothing is restated by hand).
 import pytest
 from amaranth.hdl import Shape, Signal
 from amaranth.lib import enum as amaranth_enum
-from lpaccel.rtl.regmap import (RDL_PATH, DmaError, GemvError, MemoryKind, compile_regmap,
-                                rdl_enum, register_map)
+
+from lpaccel.rtl.regmap import (
+    RDL_PATH,
+    DmaError,
+    GemvError,
+    MemoryKind,
+    compile_regmap,
+    rdl_enum,
+    register_map,
+)
 
 # Derived enum, the field that carries it, its hardware width.
 DERIVED = [
@@ -124,6 +132,7 @@ def test_docs_tables_are_the_rdl_codes():
     # docs/dma.md summarizes dma_error_e in a table: its names and values
     # must be the RDL's (the texts there are short forms of the RDL's).
     import re
+
     from lpaccel.paths import ROOT
     text = (ROOT / "docs" / "dma.md").read_text()
     rows = re.findall(r"^\| (\d+) \| `(\w+)` \|", text, re.MULTILINE)

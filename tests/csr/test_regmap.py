@@ -10,12 +10,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
+from lpaccel.regmap import MemoryTransport, RegisterError, Registers, generate
 from lpaccel.rtl.config import GemvConfig, WeightFormat
 from lpaccel.rtl.dma import DmaConfig
 from lpaccel.rtl.regmap import MemoryKind, RegmapConfig, compile_regmap, register_map
 from lpaccel.rtl.soc_config import SocConfig
-
-from lpaccel.regmap import MemoryTransport, RegisterError, Registers, generate
 
 
 def _big_soc():
@@ -35,7 +35,7 @@ def generated(tmp_path_factory):
 def test_map_layout():
     regmap = register_map()
     spans = sorted((r.address, r.address + r.width // 8, r.name) for r in regmap)
-    for (a0, a1, n0), (b0, _, n1) in itertools.pairwise(spans):
+    for (_a0, a1, n0), (b0, _, n1) in itertools.pairwise(spans):
         assert a1 <= b0, f"{n0} overlaps {n1}"
     for reg in regmap:
         assert reg.address % (reg.width // 8) == 0
@@ -201,7 +201,7 @@ def test_python_table_matches_rdl(generated):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     regmap = register_map(RegmapConfig(_big_soc(), build_hash=0xABCD1234))
-    assert module.ADDRESSES == {r.name: r.address for r in regmap}
+    assert {r.name: r.address for r in regmap} == module.ADDRESSES
     regs = module.registers(MemoryTransport())
     assert regs.map.registers == regmap.registers
     # Independently of our flattening: walk systemrdl's own node tree.

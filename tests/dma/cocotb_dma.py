@@ -21,10 +21,16 @@ from cocotbext.axi import AxiBus, AxiRam
 from cocotbext.axi.axi_ram import AxiRamRead, AxiRamWrite
 
 from lpaccel.rtl.dma.engine import DmaConfig, DmaError
-from lpaccel.sim.golden.dma import (Descriptor, Status, check_aborted_run, check_burst,
-                                   mm2s_expected, s2mm_expected)
+from lpaccel.sim.golden.dma import (
+    Descriptor,
+    Status,
+    check_aborted_run,
+    check_burst,
+    mm2s_expected,
+    s2mm_expected,
+)
 from lpaccel.sim.infra.harness import params
-from lpaccel.sim.infra.streams import PAUSE_MODES, StreamSink, StreamSource, pack, unpack
+from lpaccel.sim.infra.streams import PAUSE_MODES, StreamSink, StreamSource, unpack
 
 # cocotbext-axi 0.1.28 still calls cocotb APIs that cocotb 2.1 deprecates;
 # those warnings are not ours to fix. Our own code keeps them as errors.
@@ -346,7 +352,8 @@ async def sweep(tb, cases):
     want_packets, want_mst, want_ar = mm2s_expected(CFG, src, mdescs)
     packets, mst = await tb.run_mm2s(mdescs)
     for i, d in enumerate(mdescs):
-        assert mst[i] == want_mst[i], f"MM2S descriptor {i} {d}: status {mst[i]}, expected {want_mst[i]}"
+        assert mst[i] == want_mst[i], \
+            f"MM2S descriptor {i} {d}: status {mst[i]}, expected {want_mst[i]}"
         assert packets[i] == want_packets[i], f"MM2S descriptor {i} {d}: packet differs"
     assert tb.axi.reads[n_ar:] == want_ar, "MM2S bursts differ from the model"
 

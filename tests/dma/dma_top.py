@@ -11,8 +11,8 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from lpaccel.rtl.bus.axi import Resp
-from lpaccel.sim.infra.flat import flat_members
 from lpaccel.rtl.dma.engine import DmaConfig, DmaEngine
+from lpaccel.sim.infra.flat import flat_members
 
 __all__ = ["DmaSimTop", "make_top"]
 

@@ -9,8 +9,8 @@ directed tests; the full sweep under every pause mix is ``slow``.
 import json
 
 import pytest
-
 from dma_top import make_top
+
 from lpaccel.sim.infra.harness import run_cocotb
 
 SMALL = {"data_width": 32, "max_burst_beats": 8, "max_outstanding": 2, "queue_depth": 2}

@@ -7,8 +7,15 @@ import pytest
 from amaranth.sim import Simulator
 
 from lpaccel.rtl.dma import DmaConfig, DmaEngine, DmaError
-from lpaccel.sim.golden.dma import (Descriptor, Status, bursts, check_aborted_run, check_burst,
-                                   mm2s_expected, s2mm_expected)
+from lpaccel.sim.golden.dma import (
+    Descriptor,
+    Status,
+    bursts,
+    check_aborted_run,
+    check_burst,
+    mm2s_expected,
+    s2mm_expected,
+)
 
 CFG = DmaConfig(data_width=32, max_burst_beats=4, max_outstanding=2, queue_depth=2)
 B = CFG.beat_bytes

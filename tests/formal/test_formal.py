@@ -4,6 +4,7 @@ AXI4-Lite subordinate, each with a broken variant the prover must refute."""
 import pytest
 from amaranth.hdl import Module, Signal
 from formal_harness import AXI4LiteHarness, SkidBufferHarness, run_sby
+
 from lpaccel.rtl.csr.axil import AXI4LiteSubordinate
 from lpaccel.rtl.stream import SkidBuffer
 
