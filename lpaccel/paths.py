@@ -4,16 +4,18 @@
 ``boards`` packages: the repository root in a development checkout (the
 editable install that ``make`` creates). ``BUILD`` is where every generated
 artefact goes (simulation builds, bitstreams, LiteDRAM cores, reports):
-``ROOT/build`` unless the ``LPACCEL_BUILD_DIR`` environment variable names
+``ROOT/build``, unless the ``LPACCEL_BUILD_DIR`` environment variable names
 another folder.
 
 The YoWASP tools (Yosys, nextpnr) run in a sandbox with a private ``/tmp``:
 they cannot see files under ``/tmp`` of the host. A checkout under ``/tmp``
-therefore cannot build bitstreams in its own ``build/``; point
-``LPACCEL_BUILD_DIR`` at a folder outside ``/tmp`` (see
-:func:`check_toolchain_visible`).
+therefore builds in ``~/.cache/lpaccel/build-<hash of ROOT>`` instead of its
+own ``build/`` (one folder per checkout), so that it works without a
+setting; :func:`check_toolchain_visible` refuses a ``LPACCEL_BUILD_DIR`` that
+points into ``/tmp``.
 """
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -39,8 +41,19 @@ def build_dir(*parts):
     pathlib.Path
     """
     base = os.environ.get(BUILD_ENV)
-    root = Path(base).expanduser().resolve() if base else ROOT / "build"
+    if base:
+        root = Path(base).expanduser().resolve()
+    elif _under_tmp(ROOT):
+        digest = hashlib.sha256(str(ROOT).encode()).hexdigest()[:12]
+        root = Path.home() / ".cache" / "lpaccel" / f"build-{digest}"
+    else:
+        root = ROOT / "build"
     return root.joinpath(*parts)
+
+
+def _under_tmp(path):
+    path = Path(path).resolve()
+    return path == Path("/tmp") or Path("/tmp") in path.parents
 
 
 #: The build directory as configured when this module was imported.
@@ -63,7 +76,7 @@ def check_toolchain_visible(path):
         the path and the fix.
     """
     resolved = Path(path).resolve()
-    if resolved == Path("/tmp") or Path("/tmp") in resolved.parents:
+    if _under_tmp(resolved):
         raise ValueError(
             f"build folder {resolved}: the YoWASP tools (Yosys, nextpnr) run with a private "
             f"/tmp and cannot see files under /tmp; set {BUILD_ENV} to a folder outside /tmp "

@@ -110,3 +110,21 @@ def test_dev_package_block_is_effective():
     result = _run_blocked("import cocotb")
     assert result.returncode != 0
     assert "development-only" in result.stderr
+
+
+def test_build_folder_rules(tmp_path, monkeypatch):
+    """The build folder: under the checkout, moved by LPACCEL_BUILD_DIR, out of /tmp."""
+    import lpaccel.paths as paths
+    monkeypatch.delenv(paths.BUILD_ENV, raising=False)
+    if not paths._under_tmp(paths.ROOT):
+        assert paths.build_dir("sim") == paths.ROOT / "build" / "sim"
+    monkeypatch.setenv(paths.BUILD_ENV, str(tmp_path / "b"))
+    assert paths.build_dir("x") == (tmp_path / "b" / "x").resolve()
+    with pytest.raises(ValueError, match=r"private /tmp .* set LPACCEL_BUILD_DIR to a folder"):
+        paths.check_toolchain_visible("/tmp/lpaccel/build")
+    # A checkout under /tmp builds in the user's cache, one folder per checkout.
+    monkeypatch.delenv(paths.BUILD_ENV)
+    monkeypatch.setattr(paths, "ROOT", paths.Path("/tmp/somewhere/lpaccel"))
+    cache = paths.build_dir()
+    assert not paths._under_tmp(cache) and cache.name.startswith("build-")
+    paths.check_toolchain_visible(cache)
