@@ -6,11 +6,30 @@ contract (descriptor, beat and status formats, error codes, ordering and
 abort semantics) is written down in ``docs/dma.md``; :mod:`lpaccel.sim.golden.dma`
 is its executable form.
 
-Structure of each channel::
+Structure of each channel (one Component per box; streams joined with
+``wiring.connect``, FIFOs are :class:`~lpaccel.rtl.utils.StructFIFO`)::
 
-    descriptors ─► accept (window check, beat count) ─┬─► command queue ─► burst issuer ─► AR / AW
-                                                      └─► descriptor queue ─► data side ─► status
-                                        burst issuer ─► burst records ─┘
+    descriptors ─► front ─┬─► command queue ─► _BurstIssuer ─► AR / AW
+                          │                         │ burst records
+                          │                         ▼
+                          └─► descriptor queue ─► data side ◄─► R, data stream (MM2S)
+                                                    │         data stream, W (S2MM)
+                                                    ▼
+                          B (S2MM) ─────────────► completion ─► status queue ─► status
+
+- front (:class:`_Mm2sFront`, :class:`_S2mmFront`, both a
+  :class:`_DescriptorFront`): window and length checks, beat count, and the
+  command and descriptor queues;
+- :class:`_BurstIssuer`: commands → INCR bursts on AR or AW, one record each;
+- MM2S data side and completion, :class:`_Mm2sReader`: R beats realigned and
+  packed, one status per descriptor once its last beat has left;
+- S2MM data side, :class:`_S2mmWriter`: input packets shifted into W beats
+  with strobes; a record per burst (bytes written) to the B side and the W
+  half of the status;
+- S2MM completion: :class:`_WriteResponses` matches B responses to the burst
+  records and closes each descriptor (first error, bytes written);
+  :class:`_S2mmStatus` joins the W and B halves into the status; the
+  channel counts write bursts in flight for the issuer's credit.
 
 The burst issuer splits a descriptor into INCR bursts (never across 4 KiB,
 at most ``max_burst_beats``) and pushes one record per burst into a queue of
@@ -291,6 +310,106 @@ def _window_ok(m, cfg, addr, length, base, size):
     return (addr >= base) & (end <= limit) & (end <= (1 << cfg.addr_width))
 
 
+class _DescriptorFront(wiring.Component):
+    """Accepts descriptors into a command queue and a descriptor queue.
+
+    A descriptor is checked against the window, counted in bus beats and
+    pushed, in one cycle, as a command (for the burst issuer) and as a
+    descriptor entry (for the data side); the two queues hold
+    ``queue_depth`` each. Nothing is accepted while ``aborting``. A
+    descriptor outside the window or of zero length gets a command without
+    ``ok`` (no burst) and an entry without ``ok``. The channel-specific
+    fields of the entry come from :meth:`entry`.
+    """
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        super().__init__({
+            "descriptors": In(stream.Signature(cfg.descriptor_layout)),
+            "window_base": In(cfg.addr_width),
+            "window_size": In(cfg.addr_width + 1),
+            "aborting": In(1),
+            "cmd": Out(stream.Signature(_command_layout(cfg))),
+            "desc": Out(stream.Signature(self.desc_layout(cfg))),
+        })
+
+    @staticmethod
+    def desc_layout(cfg):
+        """Layout of a descriptor queue entry (channel-specific)."""
+        raise NotImplementedError
+
+    def entry(self, m, p, span, desc_w):
+        """Assignments to the channel-specific fields ``desc_w`` of descriptor ``p``.
+
+        ``span`` is the descriptor's bus beat count minus one.
+        """
+        raise NotImplementedError
+
+    def elaborate(self, platform):
+        cfg, desc_in = self.cfg, self.descriptors
+        m = Module()
+        lg = cfg.beat_shift
+        cmds = _fifo(m, "cmds", _command_layout(cfg), cfg.queue_depth)
+        descs = _fifo(m, "descs", self.desc_layout(cfg), cfg.queue_depth)
+        cmd_w, desc_w = cmds.w_stream.payload, descs.w_stream.payload
+
+        p = desc_in.payload
+        win = _window_ok(m, cfg, p.addr, p.length, self.window_base, self.window_size)
+        last_addr = Signal(cfg.addr_width + 1)
+        m.d.comb += last_addr.eq(p.addr + p.length - 1)
+        span = Signal(cfg._beats_bits)   # bus beats - 1
+        m.d.comb += span.eq(last_addr[lg:] - p.addr[lg:])
+        m.d.comb += [
+            desc_in.ready.eq(~self.aborting & cmds.w_stream.ready & descs.w_stream.ready),
+            cmds.w_stream.valid.eq(desc_in.valid & desc_in.ready),
+            descs.w_stream.valid.eq(desc_in.valid & desc_in.ready),
+            cmd_w.addr.eq(p.addr), cmd_w.beats.eq(span + 1),
+            cmd_w.ok.eq(win & (p.length != 0)),
+            desc_w.tag.eq(p.tag), desc_w.flags.eq(p.flags), desc_w.offset.eq(p.addr[:lg]),
+            desc_w.ok.eq(win & (p.length != 0)),
+            desc_w.code.eq(Mux(win, DmaError.OK, DmaError.WINDOW)),
+        ]
+        m.d.comb += self.entry(m, p, span, desc_w)
+        wiring.connect(m, cmds.r_stream, wiring.flipped(self.cmd))
+        wiring.connect(m, descs.r_stream, wiring.flipped(self.desc))
+        return m
+
+
+class _Mm2sFront(_DescriptorFront):
+    """MM2S descriptor front: the entry also says how the read beats realign."""
+
+    @staticmethod
+    def desc_layout(cfg):
+        lg = cfg.beat_shift
+        return data.StructLayout({
+            "tag": cfg.tag_width, "flags": cfg.flags_width, "offset": lg, "need_flush": 1,
+            "last_bytes": lg + 1, "ok": 1, "code": DmaError})
+
+    def entry(self, m, p, span, desc_w):
+        cfg, lg = self.cfg, self.cfg.beat_shift
+        out_beats_m1 = Signal(cfg.len_width)
+        m.d.comb += out_beats_m1.eq((p.length - 1) >> lg)
+        return [
+            # One read beat more than output beats, unless the tail of the
+            # first read beat and the whole rest fit the output beat count.
+            desc_w.need_flush.eq((p.addr[:lg] != 0) & (span == out_beats_m1)),
+            desc_w.last_bytes.eq(((p.length - 1) & (cfg.beat_bytes - 1)) + 1),
+        ]
+
+
+class _S2mmFront(_DescriptorFront):
+    """S2MM descriptor front: the entry also keeps the length, to check the packet's."""
+
+    @staticmethod
+    def desc_layout(cfg):
+        return data.StructLayout({
+            "tag": cfg.tag_width, "flags": cfg.flags_width, "offset": cfg.beat_shift,
+            "length": cfg.len_width, "ok": 1, "code": DmaError})
+
+    def entry(self, m, p, span, desc_w):
+        return [desc_w.length.eq(p.length)]
+
+
 class _Channel(Elaboratable):
     """One DMA direction: ``busy`` while it holds work, ``status_pending``
     while a status record waits for the host."""
@@ -302,61 +421,43 @@ class _Channel(Elaboratable):
         self.status_pending = Signal()
 
 
-class _Mm2s(_Channel):
-    """MM2S channel: descriptors → AR bursts, R beats → realigned, packed beats."""
+class _Mm2sReader(wiring.Component):
+    """MM2S data side: R beats → realigned, packed output beats, one status each.
+
+    Takes one descriptor entry at a time and walks its burst records in
+    order. Read beats are realigned by the descriptor's start offset (each
+    output beat is ``(prev ++ cur)[shift : shift + B]``), a last partial
+    beat is flushed, and a descriptor that stops early (window, bus error,
+    abort) ends its packet with a zero-byte beat. On a bus error it drains
+    the rest of the descriptor's bursts and asks the issuer to ``cancel``
+    them. The status goes out once the last output beat has been taken.
+    """
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        super().__init__({
+            "desc": In(stream.Signature(_Mm2sFront.desc_layout(cfg))),
+            "records": In(stream.Signature(_record_layout())),
+            "r": Out(cfg.axi_signature.members["r"].signature),   # manager side
+            "out": Out(stream.Signature(cfg.beat_layout)),
+            "status": Out(stream.Signature(cfg.status_layout)),
+            "aborting": In(1),
+            "cancel": Out(1),
+            "cancel_seq": Out(cfg._seq_bits),
+            "busy": Out(1),
+        })
 
     def elaborate(self, platform):
-        cfg, e = self.cfg, self.e
+        cfg, r, out, aborting = self.cfg, self.r, self.out, self.aborting
+        descs, records, status_w = self.desc, self.records, self.status.payload
         m = Module()
-        B, lg = cfg.beat_bytes, cfg.beat_shift
-        desc_in, out, r = e.mm2s_descriptors, e.mm2s_data, e.bus.r
-
-        cmds = _fifo(m, "cmds", _command_layout(cfg), cfg.queue_depth)
-        descs = _fifo(m, "descs", data.StructLayout({
-            "tag": cfg.tag_width, "flags": cfg.flags_width, "offset": lg, "need_flush": 1,
-            "last_bytes": lg + 1, "ok": 1, "code": DmaError}), cfg.queue_depth)
-        records = _fifo(m, "records", _record_layout(), cfg.max_outstanding)
-        status = _fifo(m, "status", cfg.status_layout, cfg.status_depth)
-        m.submodules.issuer = issuer = _BurstIssuer(cfg)
-        wiring.connect(m, cmds.r_stream, issuer.cmd)
-        wiring.connect(m, issuer.records, records.w_stream)
-        wiring.connect(m, issuer.ax, wiring.flipped(e.bus.ar))
-        cmd_w, desc_w = cmds.w_stream.payload, descs.w_stream.payload
-        status_w = status.w_stream.payload
-        m.d.comb += issuer.aborting.eq(e._aborting)
-
-        # --- accept: window check and beat counts -----------------------
-        p = desc_in.payload
-        win = _window_ok(m, cfg, p.addr, p.length, e.window_base, e.window_size)
-        last_addr = Signal(cfg.addr_width + 1)
-        m.d.comb += last_addr.eq(p.addr + p.length - 1)
-        span = Signal(cfg._beats_bits)   # read beats - 1
-        m.d.comb += span.eq(last_addr[lg:] - p.addr[lg:])
-        out_beats_m1 = Signal(cfg.len_width)
-        m.d.comb += out_beats_m1.eq((p.length - 1) >> lg)
-        m.d.comb += [
-            desc_in.ready.eq(~e._aborting & cmds.w_stream.ready & descs.w_stream.ready),
-            cmds.w_stream.valid.eq(desc_in.valid & desc_in.ready),
-            descs.w_stream.valid.eq(desc_in.valid & desc_in.ready),
-            cmd_w.addr.eq(p.addr), cmd_w.beats.eq(span + 1),
-            cmd_w.ok.eq(win & (p.length != 0)),
-            desc_w.tag.eq(p.tag), desc_w.flags.eq(p.flags),
-            desc_w.offset.eq(p.addr[:lg]),
-            # One read beat more than output beats, unless the tail of the
-            # first read beat and the whole rest fit the output beat count.
-            desc_w.need_flush.eq((p.addr[:lg] != 0) & (span == out_beats_m1)),
-            desc_w.last_bytes.eq(((p.length - 1) & (B - 1)) + 1),
-            desc_w.ok.eq(win & (p.length != 0)),
-            desc_w.code.eq(Mux(win, DmaError.OK, DmaError.WINDOW)),
-        ]
-
-        # --- R side: realign, pack, terminate, report -------------------
+        B = cfg.beat_bytes
         tag = Signal(cfg.tag_width)
         flags = Signal(cfg.flags_width)
-        shift = Signal(lg + 1)   # bytes: output = (prev ++ cur)[shift : shift + B]
+        shift = Signal(cfg.beat_shift + 1)   # bytes: output = (prev ++ cur)[shift : shift + B]
         skip_first = Signal()
         need_flush = Signal()
-        last_bytes = Signal(lg + 1)
+        last_bytes = Signal(cfg.beat_shift + 1)
         code = Signal(DmaError)
         moved = Signal(cfg.len_width)
         first = Signal()
@@ -365,7 +466,7 @@ class _Mm2s(_Channel):
 
         out_valid = Signal()
         out_data = Signal(cfg.data_width)
-        out_bytes = Signal(lg + 1)
+        out_bytes = Signal(cfg.beat_shift + 1)
         out_last = Signal()
         m.d.comb += [out.valid.eq(out_valid), out.payload.data.eq(out_data),
                      out.payload.bytes.eq(out_bytes), out.payload.last.eq(out_last)]
@@ -377,13 +478,13 @@ class _Mm2s(_Channel):
             m.d.sync += [out_valid.eq(1), out_data.eq(data_value), out_bytes.eq(nbytes),
                          out_last.eq(last), moved.eq(moved + nbytes)]
 
-        rec = records.r_stream.payload
-        m.d.comb += [issuer.cancel_seq.eq(seq)]
+        rec = records.payload
+        m.d.comb += [self.cancel_seq.eq(seq)]
         with m.FSM(name="mm2s") as fsm:
             with m.State("IDLE"):
-                d = descs.r_stream.payload
-                with m.If(descs.r_stream.valid):
-                    m.d.comb += descs.r_stream.ready.eq(1)
+                d = descs.payload
+                with m.If(descs.valid):
+                    m.d.comb += descs.ready.eq(1)
                     m.d.sync += [tag.eq(d.tag), flags.eq(d.flags),
                                  shift.eq(Mux(d.offset == 0, B, d.offset)),
                                  skip_first.eq(d.offset != 0), need_flush.eq(d.need_flush),
@@ -393,14 +494,14 @@ class _Mm2s(_Channel):
                     with m.If(~d.ok):
                         m.next = "TERM"
             with m.State("STREAM"):
-                with m.If(e._aborting):
+                with m.If(aborting):
                     m.d.sync += code.eq(DmaError.ABORTED)
                     m.next = "DRAIN"
                 with m.Else():
-                    m.d.comb += r.ready.eq(records.r_stream.valid & ~rec.marker & out_free)
+                    m.d.comb += r.ready.eq(records.valid & ~rec.marker & out_free)
                     with m.If(r.valid & r.ready):
                         final = rec.desc_end & r.last
-                        m.d.comb += records.r_stream.ready.eq(r.last)
+                        m.d.comb += records.ready.eq(r.last)
                         with m.If(r.resp[1]):
                             # RRESP SLVERR/DECERR are DmaError codes (_check_error_codes).
                             m.d.sync += code.eq(r.resp)
@@ -420,17 +521,17 @@ class _Mm2s(_Channel):
             with m.State("DRAIN"):
                 # Everything left of this descriptor on the bus is read and
                 # dropped; the issuer stops it early (cancel/abort marker).
-                m.d.comb += [issuer.cancel.eq(1),
-                             r.ready.eq(records.r_stream.valid & ~rec.marker)]
-                with m.If(records.r_stream.valid & rec.marker):
-                    m.d.comb += records.r_stream.ready.eq(1)
+                m.d.comb += [self.cancel.eq(1),
+                             r.ready.eq(records.valid & ~rec.marker)]
+                with m.If(records.valid & rec.marker):
+                    m.d.comb += records.ready.eq(1)
                     m.next = "TERM"
                 with m.Elif(r.valid & r.ready & r.last):
-                    m.d.comb += records.r_stream.ready.eq(1)
+                    m.d.comb += records.ready.eq(1)
                     with m.If(rec.desc_end):
                         m.next = "TERM"
             with m.State("FLUSH"):
-                with m.If(e._aborting):
+                with m.If(aborting):
                     m.d.sync += code.eq(DmaError.ABORTED)
                     m.next = "TERM"
                 with m.Elif(out_free):
@@ -443,79 +544,101 @@ class _Mm2s(_Channel):
                 # ends its packet with a zero-byte beat.
                 with m.If(out_free):
                     emit(0, 0, 1)
-                    with m.If(e._aborting & (code == DmaError.OK)):
+                    with m.If(aborting & (code == DmaError.OK)):
                         m.d.sync += code.eq(DmaError.ABORTED)
                     m.next = "DONE"
             with m.State("DONE"):
-                with m.If(~out_valid & status.w_stream.ready):
-                    m.d.comb += [status.w_stream.valid.eq(1), status_w.tag.eq(tag),
+                with m.If(~out_valid & self.status.ready):
+                    m.d.comb += [self.status.valid.eq(1), status_w.tag.eq(tag),
                                  status_w.flags.eq(flags), status_w.bytes.eq(moved),
                                  status_w.error.eq(code)]
                     m.d.sync += seq.eq(seq + 1)
                     m.next = "IDLE"
-
-        wiring.connect(m, status.r_stream, wiring.flipped(e.mm2s_status))
-        m.d.comb += self.busy.eq(cmds.r_stream.valid | descs.r_stream.valid |
-                                 records.r_stream.valid | issuer.busy |
-                                 ~fsm.ongoing("IDLE") | out_valid)
-        m.d.comb += self.status_pending.eq(status.r_stream.valid)
+        m.d.comb += self.busy.eq(~fsm.ongoing("IDLE") | out_valid)
         return m
 
 
-class _S2mm(_Channel):
-    """S2MM channel: descriptors → AW bursts, input packets → W beats with strobes."""
+class _Mm2s(_Channel):
+    """MM2S channel: descriptors → AR bursts, R beats → realigned, packed beats."""
 
     def elaborate(self, platform):
         cfg, e = self.cfg, self.e
         m = Module()
-        B, lg = cfg.beat_bytes, cfg.beat_shift
-        desc_in, inp, w, b = e.s2mm_descriptors, e.s2mm_data, e.bus.w, e.bus.b
-
-        cmds = _fifo(m, "cmds", _command_layout(cfg), cfg.queue_depth)
-        descs = _fifo(m, "descs", data.StructLayout({
-            "tag": cfg.tag_width, "flags": cfg.flags_width, "offset": lg,
-            "length": cfg.len_width, "ok": 1, "code": DmaError}), cfg.queue_depth)
-        records = _fifo(m, "records", _record_layout(), cfg.max_outstanding)
-        bytes_bits = bits_for(256 * B)
-        # Room for every write burst in flight (the issuer's credit below)
-        # plus the markers of the descriptors in flight, so the W side never
-        # waits for a write response: W data never depends on B.
-        brecs = _fifo(m, "brecs", data.StructLayout({
-            "bytes": bytes_bits, "desc_end": 1, "marker": 1}),
-            cfg.max_outstanding + cfg.status_depth)
-        wres = _fifo(m, "wres", data.StructLayout({
-            "tag": cfg.tag_width, "flags": cfg.flags_width, "code": DmaError,
-            "aborted": 1, "mismatch": 1}), 2)
-        bres = _fifo(m, "bres", data.StructLayout({
-            "err": Resp, "bytes": cfg.len_width}), 2)
-        status = _fifo(m, "status", cfg.status_layout, cfg.status_depth)
+        m.submodules.front = front = _Mm2sFront(cfg)
         m.submodules.issuer = issuer = _BurstIssuer(cfg)
-        wiring.connect(m, cmds.r_stream, issuer.cmd)
+        m.submodules.reader = reader = _Mm2sReader(cfg)
+        records = _fifo(m, "records", _record_layout(), cfg.max_outstanding)
+        status = _fifo(m, "status", cfg.status_layout, cfg.status_depth)
+        wiring.connect(m, wiring.flipped(e.mm2s_descriptors), front.descriptors)
+        wiring.connect(m, front.cmd, issuer.cmd)
         wiring.connect(m, issuer.records, records.w_stream)
-        wiring.connect(m, issuer.ax, wiring.flipped(e.bus.aw))
-        cmd_w, desc_w = cmds.w_stream.payload, descs.w_stream.payload
-        brec_w, wres_w = brecs.w_stream.payload, wres.w_stream.payload
-        bres_w, status_w = bres.w_stream.payload, status.w_stream.payload
-        m.d.comb += issuer.aborting.eq(e._aborting)
-
-        # --- accept -------------------------------------------------------
-        p = desc_in.payload
-        win = _window_ok(m, cfg, p.addr, p.length, e.window_base, e.window_size)
-        last_addr = Signal(cfg.addr_width + 1)
-        m.d.comb += last_addr.eq(p.addr + p.length - 1)
+        wiring.connect(m, issuer.ax, wiring.flipped(e.bus.ar))
+        wiring.connect(m, front.desc, reader.desc)
+        wiring.connect(m, records.r_stream, reader.records)
+        wiring.connect(m, wiring.flipped(e.bus.r), reader.r)
+        wiring.connect(m, reader.out, wiring.flipped(e.mm2s_data))
+        wiring.connect(m, reader.status, status.w_stream)
+        wiring.connect(m, status.r_stream, wiring.flipped(e.mm2s_status))
         m.d.comb += [
-            desc_in.ready.eq(~e._aborting & cmds.w_stream.ready & descs.w_stream.ready),
-            cmds.w_stream.valid.eq(desc_in.valid & desc_in.ready),
-            descs.w_stream.valid.eq(desc_in.valid & desc_in.ready),
-            cmd_w.addr.eq(p.addr),
-            cmd_w.beats.eq(last_addr[lg:] - p.addr[lg:] + 1),
-            cmd_w.ok.eq(win & (p.length != 0)),
-            desc_w.tag.eq(p.tag), desc_w.flags.eq(p.flags), desc_w.offset.eq(p.addr[:lg]),
-            desc_w.length.eq(p.length), desc_w.ok.eq(win & (p.length != 0)),
-            desc_w.code.eq(Mux(win, DmaError.OK, DmaError.WINDOW)),
+            front.window_base.eq(e.window_base), front.window_size.eq(e.window_size),
+            front.aborting.eq(e._aborting), issuer.aborting.eq(e._aborting),
+            reader.aborting.eq(e._aborting),
+            issuer.cancel.eq(reader.cancel), issuer.cancel_seq.eq(reader.cancel_seq),
         ]
+        m.d.comb += self.busy.eq(front.cmd.valid | front.desc.valid |
+                                 records.r_stream.valid | issuer.busy | reader.busy)
+        m.d.comb += self.status_pending.eq(status.r_stream.valid)
+        return m
 
-        # --- W side -------------------------------------------------------
+
+def _brec_layout(cfg):
+    # One per write burst (bytes it writes) or descriptor-closing marker.
+    return data.StructLayout({"bytes": bits_for(256 * cfg.beat_bytes), "desc_end": 1,
+                              "marker": 1})
+
+
+def _wres_layout(cfg):
+    # The W side's half of an S2MM status.
+    return data.StructLayout({"tag": cfg.tag_width, "flags": cfg.flags_width,
+                              "code": DmaError, "aborted": 1, "mismatch": 1})
+
+
+def _bres_layout(cfg):
+    # The B side's half of an S2MM status.
+    return data.StructLayout({"err": Resp, "bytes": cfg.len_width})
+
+
+class _S2mmWriter(wiring.Component):
+    """S2MM data side: input packets → W beats with strobes.
+
+    Takes one descriptor entry at a time and walks its burst records in
+    order. Input bytes are shifted to the start offset (each W beat is
+    ``(prev ++ cur)[B - offset : 2B - offset]``, strobes likewise), and a
+    burst record (bytes written) goes to ``brecs`` with the burst's last
+    beat. The rest of a packet longer than its descriptor, or of a
+    descriptor stopped early, is taken and dropped. The W side's half of
+    the status goes to ``wres``.
+    """
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        super().__init__({
+            "desc": In(stream.Signature(_S2mmFront.desc_layout(cfg))),
+            "records": In(stream.Signature(_record_layout())),
+            "inp": In(stream.Signature(cfg.beat_layout)),
+            "w": Out(cfg.axi_signature.members["w"].signature),
+            "brecs": Out(stream.Signature(_brec_layout(cfg))),
+            "wres": Out(stream.Signature(_wres_layout(cfg))),
+            "aborting": In(1),
+            "busy": Out(1),
+        })
+
+    def elaborate(self, platform):
+        cfg, inp, w, aborting = self.cfg, self.inp, self.w, self.aborting
+        descs, records, brecs, wres = self.desc, self.records, self.brecs, self.wres
+        brec_w, wres_w = brecs.payload, wres.payload
+        m = Module()
+        B, lg = cfg.beat_bytes, cfg.beat_shift
         tag = Signal(cfg.tag_width)
         flags = Signal(cfg.flags_width)
         code = Signal(DmaError)
@@ -527,7 +650,7 @@ class _S2mm(_Channel):
         prev = Signal(cfg.data_width)
         prev_mask = Signal(B)
         beat_in_burst = Signal(8)
-        burst_bytes = Signal(bytes_bits)
+        burst_bytes = Signal(len(brec_w.bytes))
 
         w_valid = Signal()
         m.d.comb += w.valid.eq(w_valid)
@@ -547,32 +670,32 @@ class _S2mm(_Channel):
             with m.If(ip.last):
                 m.d.sync += ended.eq(1)
 
-        rec = records.r_stream.payload
+        rec = records.payload
         with m.FSM(name="s2mm") as fsm:
             with m.State("IDLE"):
-                d = descs.r_stream.payload
-                with m.If(descs.r_stream.valid & brecs.w_stream.ready):
-                    m.d.comb += descs.r_stream.ready.eq(1)
+                d = descs.payload
+                with m.If(descs.valid & brecs.ready):
+                    m.d.comb += descs.ready.eq(1)
                     m.d.sync += [tag.eq(d.tag), flags.eq(d.flags), code.eq(d.code),
                                  shift.eq(B - d.offset), rem.eq(d.length), ended.eq(0),
-                                 mismatch.eq(0), aborted.eq(e._aborting), prev_mask.eq(0),
+                                 mismatch.eq(0), aborted.eq(aborting), prev_mask.eq(0),
                                  beat_in_burst.eq(0), burst_bytes.eq(0)]
                     m.next = "WRITE"
                     with m.If(~d.ok):
                         # No bus beat: close its write-response accounting now.
-                        m.d.comb += [brecs.w_stream.valid.eq(1), brec_w.marker.eq(1),
+                        m.d.comb += [brecs.valid.eq(1), brec_w.marker.eq(1),
                                      brec_w.desc_end.eq(1)]
                         m.next = "DISCARD"
             with m.State("WRITE"):
-                with m.If(records.r_stream.valid & rec.marker):
-                    with m.If(brecs.w_stream.ready):
-                        m.d.comb += [records.r_stream.ready.eq(1), brecs.w_stream.valid.eq(1),
+                with m.If(records.valid & rec.marker):
+                    with m.If(brecs.ready):
+                        m.d.comb += [records.ready.eq(1), brecs.valid.eq(1),
                                      brec_w.marker.eq(1), brec_w.desc_end.eq(1)]
                         m.next = "DISCARD"
-                with m.Elif(records.r_stream.valid & w_free):
-                    need = (rem != 0) & ~ended & ~e._aborting
+                with m.Elif(records.valid & w_free):
+                    need = (rem != 0) & ~ended & ~aborting
                     wlast = beat_in_burst == rec.beats - 1
-                    with m.If((~need | inp.valid) & (~wlast | brecs.w_stream.ready)):
+                    with m.If((~need | inp.valid) & (~wlast | brecs.ready)):
                         m.d.comb += inp.ready.eq(need)
                         cur = Mux(need, ip.data, 0)
                         cur_mask = Mux(need, _lane_mask(take, B), 0)
@@ -588,7 +711,7 @@ class _S2mm(_Channel):
                         with m.If(need):
                             consume()
                         with m.If(wlast):
-                            m.d.comb += [records.r_stream.ready.eq(1), brecs.w_stream.valid.eq(1),
+                            m.d.comb += [records.ready.eq(1), brecs.valid.eq(1),
                                          brec_w.bytes.eq(beat_bytes),
                                          brec_w.desc_end.eq(rec.desc_end)]
                             m.d.sync += [beat_in_burst.eq(0), burst_bytes.eq(0)]
@@ -598,55 +721,88 @@ class _S2mm(_Channel):
                 # The rest of the packet, up to its last beat, is taken and
                 # dropped (longer packet, window error, bus error). An abort
                 # leaves the input stream where it is.
-                with m.If(ended | e._aborting):
+                with m.If(ended | aborting):
                     m.next = "DONE"
                 with m.Else():
                     m.d.comb += inp.ready.eq(1)
                     with m.If(inp.valid):
                         consume()
             with m.State("DONE"):
-                with m.If(wres.w_stream.ready):
-                    m.d.comb += [wres.w_stream.valid.eq(1), wres_w.tag.eq(tag),
+                with m.If(wres.ready):
+                    m.d.comb += [wres.valid.eq(1), wres_w.tag.eq(tag),
                                  wres_w.flags.eq(flags), wres_w.code.eq(code),
                                  wres_w.aborted.eq(aborted), wres_w.mismatch.eq(mismatch)]
                     m.next = "IDLE"
-        with m.If(e._aborting & ~ended & ~fsm.ongoing("IDLE") & ~fsm.ongoing("DONE")):
+        with m.If(aborting & ~ended & ~fsm.ongoing("IDLE") & ~fsm.ongoing("DONE")):
             m.d.sync += aborted.eq(1)
+        m.d.comb += self.busy.eq(~fsm.ongoing("IDLE") | w_valid)
+        return m
 
-        # Write bursts launched and not yet answered stay within max_outstanding.
-        in_flight = Signal(range(cfg.max_outstanding + 1))
-        launched = records.w_stream.valid & ~records.w_stream.payload.marker
-        answered = b.valid & b.ready
-        m.d.sync += in_flight.eq(in_flight + launched - answered)
-        m.d.comb += issuer.credit.eq(in_flight < cfg.max_outstanding)
 
-        # --- B side: responses per descriptor -----------------------------
+class _WriteResponses(wiring.Component):
+    """S2MM completion side: B responses → one result per descriptor.
+
+    Walks the burst records in order: each B response answers one burst,
+    and the record with ``desc_end`` (or a marker) closes the descriptor
+    with the first error response and the bytes written before it. An
+    error asks the issuer to ``cancel`` the rest of that descriptor
+    (``cancel_seq`` counts closed descriptors, as the issuer counts
+    commands).
+    """
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        super().__init__({
+            "brecs": In(stream.Signature(_brec_layout(cfg))),
+            "b": Out(cfg.axi_signature.members["b"].signature),   # manager side
+            "result": Out(stream.Signature(_bres_layout(cfg))),
+            "cancel": Out(1),
+            "cancel_seq": Out(cfg._seq_bits),
+        })
+
+    def elaborate(self, platform):
+        cfg, b, brecs, res = self.cfg, self.b, self.brecs, self.result
+        m = Module()
         berr = Signal(Resp)
         bbytes = Signal(cfg.len_width)
         bseq = Signal(cfg._seq_bits)
-        brec = brecs.r_stream.payload
-        m.d.comb += [issuer.cancel.eq(berr != 0), issuer.cancel_seq.eq(bseq)]
-        m.d.comb += b.ready.eq(brecs.r_stream.valid & ~brec.marker & bres.w_stream.ready)
+        brec, res_w = brecs.payload, res.payload
+        m.d.comb += [self.cancel.eq(berr != 0), self.cancel_seq.eq(bseq)]
+        m.d.comb += b.ready.eq(brecs.valid & ~brec.marker & res.ready)
         new_err = Mux(berr != 0, berr, Mux(b.resp[1], b.resp, 0))
         new_bytes = Mux(new_err == 0, bbytes + brec.bytes, bbytes)
-        with m.If(brecs.r_stream.valid & brec.marker & bres.w_stream.ready):
-            m.d.comb += [brecs.r_stream.ready.eq(1), bres.w_stream.valid.eq(1),
-                         bres_w.err.eq(berr), bres_w.bytes.eq(bbytes)]
+        with m.If(brecs.valid & brec.marker & res.ready):
+            m.d.comb += [brecs.ready.eq(1), res.valid.eq(1),
+                         res_w.err.eq(berr), res_w.bytes.eq(bbytes)]
             m.d.sync += [berr.eq(0), bbytes.eq(0), bseq.eq(bseq + 1)]
         with m.Elif(b.valid & b.ready):
-            m.d.comb += brecs.r_stream.ready.eq(1)
+            m.d.comb += brecs.ready.eq(1)
             with m.If(brec.desc_end):
-                m.d.comb += [bres.w_stream.valid.eq(1), bres_w.err.eq(new_err),
-                             bres_w.bytes.eq(new_bytes)]
+                m.d.comb += [res.valid.eq(1), res_w.err.eq(new_err),
+                             res_w.bytes.eq(new_bytes)]
                 m.d.sync += [berr.eq(0), bbytes.eq(0), bseq.eq(bseq + 1)]
             with m.Else():
                 m.d.sync += [berr.eq(new_err), bbytes.eq(new_bytes)]
+        return m
 
-        # --- status: join the two halves ----------------------------------
-        wr, br = wres.r_stream.payload, bres.r_stream.payload
-        with m.If(wres.r_stream.valid & bres.r_stream.valid & status.w_stream.ready):
-            m.d.comb += [wres.r_stream.ready.eq(1), bres.r_stream.ready.eq(1),
-                         status.w_stream.valid.eq(1),
+
+class _S2mmStatus(wiring.Component):
+    """Joins the W and B halves of an S2MM status; the first error wins:
+    bus error, then window error, abort, length mismatch."""
+
+    def __init__(self, cfg):
+        super().__init__({
+            "wres": In(stream.Signature(_wres_layout(cfg))),
+            "bres": In(stream.Signature(_bres_layout(cfg))),
+            "status": Out(stream.Signature(cfg.status_layout)),
+        })
+
+    def elaborate(self, platform):
+        wres, bres, status = self.wres, self.bres, self.status
+        wr, br, status_w = wres.payload, bres.payload, status.payload
+        m = Module()
+        with m.If(wres.valid & bres.valid & status.ready):
+            m.d.comb += [wres.ready.eq(1), bres.ready.eq(1), status.valid.eq(1),
                          status_w.tag.eq(wr.tag), status_w.flags.eq(wr.flags),
                          status_w.bytes.eq(br.bytes)]
             with m.If(br.err != 0):
@@ -659,12 +815,63 @@ class _S2mm(_Channel):
                 m.d.comb += status_w.error.eq(DmaError.LENGTH_MISMATCH)
             with m.Else():
                 m.d.comb += status_w.error.eq(DmaError.OK)
-        wiring.connect(m, status.r_stream, wiring.flipped(e.s2mm_status))
+        return m
 
-        m.d.comb += self.busy.eq(cmds.r_stream.valid | descs.r_stream.valid |
-                                 records.r_stream.valid | issuer.busy |
-                                 ~fsm.ongoing("IDLE") | w_valid | brecs.r_stream.valid |
-                                 wres.r_stream.valid | bres.r_stream.valid)
+
+class _S2mm(_Channel):
+    """S2MM channel: descriptors → AW bursts, input packets → W beats, B → status."""
+
+    def elaborate(self, platform):
+        cfg, e = self.cfg, self.e
+        m = Module()
+        m.submodules.front = front = _S2mmFront(cfg)
+        m.submodules.issuer = issuer = _BurstIssuer(cfg)
+        m.submodules.writer = writer = _S2mmWriter(cfg)
+        m.submodules.bside = bside = _WriteResponses(cfg)
+        m.submodules.join = join = _S2mmStatus(cfg)
+        records = _fifo(m, "records", _record_layout(), cfg.max_outstanding)
+        # Room for every write burst in flight (the issuer's credit below)
+        # plus the markers of the descriptors in flight, so the W side never
+        # waits for a write response: W data never depends on B.
+        brecs = _fifo(m, "brecs", _brec_layout(cfg), cfg.max_outstanding + cfg.status_depth)
+        wres = _fifo(m, "wres", _wres_layout(cfg), 2)
+        bres = _fifo(m, "bres", _bres_layout(cfg), 2)
+        status = _fifo(m, "status", cfg.status_layout, cfg.status_depth)
+        wiring.connect(m, wiring.flipped(e.s2mm_descriptors), front.descriptors)
+        wiring.connect(m, front.cmd, issuer.cmd)
+        wiring.connect(m, issuer.records, records.w_stream)
+        wiring.connect(m, issuer.ax, wiring.flipped(e.bus.aw))
+        wiring.connect(m, front.desc, writer.desc)
+        wiring.connect(m, records.r_stream, writer.records)
+        wiring.connect(m, wiring.flipped(e.s2mm_data), writer.inp)
+        wiring.connect(m, writer.w, wiring.flipped(e.bus.w))
+        wiring.connect(m, writer.brecs, brecs.w_stream)
+        wiring.connect(m, writer.wres, wres.w_stream)
+        wiring.connect(m, brecs.r_stream, bside.brecs)
+        wiring.connect(m, wiring.flipped(e.bus.b), bside.b)
+        wiring.connect(m, bside.result, bres.w_stream)
+        wiring.connect(m, wres.r_stream, join.wres)
+        wiring.connect(m, bres.r_stream, join.bres)
+        wiring.connect(m, join.status, status.w_stream)
+        wiring.connect(m, status.r_stream, wiring.flipped(e.s2mm_status))
+        m.d.comb += [
+            front.window_base.eq(e.window_base), front.window_size.eq(e.window_size),
+            front.aborting.eq(e._aborting), issuer.aborting.eq(e._aborting),
+            writer.aborting.eq(e._aborting),
+            issuer.cancel.eq(bside.cancel), issuer.cancel_seq.eq(bside.cancel_seq),
+        ]
+
+        # Write bursts launched and not yet answered stay within max_outstanding.
+        in_flight = Signal(range(cfg.max_outstanding + 1))
+        launched = issuer.records.valid & ~issuer.records.payload.marker
+        answered = e.bus.b.valid & e.bus.b.ready
+        m.d.sync += in_flight.eq(in_flight + launched - answered)
+        m.d.comb += issuer.credit.eq(in_flight < cfg.max_outstanding)
+
+        m.d.comb += self.busy.eq(front.cmd.valid | front.desc.valid |
+                                 records.r_stream.valid | issuer.busy | writer.busy |
+                                 brecs.r_stream.valid | wres.r_stream.valid |
+                                 bres.r_stream.valid)
         m.d.comb += self.status_pending.eq(status.r_stream.valid)
         return m
 
