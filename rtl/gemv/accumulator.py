@@ -15,12 +15,12 @@ Every stage advances on ``en``.
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
-from amaranth.lib import data, wiring
+from amaranth.lib import data
 from amaranth.lib.wiring import In, Out
 
 from ..config import ACC_BITS, SCALED_BITS, SH_MAX
 from ..utils import tree_reduce
-from .pipeline import EngineGeometry, RowFlags
+from .pipeline import EngineBlock, RowFlags
 
 __all__ = ["RowAccumulator"]
 
@@ -28,7 +28,7 @@ __all__ = ["RowAccumulator"]
 FINE_SHIFT_BITS = 4
 
 
-class RowAccumulator(wiring.Component):
+class RowAccumulator(EngineBlock):
     """Scale, shift and accumulate block terms into a row's fixed-point sum.
 
     Parameters
@@ -49,14 +49,10 @@ class RowAccumulator(wiring.Component):
     """
 
     def __init__(self, geometry):
-        if not isinstance(geometry, EngineGeometry):
-            raise TypeError(f"geometry must be an EngineGeometry, not {geometry!r}")
-        self.geometry = geometry
-        super().__init__({
-            "en": In(1),
+        super().__init__(geometry, {
             "block": In(geometry.block_layout),
             "row": Out(geometry.row_layout),
-        })
+        }, pipelined=True)
 
     def elaborate(self, platform):
         m = Module()

@@ -15,13 +15,13 @@ once per block, on its last beat.
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
-from amaranth.lib import data, wiring
+from amaranth.lib import data
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
 
 from ..config import ACC_FRAC, DOT_BITS, LANE_PRODUCT_BITS, MAX_RSH, SH_MAX
 from ..utils import tree_reduce
-from .pipeline import BeatFlags, EngineGeometry
+from .pipeline import BeatFlags, EngineBlock
 
 __all__ = ["BlockDot"]
 
@@ -38,7 +38,7 @@ SH_BITS = 10
 DecodedScale = data.StructLayout({"mant": 11, "neg": 1, "sh": signed(SH_BITS)})
 
 
-class BlockDot(wiring.Component):
+class BlockDot(EngineBlock):
     """Sum lane products into block dot products and decode the block scales.
 
     Parameters
@@ -61,15 +61,11 @@ class BlockDot(wiring.Component):
     """
 
     def __init__(self, geometry):
-        if not isinstance(geometry, EngineGeometry):
-            raise TypeError(f"geometry must be an EngineGeometry, not {geometry!r}")
-        self.geometry = geometry
-        super().__init__({
-            "en": In(1),
+        super().__init__(geometry, {
             "side": In(geometry.lane_layout),
             "products": In(geometry.products_layout),
             "block": Out(geometry.block_layout),
-        })
+        }, pipelined=True)
 
     def _beat_layout(self, term):
         """A beat between the stages: flags, mantissa sums and scale terms."""

@@ -12,19 +12,18 @@ and output registers). Everything advances on ``en``.
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
-from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
 
 from ..config import BLOCK, WeightFormat
 from ..dsp import RegisteredMultiplier
 from ..utils import select
-from .pipeline import EngineGeometry
+from .pipeline import EngineBlock
 
 __all__ = ["Lanes"]
 
 
-class Lanes(wiring.Component):
+class Lanes(EngineBlock):
     """Decode each lane's weight and multiply it by its activation mantissa.
 
     Parameters
@@ -48,16 +47,12 @@ class Lanes(wiring.Component):
     """
 
     def __init__(self, geometry):
-        if not isinstance(geometry, EngineGeometry):
-            raise TypeError(f"geometry must be an EngineGeometry, not {geometry!r}")
-        self.geometry = geometry
-        super().__init__({
-            "en": In(1),
+        super().__init__(geometry, {
             "beat": In(geometry.stage1_layout),
             "row": In(geometry.buffer_row_layout),
             "side": Out(geometry.lane_layout),
             "products": Out(geometry.products_layout),
-        })
+        }, pipelined=True)
 
     def _window(self, flat, width, count, total):
         """The ``count`` entries of ``width`` bits (of ``total``) that a beat covers."""

@@ -22,14 +22,14 @@ block is taken. A read returns the row one cycle after its address (when
 """
 
 from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import data, stream
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..config import BLOCK, GROUP_SIZES, MSUM_BITS, WeightFormat
 from ..regmap import GemvError  # the register map's gemv_error_e: defined once, in the RDL
 from ..utils import tree_reduce
-from .pipeline import ActivationLayout, EngineGeometry, SlotKind
+from .pipeline import ActivationLayout, EngineBlock, SlotKind
 
 __all__ = ["JobLayout", "JobLoader", "ActivationBuffers"]
 
@@ -48,7 +48,7 @@ BLOCK_COUNT_BITS = 13
 OUTSTANDING_BITS = 19
 
 
-class ActivationBuffers(wiring.Component):
+class ActivationBuffers(EngineBlock):
     """Two activation buffers in ``blocks_per_row`` banks, with Q4_1 block sums.
 
     Parameters
@@ -72,10 +72,7 @@ class ActivationBuffers(wiring.Component):
     """
 
     def __init__(self, geometry):
-        if not isinstance(geometry, EngineGeometry):
-            raise TypeError(f"geometry must be an EngineGeometry, not {geometry!r}")
-        self.geometry = geometry
-        super().__init__({
+        super().__init__(geometry, {
             "write": In(self.write_layout(geometry)),
             "settling": Out(1),
             "read_addr": In(range(2 * geometry.depth)),
@@ -128,7 +125,7 @@ class ActivationBuffers(wiring.Component):
         return m
 
 
-class JobLoader(wiring.Component):
+class JobLoader(EngineBlock):
     """Check and accept jobs; load their activations into the free buffer.
 
     Parameters
@@ -163,10 +160,7 @@ class JobLoader(wiring.Component):
     """
 
     def __init__(self, geometry):
-        if not isinstance(geometry, EngineGeometry):
-            raise TypeError(f"geometry must be an EngineGeometry, not {geometry!r}")
-        self.geometry = geometry
-        super().__init__({
+        super().__init__(geometry, {
             "job": In(stream.Signature(JobLayout)),
             "activations": In(stream.Signature(ActivationLayout)),
             "write": Out(ActivationBuffers.write_layout(geometry)),

@@ -19,7 +19,8 @@ Timeline of a quant beat, in enabled cycles after the sequencer takes it
 """
 
 from amaranth.hdl import signed, unsigned
-from amaranth.lib import data, enum
+from amaranth.lib import data, enum, wiring
+from amaranth.lib.wiring import In
 
 from ..config import (
     ACC_BITS,
@@ -32,7 +33,8 @@ from ..config import (
     WeightFormat,
 )
 
-__all__ = ["SlotKind", "EngineGeometry", "ActivationLayout", "BeatFlags", "RowFlags"]
+__all__ = ["SlotKind", "EngineGeometry", "EngineBlock", "ActivationLayout", "BeatFlags",
+           "RowFlags"]
 
 
 class SlotKind(enum.IntEnum, shape=2):
@@ -244,3 +246,30 @@ class EngineGeometry:
             "last": 1,
             "acc": signed(ACC_BITS),
         })
+
+
+class EngineBlock(wiring.Component):
+    """Base of the engine's blocks: sized by one :class:`EngineGeometry`.
+
+    Parameters
+    ----------
+    geometry : EngineGeometry
+        The engine's sizes; kept as ``self.geometry``.
+    members : dict
+        The block's ports.
+    pipelined : bool
+        The block's registers advance on the engine's one enable: adds the
+        ``en`` input.
+
+    Raises
+    ------
+    TypeError
+        If ``geometry`` is not an :class:`EngineGeometry`.
+    """
+
+    def __init__(self, geometry, members, *, pipelined=False):
+        if not isinstance(geometry, EngineGeometry):
+            raise TypeError(f"geometry must be an EngineGeometry, not {geometry!r}")
+        self.geometry = geometry
+        super().__init__({"en": In(1), **members} if pipelined else members)
+

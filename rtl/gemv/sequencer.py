@@ -18,14 +18,14 @@ is active and ``en`` is high: ``beats.ready`` is exactly that.
 """
 
 from amaranth.hdl import Const, Module, Mux, Signal, unsigned
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import data, stream
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
 
 from ..config import BLOCK, WeightFormat
 from ..utils import select
 from .loader import BLOCK_COUNT_BITS
-from .pipeline import EngineGeometry, SlotKind
+from .pipeline import EngineBlock, SlotKind
 
 __all__ = ["BeatSequencer"]
 
@@ -33,7 +33,7 @@ __all__ = ["BeatSequencer"]
 COL_BITS = 18
 
 
-class BeatSequencer(wiring.Component):
+class BeatSequencer(EngineBlock):
     """Walk a job's weight beats and issue quant beats to the lanes.
 
     Parameters
@@ -64,11 +64,7 @@ class BeatSequencer(wiring.Component):
     """
 
     def __init__(self, geometry):
-        if not isinstance(geometry, EngineGeometry):
-            raise TypeError(f"geometry must be an EngineGeometry, not {geometry!r}")
-        self.geometry = geometry
-        super().__init__({
-            "en": In(1),
+        super().__init__(geometry, {
             "beats": In(stream.Signature(unsigned(geometry.beat_bits))),
             "flush": Out(1),
             "jobs": In(data.ArrayLayout(geometry.job_params_layout, 2)),
@@ -77,7 +73,7 @@ class BeatSequencer(wiring.Component):
             "read_addr": Out(range(2 * geometry.depth)),
             "read_en": Out(1),
             "beat": Out(geometry.stage1_layout),
-        })
+        }, pipelined=True)
 
     def elaborate(self, platform):
         m = Module()
