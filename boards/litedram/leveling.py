@@ -351,16 +351,47 @@ class LiteDramReadLeveler(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        cfg = self.config
-        routines = self._routines()
+        ops, spans = self._program()
+        op = self._rom(m, ops)
+        module = Signal(range(self.config.modules))
+        self._drive_bus(m, op, module)
+        run = self._executor(m, op, module)
+        scan = _Scan(self.config)
+        with m.FSM(name="level"):
+            self._scan_states(m, run, spans, scan, module)
+            self._set_states(m, run, spans, scan, module)
+        return m
+
+    def _program(self):
+        """The routines laid end to end.
+
+        Returns
+        -------
+        ops : list of tuple
+            Every routine's ops (as :meth:`_routines` gives them), in order.
+        spans : dict
+            Routine name -> (first op index, last op index).
+        """
         ops, spans = [], {}
-        for name, body in routines.items():
+        for name, body in self._routines().items():
             spans[name] = (len(ops), len(ops) + len(body) - 1)
             ops += body
+        return ops, spans
+
+    def _rom(self, m, ops):
+        """The micro-program ROM and the decoded fields of the op at ``pc``.
+
+        The ROM holds indices into tables of the few distinct addresses,
+        values and waits (638 instead of 804 LUT4 for the ECPIX-5 leveler),
+        packed as :func:`_rom_entry_layout` describes.
+
+        Returns
+        -------
+        _Op
+        """
+        cfg = self.config
         max_wait = max(max(op[3] for op in ops), cfg.timeout)
         cw = ceil_log2(max_wait + 2)
-        # The ROM holds indices into tables of the few distinct addresses,
-        # values and waits (638 instead of 804 LUT4 for the ECPIX-5 leveler).
         tables = [sorted({op[i] for op in ops}) for i in (1, 2, 3)]
         widths = [2] + [max(1, ceil_log2(len(t))) for t in tables] + \
                  [max(1, ceil_log2(cfg.words_per_phase))]
@@ -378,40 +409,63 @@ class LiteDramReadLeveler(wiring.Component):
         m.d.comb += rd.addr.eq(pc)
         kind, a_index, v_index, w_index, word = (
             rd.data[o:o + w] for o, w in zip(offsets, widths))
-        adr = Array(Const(a >> 2, 30) for a in tables[0])[a_index]
-        value = Array(Const(v, 32) for v in tables[1])[v_index]
-        wait = Array(Const(w, cw) for w in tables[2])[w_index]
+        return _Op(pc=pc, end=end, kind=kind, word=word, count_width=cw,
+                   adr=Array(Const(a >> 2, 30) for a in tables[0])[a_index],
+                   value=Array(Const(v, 32) for v in tables[1])[v_index],
+                   wait=Array(Const(w, cw) for w in tables[2])[w_index])
 
-        module = Signal(range(cfg.modules))
-        masks = Array(Array(Const(mask, 32) for mask in self._word_masks(i))
-                      for i in range(cfg.modules))
+    def _drive_bus(self, m, op, module):
+        """Wishbone address, data and direction of the op at ``pc``.
+
+        ``_WRITE_SEL`` writes the one-hot bit of the current module;
+        ``_WRITE`` and ``_WRITE_SEL`` (op kinds 0 and 1) write, the others read.
+        """
         m.d.comb += [
-            self.wb_adr.eq(adr),
-            self.wb_dat_w.eq(Mux(kind == self._WRITE_SEL, Const(1, 32) << module, value)),
+            self.wb_adr.eq(op.adr),
+            self.wb_dat_w.eq(Mux(op.kind == self._WRITE_SEL, Const(1, 32) << module,
+                                 op.value)),
             self.wb_sel.eq(0xF),
-            self.wb_we.eq(kind[1] == 0),          # _WRITE, _WRITE_SEL
+            self.wb_we.eq(op.kind[1] == 0),
         ]
 
-        # Micro-program executor: runs pc..end, one Wishbone access per op.
+    def _executor(self, m, op, module):
+        """The micro-program executor: runs ``pc..end``, one Wishbone access per op.
+
+        After each acknowledge it waits the op's ``wait`` cycles; a read op
+        that mismatches (``_READ_CMP``: the module's bits of the word,
+        ``_READ_BIT``: the module's bit) sets ``failed`` for the routine. An
+        access not acknowledged within ``timeout`` cycles stops it for good
+        and raises ``error``.
+
+        Returns
+        -------
+        _Executor
+            Its start request and the routine's outcome.
+        """
+        cfg = self.config
+        masks = Array(Array(Const(mask, 32) for mask in self._word_masks(i))
+                      for i in range(cfg.modules))
         go = Signal()
-        go_start, go_end = Signal.like(pc), Signal.like(end)
+        go_start = Signal.like(op.pc)             # the routine's first and last op
+        go_end = Signal.like(op.end)
         finished = Signal()                       # pulse: the routine's last op is done
         failed = Signal()                         # some compare failed in this routine
-        count = Signal(cw)
+        count = Signal(op.count_width)
         with m.FSM(name="exec"):
             with m.State("IDLE"):
                 with m.If(go):
-                    m.d.sync += [pc.eq(go_start), end.eq(go_end), failed.eq(0), count.eq(0)]
+                    m.d.sync += [op.pc.eq(go_start), op.end.eq(go_end), failed.eq(0),
+                                 count.eq(0)]
                     m.next = "BUS"
             with m.State("BUS"):
                 m.d.comb += [self.wb_cyc.eq(1), self.wb_stb.eq(1)]
                 m.d.sync += count.eq(count + 1)
                 with m.If(self.wb_ack):
-                    m.d.sync += count.eq(wait)
-                    with m.If(kind == self._READ_CMP):
-                        with m.If(((self.wb_dat_r ^ value) & masks[module][word]) != 0):
+                    m.d.sync += count.eq(op.wait)
+                    with m.If(op.kind == self._READ_CMP):
+                        with m.If(((self.wb_dat_r ^ op.value) & masks[module][op.word]) != 0):
                             m.d.sync += failed.eq(1)
-                    with m.If(kind == self._READ_BIT):
+                    with m.If(op.kind == self._READ_BIT):
                         with m.If(~self.wb_dat_r.bit_select(module, 1)):
                             m.d.sync += failed.eq(1)
                     m.next = "WAIT"
@@ -420,109 +474,182 @@ class LiteDramReadLeveler(wiring.Component):
             with m.State("WAIT"):
                 m.d.sync += count.eq(count - 1)
                 with m.If(count == 0):
-                    with m.If(pc == end):
+                    with m.If(op.pc == op.end):
                         m.d.comb += finished.eq(1)
                         m.next = "IDLE"
                     with m.Else():
-                        m.d.sync += [pc.eq(pc + 1), count.eq(0)]
+                        m.d.sync += [op.pc.eq(op.pc + 1), count.eq(0)]
                         m.next = "BUS"
             with m.State("TIMEOUT"):
                 m.d.comb += self.error.eq(1)
+        return _Executor(go=go, go_start=go_start, go_end=go_end, finished=finished,
+                         failed=failed)
 
-        bitslip = Signal(range(cfg.bitslips))
-        delay = Signal(range(cfg.delays))
-        steps = Signal(range(max(cfg.bitslips, cfg.delays)))
-        run = Signal(range(cfg.delays + 1))       # consecutive passing delays so far
-        best_len = Signal(range(cfg.delays + 1))
-        best_bitslip = Signal.like(bitslip)
-        best_end = Signal.like(delay)
-        center = Signal.like(delay)
+    @staticmethod
+    def _call(m, run, spans, state, routine, then):
+        """Two ``level`` states: ``state`` starts ``routine``, ``state_RUN``
+        waits for it, then goes to ``then``."""
+        start, stop = spans[routine]
+        with m.State(state):
+            m.d.comb += [run.go.eq(1), run.go_start.eq(start), run.go_end.eq(stop)]
+            m.next = state + "_RUN"
+        with m.State(state + "_RUN"):
+            with m.If(run.finished):
+                m.next = then
 
-        with m.FSM(name="level"):
-            def call(state, routine, then):
-                # Two states: start the routine, then wait for it.
-                start, stop = spans[routine]
-                with m.State(state):
-                    m.d.comb += [go.eq(1), go_start.eq(start), go_end.eq(stop)]
-                    m.next = state + "_RUN"
-                with m.State(state + "_RUN"):
-                    with m.If(finished):
-                        m.next = then
+    def _scan_states(self, m, run, spans, scan, module):
+        """``level`` states that test every (bitslip, delay) of a module.
 
-            with m.State("IDLE"):
-                with m.If(self.start):
-                    m.d.sync += module.eq(0)
+        From ``IDLE`` (or the previous module's ``CHECKED``) through every
+        bitslip and, per bitslip, every delay, scoring each test
+        (:meth:`_score`); then ``CHOOSE``.
+        """
+        cfg = self.config
+        with m.State("IDLE"):
+            with m.If(self.start):
+                m.d.sync += module.eq(0)
+                m.next = "MODULE"
+        with m.State("MODULE"):
+            m.d.sync += [scan.bitslip.eq(0), scan.best_len.eq(0), scan.best_bitslip.eq(0),
+                         scan.best_end.eq(0)]
+            m.next = "BITSLIP_RST"
+        self._call(m, run, spans, "BITSLIP_RST", "bitslip_rst", "SCAN")
+        with m.State("SCAN"):                     # a new bitslip: scan all delays
+            m.d.sync += [scan.delay.eq(0), scan.run.eq(0)]
+            m.next = "DELAY_RST"
+        self._call(m, run, spans, "DELAY_RST", "delay_rst", "TEST")
+        self._call(m, run, spans, "TEST", "test", "SCORE")
+        with m.State("SCORE"):
+            self._score(m, run.failed, scan)
+            with m.If(scan.delay == cfg.delays - 1):
+                with m.If(scan.bitslip == cfg.bitslips - 1):
+                    m.next = "CHOOSE"
+                with m.Else():
+                    m.d.sync += scan.bitslip.eq(scan.bitslip + 1)
+                    m.next = "BITSLIP_INC"
+            with m.Else():
+                m.d.sync += scan.delay.eq(scan.delay + 1)
+                m.next = "DELAY_INC"
+        self._call(m, run, spans, "DELAY_INC", "delay_inc", "TEST")
+        self._call(m, run, spans, "BITSLIP_INC", "bitslip_inc", "SCAN")
+
+    @staticmethod
+    def _score(m, failed, scan):
+        """Window scoring of one test: extend or end the run of passing
+        delays; a run longer than the best so far becomes the best (so ties
+        keep the lowest bitslip, then the lowest delay)."""
+        with m.If(failed):
+            m.d.sync += scan.run.eq(0)
+        with m.Else():
+            m.d.sync += scan.run.eq(scan.run + 1)
+            with m.If(scan.run + 1 > scan.best_len):
+                m.d.sync += [scan.best_len.eq(scan.run + 1),
+                             scan.best_bitslip.eq(scan.bitslip), scan.best_end.eq(scan.delay)]
+
+    def _set_states(self, m, run, spans, scan, module):
+        """``level`` states that set a module to its best window and check it.
+
+        ``CHOOSE`` takes the best run's center delay (rounded down); the
+        bitslip and delay are reset and stepped up to it, tested once more,
+        and recorded in the ``bitslip``/``delay`` ports; after the last
+        module the ``finish`` writes run. No window or a failed check ends
+        in ``LEVEL_ERROR``.
+        """
+        cfg = self.config
+        with m.State("CHOOSE"):
+            m.d.sync += [scan.center.eq(scan.best_end - (scan.best_len >> 1)),
+                         scan.steps.eq(0)]
+            with m.If(scan.best_len == 0):
+                m.next = "LEVEL_ERROR"
+            with m.Else():
+                m.next = "SET_BITSLIP_RST"
+        self._call(m, run, spans, "SET_BITSLIP_RST", "bitslip_rst", "SET_BITSLIP")
+        with m.State("SET_BITSLIP"):
+            with m.If(scan.steps == scan.best_bitslip):
+                m.d.sync += scan.steps.eq(0)
+                m.next = "SET_DELAY_RST"
+            with m.Else():
+                m.d.sync += scan.steps.eq(scan.steps + 1)
+                m.next = "SET_BITSLIP_INC"
+        self._call(m, run, spans, "SET_BITSLIP_INC", "bitslip_inc", "SET_BITSLIP")
+        self._call(m, run, spans, "SET_DELAY_RST", "delay_rst", "SET_DELAY")
+        with m.State("SET_DELAY"):
+            with m.If(scan.steps == scan.center):
+                m.next = "CHECK"
+            with m.Else():
+                m.d.sync += scan.steps.eq(scan.steps + 1)
+                m.next = "SET_DELAY_INC"
+        self._call(m, run, spans, "SET_DELAY_INC", "delay_inc", "SET_DELAY")
+        self._call(m, run, spans, "CHECK", "test", "CHECKED")
+        with m.State("CHECKED"):
+            with m.If(run.failed):
+                m.next = "LEVEL_ERROR"
+            with m.Else():
+                for i in range(cfg.modules):
+                    with m.If(module == i):
+                        m.d.sync += [self.bitslip[i].eq(scan.best_bitslip),
+                                     self.delay[i].eq(scan.center)]
+                with m.If(module == cfg.modules - 1):
+                    m.next = "FINISH"
+                with m.Else():
+                    m.d.sync += module.eq(module + 1)
                     m.next = "MODULE"
-            with m.State("MODULE"):
-                m.d.sync += [bitslip.eq(0), best_len.eq(0), best_bitslip.eq(0),
-                             best_end.eq(0)]
-                m.next = "BITSLIP_RST"
-            call("BITSLIP_RST", "bitslip_rst", "SCAN")
-            with m.State("SCAN"):                 # a new bitslip: scan all delays
-                m.d.sync += [delay.eq(0), run.eq(0)]
-                m.next = "DELAY_RST"
-            call("DELAY_RST", "delay_rst", "TEST")
-            call("TEST", "test", "SCORE")
-            with m.State("SCORE"):
-                with m.If(failed):
-                    m.d.sync += run.eq(0)
-                with m.Else():
-                    m.d.sync += run.eq(run + 1)
-                    with m.If(run + 1 > best_len):
-                        m.d.sync += [best_len.eq(run + 1), best_bitslip.eq(bitslip),
-                                     best_end.eq(delay)]
-                with m.If(delay == cfg.delays - 1):
-                    with m.If(bitslip == cfg.bitslips - 1):
-                        m.next = "CHOOSE"
-                    with m.Else():
-                        m.d.sync += bitslip.eq(bitslip + 1)
-                        m.next = "BITSLIP_INC"
-                with m.Else():
-                    m.d.sync += delay.eq(delay + 1)
-                    m.next = "DELAY_INC"
-            call("DELAY_INC", "delay_inc", "TEST")
-            call("BITSLIP_INC", "bitslip_inc", "SCAN")
-            with m.State("CHOOSE"):
-                m.d.sync += [center.eq(best_end - (best_len >> 1)), steps.eq(0)]
-                with m.If(best_len == 0):
-                    m.next = "LEVEL_ERROR"
-                with m.Else():
-                    m.next = "SET_BITSLIP_RST"
-            call("SET_BITSLIP_RST", "bitslip_rst", "SET_BITSLIP")
-            with m.State("SET_BITSLIP"):
-                with m.If(steps == best_bitslip):
-                    m.d.sync += steps.eq(0)
-                    m.next = "SET_DELAY_RST"
-                with m.Else():
-                    m.d.sync += steps.eq(steps + 1)
-                    m.next = "SET_BITSLIP_INC"
-            call("SET_BITSLIP_INC", "bitslip_inc", "SET_BITSLIP")
-            call("SET_DELAY_RST", "delay_rst", "SET_DELAY")
-            with m.State("SET_DELAY"):
-                with m.If(steps == center):
-                    m.next = "CHECK"
-                with m.Else():
-                    m.d.sync += steps.eq(steps + 1)
-                    m.next = "SET_DELAY_INC"
-            call("SET_DELAY_INC", "delay_inc", "SET_DELAY")
-            call("CHECK", "test", "CHECKED")
-            with m.State("CHECKED"):
-                with m.If(failed):
-                    m.next = "LEVEL_ERROR"
-                with m.Else():
-                    for i in range(cfg.modules):
-                        with m.If(module == i):
-                            m.d.sync += [self.bitslip[i].eq(best_bitslip),
-                                         self.delay[i].eq(center)]
-                    with m.If(module == cfg.modules - 1):
-                        m.next = "FINISH"
-                    with m.Else():
-                        m.d.sync += module.eq(module + 1)
-                        m.next = "MODULE"
-            call("FINISH", "finish", "DONE")
-            with m.State("DONE"):
-                m.d.comb += self.done.eq(1)
-            with m.State("LEVEL_ERROR"):
-                m.d.comb += [self.level_error.eq(1), self.failed_module.eq(module)]
-        return m
+        self._call(m, run, spans, "FINISH", "finish", "DONE")
+        with m.State("DONE"):
+            m.d.comb += self.done.eq(1)
+        with m.State("LEVEL_ERROR"):
+            m.d.comb += [self.level_error.eq(1), self.failed_module.eq(module)]
 
+
+@dataclass(frozen=True)
+class _Op:
+    """The micro-program ROM's current op, decoded (:meth:`LiteDramReadLeveler._rom`).
+
+    ``pc``/``end`` are the executor's program counter and the running
+    routine's last op; ``kind`` the op kind, ``adr`` the Wishbone word
+    address, ``value`` the data to write or compare, ``wait`` the cycles to
+    wait after the access, ``word`` the CSR word of a phase a compare
+    reads; ``count_width`` the executor's wait/timeout counter width.
+    """
+
+    pc: object
+    end: object
+    kind: object
+    adr: object
+    value: object
+    wait: object
+    word: object
+    count_width: int
+
+
+@dataclass(frozen=True)
+class _Executor:
+    """The executor's interface to the ``level`` FSM: ``go`` with
+    ``go_start``/``go_end`` (first/last op) starts a routine; ``finished``
+    pulses at its end, and ``failed`` then tells whether a read mismatched."""
+
+    go: object
+    go_start: object
+    go_end: object
+    finished: object
+    failed: object
+
+
+class _Scan:
+    """The ``level`` FSM's registers for one module's scan and its best window.
+
+    ``bitslip``/``delay`` the setting under test, ``steps`` the counter that
+    steps the PHY to the chosen setting, ``run`` the consecutive passing
+    delays so far, ``best_len``/``best_bitslip``/``best_end`` the longest run
+    (its length, bitslip and last delay), ``center`` its center delay.
+    """
+
+    def __init__(self, cfg):
+        self.bitslip = Signal(range(cfg.bitslips))
+        self.delay = Signal(range(cfg.delays))
+        self.steps = Signal(range(max(cfg.bitslips, cfg.delays)))
+        self.run = Signal(range(cfg.delays + 1))
+        self.best_len = Signal(range(cfg.delays + 1))
+        self.best_bitslip = Signal.like(self.bitslip)
+        self.best_end = Signal.like(self.delay)
+        self.center = Signal.like(self.delay)
