@@ -383,7 +383,7 @@ class LiteDramReadLeveler(wiring.Component):
 
         The ROM holds indices into tables of the few distinct addresses,
         values and waits (638 instead of 804 LUT4 for the ECPIX-5 leveler),
-        packed as :func:`_rom_entry_layout` describes.
+        one :func:`_rom_entry_layout` entry per op.
 
         Returns
         -------
@@ -393,26 +393,25 @@ class LiteDramReadLeveler(wiring.Component):
         max_wait = max(max(op[3] for op in ops), cfg.timeout)
         cw = ceil_log2(max_wait + 2)
         tables = [sorted({op[i] for op in ops}) for i in (1, 2, 3)]
-        widths = [2] + [max(1, ceil_log2(len(t))) for t in tables] + \
-                 [max(1, ceil_log2(cfg.words_per_phase))]
-        offsets = [sum(widths[:i]) for i in range(len(widths))]
+        layout = _rom_entry_layout(tables, cfg.words_per_phase)
 
         def encode(op):
-            fields = [op[0]] + [t.index(f) for t, f in zip(tables, op[1:4])] + [op[4]]
-            return sum(f << o for f, o in zip(fields, offsets))
+            kind, address, value, wait, word = op
+            return {"kind": kind, "address": tables[0].index(address),
+                    "value": tables[1].index(value), "wait": tables[2].index(wait),
+                    "word": word}
 
-        rom = Memory(shape=sum(widths), depth=len(ops), init=[encode(op) for op in ops])
+        rom = Memory(shape=layout, depth=len(ops), init=[encode(op) for op in ops])
         m.submodules.rom = rom
         rd = rom.read_port(domain="comb")
         pc = Signal(range(len(ops)))
         end = Signal(range(len(ops)))
         m.d.comb += rd.addr.eq(pc)
-        kind, a_index, v_index, w_index, word = (
-            rd.data[o:o + w] for o, w in zip(offsets, widths))
-        return _Op(pc=pc, end=end, kind=kind, word=word, count_width=cw,
-                   adr=Array(Const(a >> 2, 30) for a in tables[0])[a_index],
-                   value=Array(Const(v, 32) for v in tables[1])[v_index],
-                   wait=Array(Const(w, cw) for w in tables[2])[w_index])
+        entry = rd.data
+        return _Op(pc=pc, end=end, kind=entry.kind, word=entry.word, count_width=cw,
+                   adr=Array(Const(a >> 2, 30) for a in tables[0])[entry.address],
+                   value=Array(Const(v, 32) for v in tables[1])[entry.value],
+                   wait=Array(Const(w, cw) for w in tables[2])[entry.wait])
 
     def _drive_bus(self, m, op, module):
         """Wishbone address, data and direction of the op at ``pc``.
@@ -599,6 +598,29 @@ class LiteDramReadLeveler(wiring.Component):
             m.d.comb += self.done.eq(1)
         with m.State("LEVEL_ERROR"):
             m.d.comb += [self.level_error.eq(1), self.failed_module.eq(module)]
+
+
+def _rom_entry_layout(tables, words_per_phase):
+    """Layout of one micro-program ROM entry.
+
+    Parameters
+    ----------
+    tables : list of list of int
+        The distinct addresses, values and waits; an entry holds indices
+        into them.
+    words_per_phase : int
+        CSR words per DFI phase (the ``word`` field's range).
+
+    Returns
+    -------
+    data.StructLayout
+        ``kind`` (op kind, 2 bits), ``address``, ``value``, ``wait`` (table
+        indices) and ``word`` (CSR word of a phase, compares only), packed
+        from bit 0 in that order.
+    """
+    address, value, wait = (max(1, ceil_log2(len(t))) for t in tables)
+    return data.StructLayout({"kind": 2, "address": address, "value": value, "wait": wait,
+                              "word": max(1, ceil_log2(words_per_phase))})
 
 
 @dataclass(frozen=True)
