@@ -355,11 +355,11 @@ class LiteDramReadLeveler(wiring.Component):
         op = self._rom(m, ops)
         module = Signal(range(self.config.modules))
         self._drive_bus(m, op, module)
-        run = self._executor(m, op, module)
+        executor = self._executor(m, op, module)
         scan = _Scan(self.config)
         with m.FSM(name="level"):
-            self._scan_states(m, run, spans, scan, module)
-            self._set_states(m, run, spans, scan, module)
+            self._scan_states(m, executor, spans, scan, module)
+            self._set_states(m, executor, spans, scan, module)
         return m
 
     def _program(self):
@@ -485,18 +485,18 @@ class LiteDramReadLeveler(wiring.Component):
                          failed=failed)
 
     @staticmethod
-    def _call(m, run, spans, state, routine, then):
+    def _call(m, executor, spans, state, routine, then):
         """Two ``level`` states: ``state`` starts ``routine``, ``state_RUN``
         waits for it, then goes to ``then``."""
         start, stop = spans[routine]
         with m.State(state):
-            m.d.comb += [run.go.eq(1), run.go_start.eq(start), run.go_end.eq(stop)]
+            m.d.comb += [executor.go.eq(1), executor.go_start.eq(start), executor.go_end.eq(stop)]
             m.next = state + "_RUN"
         with m.State(state + "_RUN"):
-            with m.If(run.finished):
+            with m.If(executor.finished):
                 m.next = then
 
-    def _scan_states(self, m, run, spans, scan, module):
+    def _scan_states(self, m, executor, spans, scan, module):
         """``level`` states that test every (bitslip, delay) of a module.
 
         From ``IDLE`` (or the previous module's ``CHECKED``) through every
@@ -512,14 +512,14 @@ class LiteDramReadLeveler(wiring.Component):
             m.d.sync += [scan.bitslip.eq(0), scan.best_len.eq(0), scan.best_bitslip.eq(0),
                          scan.best_end.eq(0)]
             m.next = "BITSLIP_RST"
-        self._call(m, run, spans, "BITSLIP_RST", "bitslip_rst", "SCAN")
+        self._call(m, executor, spans, "BITSLIP_RST", "bitslip_rst", "SCAN")
         with m.State("SCAN"):                     # a new bitslip: scan all delays
             m.d.sync += [scan.delay.eq(0), scan.run.eq(0)]
             m.next = "DELAY_RST"
-        self._call(m, run, spans, "DELAY_RST", "delay_rst", "TEST")
-        self._call(m, run, spans, "TEST", "test", "SCORE")
+        self._call(m, executor, spans, "DELAY_RST", "delay_rst", "TEST")
+        self._call(m, executor, spans, "TEST", "test", "SCORE")
         with m.State("SCORE"):
-            self._score(m, run.failed, scan)
+            self._score(m, executor.failed, scan)
             with m.If(scan.delay == cfg.delays - 1):
                 with m.If(scan.bitslip == cfg.bitslips - 1):
                     m.next = "CHOOSE"
@@ -529,8 +529,8 @@ class LiteDramReadLeveler(wiring.Component):
             with m.Else():
                 m.d.sync += scan.delay.eq(scan.delay + 1)
                 m.next = "DELAY_INC"
-        self._call(m, run, spans, "DELAY_INC", "delay_inc", "TEST")
-        self._call(m, run, spans, "BITSLIP_INC", "bitslip_inc", "SCAN")
+        self._call(m, executor, spans, "DELAY_INC", "delay_inc", "TEST")
+        self._call(m, executor, spans, "BITSLIP_INC", "bitslip_inc", "SCAN")
 
     @staticmethod
     def _score(m, failed, scan):
@@ -545,7 +545,7 @@ class LiteDramReadLeveler(wiring.Component):
                 m.d.sync += [scan.best_len.eq(scan.run + 1),
                              scan.best_bitslip.eq(scan.bitslip), scan.best_end.eq(scan.delay)]
 
-    def _set_states(self, m, run, spans, scan, module):
+    def _set_states(self, m, executor, spans, scan, module):
         """``level`` states that set a module to its best window and check it.
 
         ``CHOOSE`` takes the best run's center delay (rounded down); the
@@ -562,7 +562,7 @@ class LiteDramReadLeveler(wiring.Component):
                 m.next = "LEVEL_ERROR"
             with m.Else():
                 m.next = "SET_BITSLIP_RST"
-        self._call(m, run, spans, "SET_BITSLIP_RST", "bitslip_rst", "SET_BITSLIP")
+        self._call(m, executor, spans, "SET_BITSLIP_RST", "bitslip_rst", "SET_BITSLIP")
         with m.State("SET_BITSLIP"):
             with m.If(scan.steps == scan.best_bitslip):
                 m.d.sync += scan.steps.eq(0)
@@ -570,18 +570,18 @@ class LiteDramReadLeveler(wiring.Component):
             with m.Else():
                 m.d.sync += scan.steps.eq(scan.steps + 1)
                 m.next = "SET_BITSLIP_INC"
-        self._call(m, run, spans, "SET_BITSLIP_INC", "bitslip_inc", "SET_BITSLIP")
-        self._call(m, run, spans, "SET_DELAY_RST", "delay_rst", "SET_DELAY")
+        self._call(m, executor, spans, "SET_BITSLIP_INC", "bitslip_inc", "SET_BITSLIP")
+        self._call(m, executor, spans, "SET_DELAY_RST", "delay_rst", "SET_DELAY")
         with m.State("SET_DELAY"):
             with m.If(scan.steps == scan.center):
                 m.next = "CHECK"
             with m.Else():
                 m.d.sync += scan.steps.eq(scan.steps + 1)
                 m.next = "SET_DELAY_INC"
-        self._call(m, run, spans, "SET_DELAY_INC", "delay_inc", "SET_DELAY")
-        self._call(m, run, spans, "CHECK", "test", "CHECKED")
+        self._call(m, executor, spans, "SET_DELAY_INC", "delay_inc", "SET_DELAY")
+        self._call(m, executor, spans, "CHECK", "test", "CHECKED")
         with m.State("CHECKED"):
-            with m.If(run.failed):
+            with m.If(executor.failed):
                 m.next = "LEVEL_ERROR"
             with m.Else():
                 for i in range(cfg.modules):
@@ -593,7 +593,7 @@ class LiteDramReadLeveler(wiring.Component):
                 with m.Else():
                     m.d.sync += module.eq(module + 1)
                     m.next = "MODULE"
-        self._call(m, run, spans, "FINISH", "finish", "DONE")
+        self._call(m, executor, spans, "FINISH", "finish", "DONE")
         with m.State("DONE"):
             m.d.comb += self.done.eq(1)
         with m.State("LEVEL_ERROR"):
