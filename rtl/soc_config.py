@@ -70,6 +70,8 @@ class SocConfig:
     memory_size : int, optional
         Bytes behind the memory window; default the LPDDR model's storage
         (``lpddr.sim_bytes``), the board part's capacity, or 64 KiB on chip.
+    job_depth : int
+        Jobs the job queue holds, pushed and not yet popped (2 to 64).
 
     Raises
     ------
@@ -83,6 +85,7 @@ class SocConfig:
     lpddr: LpddrConfig = None
     dma: DmaConfig = None
     memory_size: int = None
+    job_depth: int = 8
 
     def __post_init__(self):
         if not isinstance(self.gemv, GemvConfig):
@@ -111,6 +114,25 @@ class SocConfig:
         if self.memory_size is None:
             object.__setattr__(self, "memory_size", self._default_memory_size())
         check_int("memory_size", self.memory_size, 1, (1 << self.dma.addr_width))
+        check_int("job_depth", self.job_depth, 2, 64)
+
+    def check_soc(self):
+        """Check that the blocks can be joined into one SoC (:class:`~lpaccel.rtl.soc.Soc`).
+
+        The engine takes one memory word per cycle, so its weight port must be
+        exactly as wide as the memory path.
+
+        Raises
+        ------
+        ValueError
+            Naming the mismatch and the fix.
+        """
+        if self.gemv.word_bits != self.memory_data_width:
+            raise ValueError(
+                f"gemv.word_bits is {self.gemv.word_bits} but the {self.memory} memory path is "
+                f"{self.memory_data_width} bits wide; build the engine with "
+                f"word_bits={self.memory_data_width} (and lanes >= {self.memory_data_width // 4} "
+                f"to take one word per cycle)")
 
     def _default_memory_size(self):
         if self.lpddr is not None:
@@ -149,7 +171,7 @@ class SocConfig:
             lpddr["part"] = self.lpddr.part.name
         dma = {f.name: getattr(self.dma, f.name) for f in dataclasses.fields(DmaConfig)}
         return {"gemv": gemv, "memory": self.memory, "lpddr": lpddr, "dma": dma,
-                "memory_size": self.memory_size}
+                "memory_size": self.memory_size, "job_depth": self.job_depth}
 
     @classmethod
     def from_dict(cls, table):
@@ -185,4 +207,5 @@ class SocConfig:
                    memory=table.get("memory", ONCHIP),
                    lpddr=block("lpddr", LpddrConfig, table.get("lpddr")),
                    dma=block("dma", DmaConfig, table.get("dma")),
-                   memory_size=table.get("memory_size"))
+                   memory_size=table.get("memory_size"),
+                   job_depth=table.get("job_depth", 8))

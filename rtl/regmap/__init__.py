@@ -190,9 +190,10 @@ def _build_rdl_enum(type_name, shape, cls_name, path):
 #: Memory behind the DMA window, as ``CAP_MEMORY.KIND`` reports it (``mem_kind_e``).
 MemoryKind = rdl_enum("mem_kind_e", 4, name="MemoryKind")
 
-#: Sticky GEMV engine error codes (``gemv_error_e``; ``ERROR.GEMV``), the
-#: engine's 3-bit ``error`` port.
-GemvError = rdl_enum("gemv_error_e", 3, name="GemvError")
+#: GEMV job error codes (``gemv_error_e``; ``ERROR.GEMV``, ``JOB_STATUS.ERROR``):
+#: codes 1-5 are the engine's own checks (its 4-bit ``error`` port), the rest
+#: are the SoC's job sequencer's.
+GemvError = rdl_enum("gemv_error_e", 4, name="GemvError")
 
 #: Per-descriptor DMA completion codes (``dma_error_e``; ``DMA_STATUS.ERROR``,
 #: ``ERROR.DMA``), the 4-bit ``error`` field of a DMA status.
@@ -220,7 +221,7 @@ class RegmapConfig:
 
     soc: object = None
     build_hash: int = 0
-    version: tuple = (0, 1)
+    version: tuple = (0, 2)
 
     def __post_init__(self):
         # Imported here: the SoC configuration imports the blocks, and some
@@ -294,6 +295,7 @@ class RegmapConfig:
             "mem_size": self.memory_size,
             "dma_desc_depth": self.dma_desc_depth,
             "dma_status_depth": self.dma_status_depth,
+            "job_depth": self.soc.job_depth,
         }
 
 

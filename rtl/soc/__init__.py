@@ -1,0 +1,1 @@
+"""The accelerator SoC: job sequencer and top level (``docs/soc.md``)."""
