@@ -25,9 +25,10 @@ from lpaccel.rtl.regmap import (
 # Derived enum, the field that carries it, its hardware width.
 DERIVED = [
     (MemoryKind, "lpaccel.CAP_MEMORY.KIND", 4),
-    (GemvError, "lpaccel.ERROR.GEMV", 3),
+    (GemvError, "lpaccel.ERROR.GEMV", 4),
+    (GemvError, "lpaccel.JOB_STATUS.ERROR", 4),
     (DmaError, "lpaccel.ERROR.DMA", 4),
-    (DmaError, "lpaccel.DMA_STATUS.ERROR", 4),
+    (DmaError, "lpaccel.JOB_STATUS.DMA", 4),
 ]
 
 
@@ -45,10 +46,12 @@ def test_derived_enum_is_the_rdl_enum(cls, path, width):
 
 
 def test_gemv_error_codes():
-    # What the GEMV engine's 3-bit error port has always reported.
+    # Codes 1-5: what the GEMV engine's error port has always reported;
+    # 6-11: the job sequencer's (address checks, DMA failures, abort, watchdog).
     assert {m.name: m.value for m in GemvError} == {
         "NONE": 0, "BAD_FORMAT": 1, "BAD_COLS": 2, "COLS_TOO_LARGE": 3, "BAD_ROWS": 4,
-        "BAD_GROUP": 5}
+        "BAD_GROUP": 5, "BAD_ADDRESS": 6, "MISALIGNED": 7, "DMA_READ": 8, "DMA_WRITE": 9,
+        "ABORTED": 10, "TIMEOUT": 11}
     assert "multiple of the group (32 for the GGUF formats)" in GemvError.BAD_COLS.desc
 
 
@@ -69,7 +72,7 @@ def test_dma_codes_and_status_layout():
         "OK": 0, "WINDOW": 1, "SLVERR": 2, "DECERR": 3, "ABORTED": 4, "LENGTH_MISMATCH": 5}
     assert DmaConfig().status_layout["error"].shape is DmaError
     regmap = register_map()
-    for reg, field in (("DMA_STATUS", "ERROR"), ("ERROR", "DMA")):
+    for reg, field in (("JOB_STATUS", "DMA"), ("ERROR", "DMA")):
         assert regmap[reg].field(field).encode == {m.name: m.value for m in DmaError}
 
 
@@ -77,7 +80,8 @@ def test_describe():
     assert DmaError.describe(1).startswith("WINDOW (1): [addr, addr + length) is not inside")
     assert DmaError.describe(DmaError.ABORTED) == \
         "ABORTED (4): An abort was requested before the descriptor completed."
-    assert GemvError.describe(6) == "reserved gemv_error_e code 6"
+    assert GemvError.describe(12) == "reserved gemv_error_e code 12"
+    assert GemvError.describe(6).startswith("BAD_ADDRESS (6): A buffer of the job")
     assert MemoryKind.DDR3.desc == "DDR3 through LiteDRAM."
     assert DmaError.rdl_type == "dma_error_e"
     assert "``LENGTH_MISMATCH = 5``" in DmaError.__doc__
@@ -85,7 +89,7 @@ def test_describe():
 
 def test_built_once():
     assert rdl_enum("dma_error_e", 4, name="DmaError") is DmaError
-    assert rdl_enum("gemv_error_e", 3, name="GemvError", path=RDL_PATH) is GemvError
+    assert rdl_enum("gemv_error_e", 4, name="GemvError", path=RDL_PATH) is GemvError
 
 
 def test_changed_rdl_changes_the_enum(tmp_path):
@@ -102,8 +106,8 @@ def test_changed_rdl_changes_the_enum(tmp_path):
     assert [m.name for m in moved] == [m.name for m in DmaError]
     renamed = tmp_path / "renamed.rdl"
     renamed.write_text(src.replace("BAD_GROUP = 5", "BAD_GROUP_SIZE = 5"))
-    assert "BAD_GROUP_SIZE" in rdl_enum("gemv_error_e", 3, path=renamed).__members__
-    assert rdl_enum("gemv_error_e", 3, path=renamed).__name__ == "GemvError"
+    assert "BAD_GROUP_SIZE" in rdl_enum("gemv_error_e", 4, path=renamed).__members__
+    assert rdl_enum("gemv_error_e", 4, path=renamed).__name__ == "GemvError"
 
 
 def test_rdl_enum_errors(tmp_path):
@@ -148,4 +152,4 @@ def test_generated_markdown_lists_the_enums(tmp_path):
         section = text.split(f"### {cls.rdl_type}\n", 1)[1].split("\n### ", 1)[0]
         for m in cls:
             assert f"| {m.value} | {m.name} | {m.desc} |" in section
-    assert "Encodes ERROR.DMA, DMA_STATUS.ERROR." in text
+    assert "Encodes ERROR.DMA, JOB_STATUS.DMA." in text

@@ -50,15 +50,21 @@ def test_map_layout():
     for name in ("MAGIC", "VERSION", "BUILD_HASH", "CAP_FORMATS", "CAP_ENGINE", "CAP_MEMORY",
                  "CAP_MEM_SIZE", "CONTROL", "STATUS", "ERROR", "IRQ_STATUS", "IRQ_ENABLE",
                  "JOB_WEIGHT_ADDR", "JOB_ACT_ADDR", "JOB_RESULT_ADDR", "JOB_ROWS", "JOB_COLS",
-                 "JOB_FORMAT", "JOB_GROUP", "DMA_DESC_ADDR", "DMA_DESC_LENGTH",
-                 "DMA_DESC_FLAGS", "DMA_DESC_TAG", "DMA_PUSH", "DMA_STATUS",
-                 "DMA_STATUS_BYTES", "DMA_POP", "DMA_LEVELS", "PERF_BUSY_CYCLES",
-                 "PERF_WEIGHT_BYTES", "PERF_STALL_MEMORY", "PERF_STALL_RESULT",
-                 "PERF_STALL_HOST"):
+                 "JOB_FORMAT", "JOB_GROUP", "JOB_TAG", "JOB_FLAGS", "JOB_PUSH", "JOB_STATUS",
+                 "JOB_POP", "JOB_LEVELS", "WATCHDOG", "CAP_JOBS", "PERF_CONTROL",
+                 "PERF_BUSY_CYCLES", "PERF_WEIGHT_BYTES", "PERF_STALL_MEMORY",
+                 "PERF_STALL_RESULT", "PERF_STALL_HOST", "PERF_STALL_ENGINE", "PERF_JOBS_DONE",
+                 "PERF_MEM_BYTES", "PERF_MEM_IDLE", "PERF_DRAM_REFRESH", "PERF_DRAM_ROW_MISS",
+                 "PERF_DRAM_TURNAROUND", "PERF_DRAM_OTHER"):
         assert name in regmap
-    for name in ("JOB_WEIGHT_ADDR", "DMA_DESC_ADDR", "PERF_BUSY_CYCLES", "CAP_MEM_SIZE"):
+    # The DMA belongs to the job sequencer: no host-visible DMA queue, no START.
+    for name in ("DMA_PUSH", "DMA_STATUS", "DMA_POP", "DMA_LEVELS", "DMA_DESC_ADDR"):
+        assert name not in regmap
+    for name in ("JOB_WEIGHT_ADDR", "JOB_ACT_ADDR", "PERF_BUSY_CYCLES", "CAP_MEM_SIZE"):
         assert regmap[name].width == 64
-    assert regmap["CONTROL"].field("START").singlepulse
+    assert regmap["JOB_PUSH"].field("PUSH").singlepulse
+    assert regmap["JOB_POP"].field("POP").singlepulse
+    assert regmap["CONTROL"].field("ABORT").singlepulse
     assert regmap["IRQ_STATUS"].field("GEMV_DONE").access == "W1C"
 
 
@@ -77,6 +83,7 @@ def test_capabilities_follow_config():
     assert regmap["CAP_DMA"].field("DESC_DEPTH").reset == 8
     assert regmap["CAP_DMA"].field("STATUS_DEPTH").reset == soc.dma.status_depth == 10
     assert regmap["CAP_MAX_COLS"].reset == gemv.max_cols
+    assert regmap["CAP_JOBS"].field("DEPTH").reset == soc.job_depth
     default = register_map()
     assert default["CAP_FORMATS"].reset == sum(1 << f for f in GemvConfig().formats)
 
@@ -161,7 +168,7 @@ def test_c_header_compiles(generated, tmp_path):
 _Static_assert(sizeof(lpaccel_t) == {regmap.size:#x}, "size");
 uint32_t start_job(volatile lpaccel_t *regs, uint64_t weights) {{
     regs->JOB_WEIGHT_ADDR = weights;
-    regs->CONTROL = LPACCEL__CONTROL__START_bm;
+    regs->JOB_PUSH = LPACCEL__JOB_PUSH__PUSH_bm;
     return regs->MAGIC;
 }}
 """)
@@ -239,7 +246,7 @@ def test_registers_by_name():
 @pytest.mark.parametrize("call,message", [
     (lambda r: r.read("NOPE"), r"no register 'NOPE'"),
     (lambda r: r.write("MAGIC", 1), r"MAGIC is read-only"),
-    (lambda r: r.read("DMA_PUSH"), r"DMA_PUSH is write-only"),
+    (lambda r: r.read("JOB_PUSH"), r"JOB_PUSH is write-only"),
     (lambda r: r.write("JOB_ROWS", 1 << 32), r"does not fit 32 bits"),
     (lambda r: r.write_field("JOB_ROWS.COUNT", 1 << 16), r"does not fit 16 bits"),
     (lambda r: r.read_field("JOB_ROWS.NOPE"), r"no field 'NOPE'"),
