@@ -66,7 +66,7 @@ class SocConfig:
     dma : DmaConfig, optional
         The DMA engine; default a :class:`DmaConfig` whose data width is the
         memory's (the LPDDR controller's data path, else the engine's weight
-        word).
+        word), with 32-bit lengths and 16 bursts in flight.
     memory_size : int, optional
         Bytes behind the memory window; default the LPDDR model's storage
         (``lpddr.sim_bytes``), the board part's capacity, or 64 KiB on chip.
@@ -104,7 +104,11 @@ class SocConfig:
             raise ValueError(f"lpddr is set but memory {self.memory!r} is not an LPDDR part "
                              f"({', '.join(LPDDR_MEMORIES)}); drop lpddr or choose one")
         if self.dma is None:
-            object.__setattr__(self, "dma", DmaConfig(data_width=self.memory_data_width))
+            # 32-bit lengths: one descriptor carries a whole weight matrix (Q8_0
+            # 4096 x 4096 is 17.8 MB); 16 bursts in flight keep the memory
+            # controller's look-ahead window full.
+            object.__setattr__(self, "dma", DmaConfig(data_width=self.memory_data_width,
+                                                      len_width=32, max_outstanding=16))
         if not isinstance(self.dma, DmaConfig):
             raise TypeError(f"dma must be a DmaConfig, not {self.dma!r}")
         if self.dma.data_width != self.memory_data_width:
