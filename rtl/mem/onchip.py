@@ -294,14 +294,16 @@ class AxiSram(wiring.Component):
             raise TypeError(f"config must be an AxiMemoryConfig, not {config!r}")
         self.config = config
         self.init = list(init)
+        #: The storage (``amaranth.lib.memory.Memory``, one word per entry): a
+        #: simulation reaches it here for backdoor loads and checks.
+        self.storage = Memory(shape=config.data_width, depth=config.depth, init=self.init)
         super().__init__({"axi": In(config.signature)})
 
     def elaborate(self, platform):
         m = Module()
         cfg = self.config
         m.submodules.front = front = AxiMemoryFrontEnd(cfg)
-        m.submodules.storage = mem = Memory(shape=cfg.data_width, depth=cfg.depth,
-                                            init=self.init)
+        m.submodules.storage = mem = self.storage
         rd = mem.read_port(transparent_for=())
         wr = mem.write_port(granularity=8)
         wiring.connect(m, wiring.flipped(self.axi), front.axi)

@@ -715,8 +715,12 @@ class JobSequencer(wiring.Component):
                 self.jobs.ready.eq(soft | c.ready),
                 completer.completions.ready.eq(0),
             ]
+        with m.Elif(soft):
+            # A soft reset posts nothing: the records of the jobs it ends are dropped.
+            m.d.comb += completer.completions.ready.eq(1)
         with m.Else():
             wiring.connect(m, completer.completions, wiring.flipped(self.completions))
+        with m.If(~draining):
             wiring.connect(m, wiring.flipped(self.jobs), planner.jobs)
 
         # Abort control: RUN → DRAIN (until the DMA is idle and every job in flight has
