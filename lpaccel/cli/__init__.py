@@ -17,7 +17,7 @@ import sys
 
 from lpaccel.rtl.config import GROUP_SIZES, GemvConfig, WeightFormat
 from lpaccel.rtl.dram.config import LpddrConfig
-from lpaccel.rtl.soc_config import DEFAULT_LPDDR_RATIO, LPDDR_MEMORIES
+from lpaccel.rtl.soc_config import DEFAULT_LPDDR_RATIO, LPDDR_MEMORIES, ONCHIP
 
 __all__ = ["main"]
 
@@ -26,6 +26,8 @@ FORMATS = tuple(f.name.lower() for f in WeightFormat)
 GROUPS = GROUP_SIZES
 WORD_BITS = GemvConfig.WORD_BITS
 LANES = GemvConfig.LANES
+#: Memories the simulated SoC is built with (lpaccel.cli.soc.MEMORIES, without importing it).
+SOC_MEMORIES = (ONCHIP, *LPDDR_MEMORIES)
 
 
 def _positive_int(text):
@@ -70,15 +72,38 @@ def _cmd_gemv(args):
         raise ValueError(f"--group {args.group}: {args.format} has fixed 32-element blocks; "
                          f"--group applies to int4 and int8 only")
     case = make_case(args.format, args.rows, args.cols, group=args.group, seed=args.seed)
-    report = run_gemv(case, lanes=args.lanes, word_bits=args.word_bits, seed=args.seed)
+    if args.engine_only:
+        if args.memory is not None:
+            raise ValueError(f"--memory {args.memory}: the engine-only run streams its "
+                             f"weights from the testbench, not from a memory; drop "
+                             f"--engine-only to run on the SoC")
+        report = run_gemv(case, lanes=args.lanes or 32, word_bits=args.word_bits,
+                          seed=args.seed)
+        text = _gemv_text
+    else:
+        from lpaccel.cli.soc import gemv_text, run_soc_gemv
+        if args.word_bits is not None:
+            raise ValueError(f"--word-bits {args.word_bits}: on the SoC the memory word is "
+                             f"the memory path's width; use --engine-only to choose it")
+        report = run_soc_gemv(case, args.memory or "onchip", lanes=args.lanes, seed=args.seed,
+                              checkers=args.protocol_checks)
+        report.pop("results")
+        text = gemv_text
     if args.json:
         print(json.dumps(report))
     else:
-        print(_gemv_text(report))
+        print(text(report))
     return 0 if report["bit_exact"] else 1
 
 
 def _cmd_demo(args):
+    if args.engine_only:
+        return _demo_engine_only(args)
+    from lpaccel.cli.soc import run_demo
+    return 0 if run_demo(args.memory, seed=args.seed) else 1
+
+
+def _demo_engine_only(args):
     from lpaccel.cli.gemv import make_case, run_gemv
     print("lpaccel demo: quantized GEMV on the RTL engine (Verilator), checked bit for bit\n")
     ok = True
@@ -150,19 +175,33 @@ def _parser():
     p = argparse.ArgumentParser(prog="lpaccel", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
 
-    d = sub.add_parser("demo", help="run representative GEMVs end to end and check them")
+    d = sub.add_parser("demo", help="the SoC end to end: weights in LPDDR, a queued chain of "
+                                     "GEMVs, checked bit for bit and measured")
     d.add_argument("--seed", type=int, default=1)
+    d.add_argument("--memory", choices=LPDDR_MEMORIES, default=LPDDR_MEMORIES[0],
+                   help="the LPDDR part holding the weights (default %(default)s)")
+    d.add_argument("--engine-only", action="store_true",
+                   help="the earlier demo: the GEMV engine alone, weights streamed by the "
+                        "testbench")
     d.set_defaults(func=_cmd_demo)
 
-    g = sub.add_parser("gemv", help="one GEMV in RTL simulation (Verilator)")
+    g = sub.add_parser("gemv", help="one GEMV on the SoC in RTL simulation (Verilator)")
     g.add_argument("--format", choices=FORMATS, default="q4_0")
     g.add_argument("--rows", type=_positive_int, default=64)
     g.add_argument("--cols", type=_cols, default=4096)
     g.add_argument("--group", type=int, choices=GROUPS, default=None,
                    help="elements per scale for int4/int8 (default 128)")
-    g.add_argument("--lanes", type=int, choices=LANES, default=32)
+    g.add_argument("--memory", choices=SOC_MEMORIES, default=None,
+                   help="memory holding the weights (default onchip)")
+    g.add_argument("--engine-only", action="store_true",
+                   help="run the GEMV engine alone, its weights streamed by the testbench")
+    g.add_argument("--lanes", type=int, choices=LANES, default=None,
+                   help="engine lanes (default: one memory word per cycle on the SoC, 32 "
+                        "engine-only)")
     g.add_argument("--word-bits", type=int, choices=WORD_BITS, default=None,
-                   help="weight-port width (default 4 x lanes)")
+                   help="weight-port width, --engine-only (default 4 x lanes)")
+    g.add_argument("--protocol-checks", action="store_true",
+                   help="run the AXI protocol checkers too (slower)")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--json", action="store_true", help="print one JSON object")
     g.set_defaults(func=_cmd_gemv)

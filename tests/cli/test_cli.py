@@ -29,8 +29,8 @@ BEATS_PER_ROW = {
 
 @pytest.mark.parametrize("fmt,group,cols", list(BEATS_PER_ROW))
 def test_gemv_json(fmt, group, cols, capsys):
-    argv = ["gemv", "--format", fmt, "--rows", "5", "--cols", str(cols), "--lanes", "32",
-            "--seed", "3", "--json"] + (["--group", str(group)] if group else [])
+    argv = ["gemv", "--engine-only", "--format", fmt, "--rows", "5", "--cols", str(cols),
+            "--lanes", "32", "--seed", "3", "--json"] + (["--group", str(group)] if group else [])
     assert main(argv) == 0
     report = json.loads(capsys.readouterr().out)
     assert report.keys() >= REQUIRED
@@ -62,6 +62,8 @@ def test_bad_arguments(argv, message, capsys):
     (["gemv", "--format", "q4_0", "--group", "64"], "--group applies to int4 and int8 only"),
     (["gemv", "--format", "int8", "--group", "128", "--cols", "96"],
      "cols must be a positive multiple of 128"),
+    (["gemv", "--engine-only", "--memory", "lpddr4-3200"], "drop --engine-only"),
+    (["gemv", "--word-bits", "128"], "use --engine-only to choose it"),
 ])
 def test_rejected_jobs(argv, message, capsys):
     assert main(argv) == 2

@@ -1,0 +1,105 @@
+"""cocotb test: the host driver runs a plan of GEMV jobs on the simulated SoC.
+
+``lpaccel gemv --memory M`` and ``lpaccel demo`` (:mod:`lpaccel.cli.soc`)
+run :func:`run_gemv_case` on the SoC simulation top. The case file
+(``LPACCEL_CASE``) holds a plan: weight matrices, activation vectors and
+steps (chains of jobs). The unchanged host driver (:class:`lpaccel.driver.Device`)
+runs in a thread over the testbench's :class:`SimTransport`: it places every
+tensor once (memory backdoor), then per step clears the counters, queues
+the step's jobs back to back, waits for their completion records and reads
+the results and counters. The report (``LPACCEL_REPORT``, JSON) carries raw
+results and counters; the host side checks and interprets them.
+"""
+
+import json
+import os
+import time
+
+import cocotb
+import numpy as np
+from cocotb.task import bridge
+
+from lpaccel.driver import Device
+from lpaccel.quant import QuantizedWeights
+from lpaccel.rtl.soc_config import SocConfig
+from lpaccel.sim.infra.harness import params
+
+__all__ = ["load_plan", "run_plan"]
+
+
+def load_plan(path):
+    """Read a case file written by :func:`lpaccel.cli.soc._save_plan`.
+
+    Returns
+    -------
+    tuple of (dict, list of QuantizedWeights, list of numpy.ndarray)
+        The plan table, the weights and the activation vectors.
+    """
+    case = np.load(path)
+    table = json.loads(str(case["plan"]))
+    weights = [QuantizedWeights(fmt, rows, cols, group, case[f"w{i}_q"],
+                                case[f"w{i}_scale_bits"], case[f"w{i}_zero"],
+                                case[f"w{i}_min_bits"])
+               for i, (fmt, rows, cols, group) in enumerate(table["weights"])]
+    xs = [case[f"x{j}"] for j in range(table["vectors"])]
+    return table, weights, xs
+
+
+def run_plan(transport, table, weights, xs):
+    """The host program (blocking; runs in a bridge thread): what a user's driver code does.
+
+    Returns
+    -------
+    dict
+        ``{"steps": [...], "device": {...}}`` (see the module docstring).
+    """
+    dev = Device(transport)
+    placed_w = [dev.put_weights(w, f"weights[{i}]") for i, w in enumerate(weights)]
+    placed_x = [dev.put_activations(x, f"x[{j}]") for j, x in enumerate(xs)]
+    timeout = table["timeout_cycles"]
+    steps = []
+    for s, step in enumerate(table["steps"]):
+        results = [dev.alloc_results(placed_w[wi].rows, f"step {s} results")
+                   for wi, _ in step]
+        dev.clear_counters()
+        started = time.monotonic()
+        tags = [dev.submit(placed_w[wi], placed_x[xj], r, timeout_cycles=timeout)
+                for (wi, xj), r in zip(step, results)]
+        done = dev.wait(tags, timeout_cycles=timeout, check=False)
+        wall = time.monotonic() - started
+        counters = dev.counters()
+        steps.append({
+            "completions": [{"tag": c.tag, "error": getattr(c.error, "name", str(c.error)),
+                             "dma": getattr(c.dma, "name", str(c.dma))} for c in done],
+            "results": [dev.read_results_bits(r)[:placed_w[wi].rows].tolist()
+                        for (wi, _), r in zip(step, results)],
+            "counters": counters,
+            "wall_seconds": wall,
+        })
+        dev.free(*results)
+    levels = dev.regs.fields("JOB_LEVELS")
+    return {"steps": steps,
+            "device": {"status": dev.status(), "levels": levels,
+                       "errors": {k: int(v) for k, v in dev.errors().items()},
+                       "outstanding": dev.outstanding}}
+
+
+@cocotb.test()
+async def run_gemv_case(dut):
+    """Run the plan named by ``LPACCEL_CASE``; write the report to ``LPACCEL_REPORT``."""
+    # Imported here so that the host program above can be tested without a simulator.
+    from lpaccel.sim.testbenches.soc import SimTransport, SocTB
+    config = SocConfig.from_dict(params()["soc"])
+    table, weights, xs = load_plan(os.environ["LPACCEL_CASE"])
+    tb = SocTB(dut, config, checkers=table.get("checkers", False))
+    await tb.reset()
+    transport = SimTransport(tb)
+    report = await bridge(run_plan)(transport, table, weights, xs)
+    report["timing_violations"] = tb.timing_violations() if config.lpddr is not None else None
+    with open(os.environ["LPACCEL_REPORT"], "w") as f:
+        json.dump(report, f)
+    # Nothing left behind: every job completed and was popped, the SoC is idle.
+    device = report["device"]
+    assert not device["outstanding"], device
+    assert device["levels"]["QUEUED"] == device["levels"]["ACTIVE"] == \
+        device["levels"]["DONE"] == 0, device
