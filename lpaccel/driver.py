@@ -287,8 +287,10 @@ class Device:
     regmap : RegisterMap, optional
         Register map to address the device with; default the generic one
         (addresses do not depend on the configuration).
-    poll_cycles : int
-        Cycles to let pass between two polls of a status register.
+    poll_cycles, max_poll_cycles : int
+        Cycles to let pass between two polls of a status register: the
+        interval starts at ``poll_cycles`` and doubles while nothing changes,
+        up to ``max_poll_cycles`` (fewer register reads during a long job).
 
     Attributes
     ----------
@@ -307,13 +309,14 @@ class Device:
     #: Job tags are 16-bit (``JOB_TAG.VALUE``).
     TAG_BITS = 16
 
-    def __init__(self, transport, regmap=None, poll_cycles=64):
+    def __init__(self, transport, regmap=None, poll_cycles=64, max_poll_cycles=4096):
         if not isinstance(transport, Transport):
             raise TypeError(f"transport must be an lpaccel.driver.Transport, not "
                             f"{type(transport).__name__}")
         self.transport = transport
         self.regs = Registers(transport, regmap)
         self.poll_cycles = poll_cycles
+        self.max_poll_cycles = max(poll_cycles, max_poll_cycles)
         magic = self.regs.read("MAGIC")
         if magic != MAGIC:
             raise DeviceError(f"MAGIC reads {magic:#010x}, not {MAGIC:#010x} ('LPAC'): the "
@@ -551,7 +554,7 @@ class Device:
             If the queue is full with jobs this driver did not push.
         """
         self.check_job(weights, act, result)
-        waited = 0
+        waited, interval = 0, self.poll_cycles
         while self.regs.read_field("JOB_LEVELS.FREE") == 0:
             if not self._outstanding:
                 raise DeviceError(
@@ -563,8 +566,9 @@ class Device:
                     raise DeviceTimeout(f"the job queue stayed full for {waited} cycles "
                                         f"({self._levels_text()}); abort() the device or "
                                         f"raise timeout_cycles")
-                self.transport.wait_cycles(self.poll_cycles)
-                waited += self.poll_cycles
+                # No back-off here: the queue must be refilled as soon as a job
+                # completes, or the engine could run dry during a long chain.
+                waited, _ = self._sleep(waited, interval)
         tag = self._new_tag()
         self._write_job_reg("JOB_WEIGHT_ADDR", weights.addr)
         self._write_job_reg("JOB_ACT_ADDR", act.addr)
@@ -598,6 +602,11 @@ class Device:
         self.regs.write("JOB_PUSH", 1)
         self._outstanding.append(tag)
         return tag
+
+    def _sleep(self, waited, interval):
+        """Let ``interval`` cycles pass; return the new total and the next interval."""
+        self.transport.wait_cycles(interval)
+        return waited + interval, min(2 * interval, self.max_poll_cycles)
 
     def _levels_text(self):
         levels = self.regs.fields("JOB_LEVELS")
@@ -661,9 +670,10 @@ class Device:
                 raise ValueError(f"tag {t} is not outstanding (outstanding: "
                                  f"{sorted(self._outstanding) or 'none'}); wait only for "
                                  f"tags submit() returned, once")
-        waited = 0
+        waited, interval = 0, self.poll_cycles
         while any(t not in self._popped for t in tags):
             if self._pop_one() is not None:
+                interval = self.poll_cycles
                 continue
             if timeout_cycles is not None and waited >= timeout_cycles:
                 missing = [t for t in tags if t not in self._popped]
@@ -671,8 +681,7 @@ class Device:
                     f"jobs {missing} did not complete in {waited} cycles (JOB_LEVELS: "
                     f"{self._levels_text()}; STATUS: {self.regs.fields('STATUS')}); "
                     f"abort() to end them, or raise timeout_cycles")
-            self.transport.wait_cycles(self.poll_cycles)
-            waited += self.poll_cycles
+            waited, interval = self._sleep(waited, interval)
         done = [self._popped.pop(t) for t in tags]
         failed = [c for c in done if not c.ok]
         if check and failed:
@@ -763,14 +772,13 @@ class Device:
     # -- control -------------------------------------------------------------------------
 
     def _wait_idle(self, what, timeout_cycles):
-        waited = 0
+        waited, interval = 0, self.poll_cycles
         while self.regs.read_field("STATUS.ABORTING"):
             if timeout_cycles is not None and waited >= timeout_cycles:
                 raise DeviceTimeout(f"{what}: STATUS.ABORTING still high after {waited} "
                                     f"cycles (a bus transaction does not complete); reset "
                                     f"the device")
-            self.transport.wait_cycles(self.poll_cycles)
-            waited += self.poll_cycles
+            waited, interval = self._sleep(waited, interval)
 
     def abort(self, timeout_cycles=None):
         """End every queued and running job (``CONTROL.ABORT``).

@@ -45,6 +45,9 @@ MEMORIES = (ONCHIP, *LPDDR_MEMORIES)
 LOSS_COUNTERS = ("stall_memory", "stall_engine", "stall_result", "mem_idle", "stall_host",
                  "dram_refresh", "dram_row_miss", "dram_turnaround", "dram_other")
 
+#: Verilog name of the simulation top (shared with the SoC's tests, so builds are shared).
+SIM_TOP_NAME = "soc"
+
 #: Smallest memories built, so that small runs share one simulator build.
 MIN_ONCHIP_BYTES = 1 << 16
 MIN_LPDDR_BYTES = 1 << 18
@@ -146,11 +149,6 @@ def soc_config_for(memory, plan, lanes=None):
     return config
 
 
-def _soc_factory(soc):
-    from lpaccel.sim.tops.soc import SocSimTop
-    return SocSimTop(SocConfig.from_dict(soc))
-
-
 def _save_plan(path, plan, timeout_cycles, checkers):
     arrays = {}
     for i, w in enumerate(plan.weights):
@@ -190,6 +188,7 @@ def run_soc_plan(plan, memory=ONCHIP, *, lanes=None, seed=0, checkers=False, wor
         results as uint32 bits, counters, wall seconds), ``timing_violations``.
     """
     from lpaccel.sim.infra.harness import run_cocotb
+    from lpaccel.sim.tops.soc import make_soc_top
 
     config = soc_config_for(memory, plan, lanes)
     words = sum(repack.stream_layout(w.fmt, w.rows, w.cols, config.gemv, w.group).words
@@ -206,7 +205,7 @@ def run_soc_plan(plan, memory=ONCHIP, *, lanes=None, seed=0, checkers=False, wor
     log = io.StringIO()
     try:
         with contextlib.redirect_stdout(log):
-            run_cocotb(_soc_factory, name="lpaccel_soc", params={"soc": config.to_dict()},
+            run_cocotb(make_soc_top, name=SIM_TOP_NAME, params=config.to_dict(),
                        test_module="lpaccel.sim.testbenches.soc_gemv",
                        testcase="run_gemv_case", seed=seed,
                        extra_env={"LPACCEL_CASE": str(case_file),

@@ -89,7 +89,7 @@ async def run_gemv_case(dut):
     """Run the plan named by ``LPACCEL_CASE``; write the report to ``LPACCEL_REPORT``."""
     # Imported here so that the host program above can be tested without a simulator.
     from lpaccel.sim.testbenches.soc import SimTransport, SocTB
-    config = SocConfig.from_dict(params()["soc"])
+    config = SocConfig.from_dict(params())
     table, weights, xs = load_plan(os.environ["LPACCEL_CASE"])
     tb = SocTB(dut, config, checkers=table.get("checkers", False))
     await tb.reset()
