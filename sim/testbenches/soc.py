@@ -1,0 +1,411 @@
+"""cocotb testbench for the SoC (``sim/tops/soc.py``) and the driver's simulation transport.
+
+:class:`SocTB` drives a :class:`~lpaccel.sim.tops.soc.SocSimTop` only the
+way a host would, through its CSR port (a cocotbext-axi ``AxiLiteMaster``)
+and its memory window (an ``AxiMaster``), and watches it:
+
+- AXI protocol checkers on the host window and on the taps of the DMA port
+  and the memory port (switchable off for speed runs);
+- the LPDDR model's timing checker (the first violation fails
+  :meth:`SocTB.check_idle` and is logged with rule, bank and DRAM cycle);
+- :meth:`SocTB.check_idle`: at the end nothing is outstanding anywhere and
+  the SoC says so itself (STATUS.BUSY = 0, every JOB_LEVELS count 0 but FREE).
+
+Bulk data goes in and out through a **backdoor** (:meth:`SocTB.preload`,
+:meth:`SocTB.peek`) that writes the storage array of the LPDDR model or the
+on-chip RAM through cocotb handles, one handle write per memory word, so
+tests of large tensors do not spend simulated bus time or Python time per
+byte.
+
+:class:`SimTransport` is the host driver's transport
+(:class:`lpaccel.driver.Transport`) in simulation: the driver is ordinary
+blocking Python, so :meth:`SocTB.run_driver` runs it in a thread with
+``cocotb.task.bridge`` and every transport call comes back into the
+simulation with ``cocotb.task.resume`` (cocotb 2.x names of ``external`` and
+``function``).
+"""
+
+import warnings
+
+import cocotb
+from cocotb.clock import Clock
+from cocotb.handle import Immediate
+from cocotb.task import bridge, resume
+from cocotb.triggers import ClockCycles, RisingEdge
+
+from lpaccel.driver import Transport
+from lpaccel.rtl.regmap import RegmapConfig, register_map
+from lpaccel.rtl.soc_config import ONCHIP, SocConfig
+from lpaccel.sim.infra.axi_checker import AxiProtocolChecker
+from lpaccel.sim.infra.axi_traffic import quiet_axi_master
+from lpaccel.sim.infra.streams import PAUSE_MODES
+from lpaccel.sim.models.lpddr import Rule
+
+__all__ = ["SocTB", "SimTransport", "BusError", "config_from_params", "storage_word_index"]
+
+# cocotbext-axi 0.1.28 still calls cocotb's deprecated setimmediatevalue();
+# that is its deprecation, not ours: silence exactly that module's.
+warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"cocotbext\.")
+
+#: Clock period of the simulation (ns); only ratios of cycles are ever reported.
+CLOCK_NS = 2
+
+
+def config_from_params(p):
+    """The :class:`SocConfig` and build hash a run's parameters describe.
+
+    ``p`` is what :func:`lpaccel.sim.tops.soc.make_soc_top` was called with:
+    :meth:`SocConfig.to_dict` data plus an optional ``build_hash``.
+    """
+    p = dict(p)
+    build_hash = p.pop("build_hash", 0)
+    return SocConfig.from_dict(p), build_hash
+
+
+def storage_word_index(config, addr):
+    """Index of the storage word that holds byte ``addr`` of the memory window.
+
+    On chip: ``addr // word_bytes``. LPDDR: the byte address is cut the way
+    the controller's :class:`~lpaccel.rtl.dram.address.AddressMap` does
+    (burst index → bank, row, column) and the location is linearised the way
+    :class:`~lpaccel.sim.models.lpddr.LpddrModel` stores a burst
+    (``row | bank-in-group | column | group``, or ``row | bank | column``
+    without groups), modulo the model's storage. Both maps are the identity
+    on the burst index today; computing them keeps the backdoor right if
+    either changes.
+
+    Parameters
+    ----------
+    config : SocConfig
+    addr : int
+        Byte address, a multiple of the memory word.
+
+    Returns
+    -------
+    int
+    """
+    word_bytes = config.memory_data_width // 8
+    if config.lpddr is None:
+        return addr // word_bytes
+    lp = config.lpddr
+    beats = lp.beats_per_burst
+    burst, beat = divmod(addr // word_bytes, beats)
+    cb, bb, rb, gb = lp.col_bits, lp.bank_bits, lp.row_bits, lp.bg_bits
+    # AddressMap (rtl/dram/address.py): burst index -> bank, row, col.
+    if gb:
+        col = (burst >> gb) & ((1 << cb) - 1)
+        bank = (((burst >> (gb + cb)) & ((1 << (bb - gb)) - 1)) |
+                ((burst & ((1 << gb) - 1)) << (bb - gb)))
+    else:
+        col = burst & ((1 << cb) - 1)
+        bank = (burst >> cb) & ((1 << bb) - 1)
+    row = (burst >> (cb + bb)) & ((1 << rb) - 1)
+    # LpddrModel (sim/models/lpddr.py): location -> storage burst.
+    if gb:
+        ba = lp.ba_bits
+        group, in_group = bank >> ba, bank & ((1 << ba) - 1)
+        linear = group | (col << gb) | (in_group << (gb + cb)) | (row << (gb + cb + ba))
+    else:
+        linear = col | (bank << cb) | (row << (cb + bb))
+    depth_bursts = lp.sim_bytes // lp.beat_bytes // beats
+    return (linear % depth_bursts) * beats + beat
+
+
+class BusError(RuntimeError):
+    """A CSR or memory-window access was answered SLVERR or DECERR."""
+
+
+def _check_resp(what, addr, resp):
+    from cocotbext.axi import AxiResp
+    if resp.resp != AxiResp.OKAY:
+        raise BusError(f"{what} at {addr:#x} answered {AxiResp(resp.resp).name}")
+
+
+class SocTB:
+    """Clock, reset, host masters, checkers and memory backdoor of one SoC top.
+
+    Parameters
+    ----------
+    dut : cocotb handle
+        The :class:`~lpaccel.sim.tops.soc.SocSimTop`.
+    config : SocConfig
+    build_hash : int
+    checkers : bool
+        Watch the host window, the DMA port and the memory port with
+        :class:`AxiProtocolChecker` (off for speed runs).
+    pauses : str
+        A key of :data:`~lpaccel.sim.infra.streams.PAUSE_MODES`: random or
+        periodic pauses on every channel of both host masters.
+    seed : int
+        Seed of the pause patterns.
+
+    Attributes
+    ----------
+    regmap : RegisterMap
+    csr : cocotbext.axi.AxiLiteMaster
+    host : cocotbext.axi.AxiMaster
+    checkers : dict
+        ``{"s_axi": ..., "dma": ..., "mem": ...}`` (empty without checkers).
+    violation : str or None
+        The LPDDR timing checker's first violation, described.
+    cycle : int
+        Rising clock edges seen.
+    """
+
+    def __init__(self, dut, config, *, build_hash=0, checkers=True, pauses="none", seed=0):
+        from cocotbext.axi import AxiBus, AxiLiteBus, AxiLiteMaster, AxiMaster
+        self.dut = dut
+        self.config = config
+        self.log = dut._log
+        self.regmap = register_map(RegmapConfig(soc=config, build_hash=build_hash))
+        self.word_bytes = config.memory_data_width // 8
+        cocotb.start_soon(Clock(dut.clk, CLOCK_NS, unit="ns").start())
+        dut.rst.value = 1
+        self.csr = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil"), dut.clk, dut.rst)
+        self.host = AxiMaster(AxiBus.from_prefix(dut, "s_axi"), dut.clk, dut.rst)
+        for master in (self.csr, self.host):
+            quiet_axi_master(master)
+        self.set_pauses(pauses, seed)
+        self.checkers = {}
+        if checkers:
+            self.checkers = {p: AxiProtocolChecker(dut.clk, dut, p, reset=dut.rst)
+                             for p in ("s_axi", "dma", "mem")}
+        self.cycle = 0
+        self.violation = None
+        cocotb.start_soon(self._watch())
+        self._storage = self._find_storage()
+        if config.lpddr is not None:
+            self.storage_bytes = config.lpddr.sim_bytes
+        else:
+            self.storage_bytes = config.memory_size
+
+    # --- clock, reset, watchers ---------------------------------------------------
+
+    async def _watch(self):
+        lpddr = self.config.lpddr is not None
+        while True:
+            await RisingEdge(self.dut.clk)
+            self.cycle += 1
+            if lpddr and self.violation is None and int(self.dut.violation.value):
+                d = self.dut
+                self.violation = (f"rule {Rule(int(d.rule.value)).name}, bank "
+                                  f"{int(d.bank.value)}, DRAM cycle {int(d.cycle.value)}")
+                self.log.error("LPDDR timing violation: %s", self.violation)
+
+    def set_pauses(self, mode, seed=0):
+        """Apply pause pattern ``mode`` (a key of PAUSE_MODES) to every host channel."""
+        if mode not in PAUSE_MODES:
+            raise ValueError(f"pauses must be one of {', '.join(PAUSE_MODES)}, not {mode!r}")
+        channels = []
+        for master in (self.csr, self.host):
+            w, r = master.write_if, master.read_if
+            channels += [w.aw_channel, w.w_channel, w.b_channel, r.ar_channel, r.r_channel]
+        for k, ch in enumerate(channels):
+            ch.set_pause_generator(PAUSE_MODES[mode](seed=seed * 16 + k))
+
+    async def reset(self, cycles=8):
+        """Hold reset for ``cycles`` cycles, then let the SoC run."""
+        self.dut.rst.value = 1
+        await ClockCycles(self.dut.clk, cycles)
+        self.dut.rst.value = 0
+        await ClockCycles(self.dut.clk, 2)
+
+    async def cycles(self, n):
+        """Let ``n`` clock cycles pass."""
+        await ClockCycles(self.dut.clk, n)
+
+    # --- registers ----------------------------------------------------------------
+
+    async def read32(self, addr):
+        """One 32-bit CSR read; :class:`BusError` on a response other than OKAY."""
+        resp = await self.csr.read(addr, 4)
+        _check_resp("CSR read", addr, resp)
+        return int.from_bytes(resp.data, "little")
+
+    async def write32(self, addr, value):
+        """One 32-bit CSR write; :class:`BusError` on a response other than OKAY."""
+        resp = await self.csr.write(addr, (value & 0xFFFF_FFFF).to_bytes(4, "little"))
+        _check_resp("CSR write", addr, resp)
+
+    async def read_reg(self, name):
+        """Read register ``name`` (64-bit registers low word first)."""
+        reg = self.regmap[name]
+        value = 0
+        for word in range(reg.width // 32):
+            value |= await self.read32(reg.address + 4 * word) << (32 * word)
+        return value
+
+    async def write_reg(self, name, value):
+        """Write register ``name`` (64-bit registers low word first)."""
+        reg = self.regmap[name]
+        for word in range(reg.width // 32):
+            await self.write32(reg.address + 4 * word, value >> (32 * word))
+
+    async def read_fields(self, name):
+        """Register ``name`` as ``{field: value}``."""
+        reg = self.regmap[name]
+        value = await self.read_reg(name)
+        return {f.name: (value >> f.lsb) & ((1 << f.width) - 1) for f in reg.fields}
+
+    def field_value(self, register, field, value):
+        """``value`` placed in ``register.field`` (to build a write)."""
+        f = self.regmap[register].field(field)
+        return (value & ((1 << f.width) - 1)) << f.lsb
+
+    # --- memory window ---------------------------------------------------------------
+
+    async def write_mem(self, addr, data):
+        """Write bytes through the host memory window (AXI4 bursts); :class:`BusError`
+        on a response other than OKAY."""
+        _check_resp("memory write", addr, await self.host.write(addr, bytes(data)))
+
+    async def read_mem(self, addr, n):
+        """Read ``n`` bytes through the host memory window; :class:`BusError` on a
+        response other than OKAY."""
+        resp = await self.host.read(addr, n)
+        _check_resp("memory read", addr, resp)
+        return bytes(resp.data)
+
+    # --- backdoor -----------------------------------------------------------------
+
+    def _find_storage(self):
+        # The storage array: the LPDDR model's Memory, or the AxiSram's.
+        if self.config.lpddr is not None:
+            return self.dut.model.mem
+        if self.config.memory == ONCHIP:
+            return self.dut.soc.memory.storage
+        return None
+
+    def _check_backdoor(self, addr, n):
+        if self._storage is None:
+            raise ValueError(f"memory {self.config.memory!r} has no model in this testbench, "
+                             f"so there is no backdoor; use write_mem/read_mem")
+        if addr < 0 or addr + n > self.storage_bytes:
+            raise ValueError(f"backdoor range [{addr:#x}, {addr + n:#x}) is outside the "
+                             f"simulated storage of {self.storage_bytes:#x} bytes; keep "
+                             f"tensors below it or build with a larger lpddr.sim_bytes")
+
+    def preload(self, addr, data):
+        """Put ``data`` at byte ``addr`` straight into the memory's storage.
+
+        One handle write per memory word (partial words at either end are
+        read, merged and written back). Takes effect immediately; no clock
+        cycle passes. Call it from a coroutine, not in a ReadOnly phase.
+        """
+        data = bytes(data)
+        self._check_backdoor(addr, len(data))
+        wb = self.word_bytes
+        first, last = addr // wb, -(-(addr + len(data)) // wb)
+        head = addr - first * wb
+        buf = bytearray(self._peek_words(first, 1)[:head])
+        buf += data
+        tail = (-len(buf)) % wb
+        if tail:
+            buf += self._peek_words(last - 1, 1)[wb - tail:]
+        store = self._storage
+        index = storage_word_index
+        cfg = self.config
+        frombytes = int.from_bytes
+        for k in range(last - first):
+            word = frombytes(buf[k * wb:(k + 1) * wb], "little")
+            store[index(cfg, (first + k) * wb)].value = Immediate(word)
+
+    def _peek_words(self, first, count):
+        wb = self.word_bytes
+        out = bytearray()
+        for k in range(count):
+            value = self._storage[storage_word_index(self.config, (first + k) * wb)].value
+            out += int(value).to_bytes(wb, "little")
+        return bytes(out)
+
+    def peek(self, addr, n):
+        """``n`` bytes at byte ``addr`` read straight from the memory's storage."""
+        self._check_backdoor(addr, n)
+        wb = self.word_bytes
+        first, last = addr // wb, -(-(addr + n) // wb)
+        words = self._peek_words(first, last - first)
+        return words[addr - first * wb:addr - first * wb + n]
+
+    # --- driver ----------------------------------------------------------------------
+
+    def transport(self):
+        """A :class:`SimTransport` onto this testbench."""
+        return SimTransport(self)
+
+    async def run_driver(self, func, *args, **kwargs):
+        """Run blocking host code ``func(*args, **kwargs)`` against the SoC.
+
+        ``func`` runs in a thread (``cocotb.task.bridge``); its transport calls
+        (see :meth:`transport`) resume the simulation until they complete.
+        Returns what ``func`` returns; its exceptions propagate.
+        """
+        return await bridge(func)(*args, **kwargs)
+
+    # --- end of test ----------------------------------------------------------------
+
+    async def check_idle(self, settle=100):
+        """Assert that nothing is left anywhere (call at the end of every test).
+
+        Waits ``settle`` cycles, then: every AXI checker idle and clean, no
+        LPDDR timing violation, STATUS.BUSY = 0, JOB_LEVELS QUEUED = ACTIVE =
+        DONE = 0 and FREE = CAP_JOBS.DEPTH.
+        """
+        await self.host.wait()
+        await ClockCycles(self.dut.clk, settle)
+        for checker in self.checkers.values():
+            checker.check_idle()
+        assert self.violation is None, f"LPDDR timing violation: {self.violation}"
+        status = await self.read_fields("STATUS")
+        assert status["BUSY"] == 0, f"STATUS.BUSY is 1 at the end: {status}"
+        levels = await self.read_fields("JOB_LEVELS")
+        want = {"QUEUED": 0, "ACTIVE": 0, "DONE": 0, "FREE": self.config.job_depth}
+        assert levels == want, f"JOB_LEVELS at the end is {levels}, expected {want}"
+
+
+class SimTransport(Transport):
+    """The driver's :class:`lpaccel.driver.Transport` in simulation.
+
+    Every method blocks the calling (bridge) thread while the simulation
+    performs the access: CSR reads and writes through the AXI4-Lite master,
+    memory through the host window, :meth:`preload` and :meth:`peek`
+    through the backdoor, :meth:`wait_cycles` by letting the clock run. Use
+    it only from code started with :meth:`SocTB.run_driver`.
+
+    Parameters
+    ----------
+    tb : SocTB
+    """
+
+    def __init__(self, tb):
+        self.tb = tb
+        self.reads = self.writes = 0
+
+    def read32(self, addr):
+        self.reads += 1
+        return resume(self.tb.read32)(addr)
+
+    def write32(self, addr, value):
+        self.writes += 1
+        resume(self.tb.write32)(addr, value)
+
+    def write_mem(self, addr, data):
+        resume(self.tb.write_mem)(addr, data)
+
+    def read_mem(self, addr, n):
+        return resume(self.tb.read_mem)(addr, n)
+
+    def preload(self, addr, data):
+        resume(self._preload)(addr, data)
+
+    def peek(self, addr, n):
+        """Backdoor read (no bus traffic)."""
+        return resume(self._peek)(addr, n)
+
+    def wait_cycles(self, n):
+        resume(self.tb.cycles)(n)
+
+    async def _preload(self, addr, data):
+        self.tb.preload(addr, data)
+
+    async def _peek(self, addr, n):
+        return self.tb.peek(addr, n)
