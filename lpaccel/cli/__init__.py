@@ -149,6 +149,32 @@ def _cmd_build(args):
     return 0 if report["timing_met"] else 1
 
 
+def _cmd_synth(args):
+    from lpaccel.boards.synth import synth_soc
+    from lpaccel.rtl.soc_config import SocConfig
+    config = SocConfig(memory=args.memory, memory_size=args.memory_size)
+    report = synth_soc(config, board=args.board, seed=args.seed, place=not args.no_place)
+    if args.json:
+        print(json.dumps(report))
+        return 0 if report["fits"] else 1
+    util = ", ".join(f"{k} {report['utilization'][k]['used']}/"
+                     f"{report['utilization'][k]['available']} "
+                     f"({report['utilization'][k]['percent']:g} %)"
+                     for k in ("lut4", "ff", "dsp", "bram"))
+    print(f"{args.board} ({report['device']}) SoC, memory {args.memory}: "
+          f"{'fits' if report['fits'] else 'DOES NOT FIT'}\n  yosys: {util}")
+    for problem in report["fit_problems"]:
+        print(f"  {problem}")
+    if report["placed"]:
+        placed = ", ".join(f"{k} {v['used']}/{v['available']}"
+                           for k, v in report["placed_utilization"].items()
+                           if k in ("lut4", "ff", "dsp", "bram"))
+        print(f"  nextpnr (out of context): fmax {report['fmax_mhz']:.1f} MHz (target "
+              f"{report['target_mhz']:g}), use: {placed}")
+    print(f"  {report['seconds']:.0f} s; report {report['out_dir']}/report.json")
+    return 0 if report["fits"] else 1
+
+
 def _cmd_regmap(args):
     from lpaccel.regmap import generate
     for name, path in generate(args.out).items():
@@ -222,6 +248,19 @@ def _parser():
     b.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
     b.add_argument("--json", action="store_true", help="print one JSON object")
     b.set_defaults(func=_cmd_build)
+
+    from lpaccel.rtl.soc_config import MEMORIES
+    s = sub.add_parser("synth", help="does the SoC fit a board's FPGA: Yosys resource use, "
+                                     "nextpnr Fmax (out of context)")
+    s.add_argument("--board", choices=list(BOARDS), default="ulx3s-85f")
+    s.add_argument("--memory", choices=MEMORIES, default=ONCHIP,
+                   help="memory backend of the SoC (default %(default)s)")
+    s.add_argument("--memory-size", type=_positive_int, default=None,
+                   help="bytes behind the memory window (default: 64 KiB on chip)")
+    s.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
+    s.add_argument("--no-place", action="store_true", help="Yosys only (no nextpnr, no Fmax)")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.set_defaults(func=_cmd_synth)
 
     r = sub.add_parser("regmap", help="C header, Markdown/HTML docs and Python table of the "
                                       "register map")
