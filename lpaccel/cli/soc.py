@@ -318,11 +318,18 @@ def run_soc_gemv(case, memory=ONCHIP, *, lanes=None, seed=0, checkers=False, wor
         "errors": s["errors"],
         "rel_rms_error": s["rel_rms_error"],
         "timing_violations": hw.get("timing_violations"),
+        "timing_violation": hw.get("timing_violation"),
+        "idle_error": hw.get("idle_error"),
         "losses": s["losses"],
         "counters": s["counters"],
         "sim_cycles_per_second": round(s["cycles"] / wall) if wall else None,
         "results": y_bits.view(np.float32).tolist(),
     }
+
+
+def soc_run_ok(r):
+    """A :func:`run_soc_gemv` report passes: bit-exact, no timing violation, all idle."""
+    return bool(r["bit_exact"] and r["timing_violations"] in (0, None) and not r["idle_error"])
 
 
 def gemv_text(r):
@@ -344,8 +351,9 @@ def gemv_text(r):
         f"  utilization of the peak   : {100 * r['bw_utilization']:.2f} %  "
         f"(weight bytes / (cycles x {r['word_bits'] // 8} B))",
         f"  cycles lost by cause      : {losses or 'none'}",
-        f"  DRAM timing violations    : {'n/a (on-chip memory)' if tv is None else tv}",
-    ])
+        f"  DRAM timing violations    : {'n/a (on-chip memory)' if tv is None else tv}"
+        + (f" (first: {r['timing_violation']})" if r.get("timing_violation") else ""),
+    ] + ([f"  end-of-run check FAILED   : {r['idle_error']}"] if r.get("idle_error") else []))
 
 
 # --- demo -----------------------------------------------------------------------------------
@@ -407,7 +415,9 @@ def run_demo(memory="lpddr4-3200", seed=1, log=print):
         f"({100 * q8['bw_utilization']:.1f} % / {100 * q4['bw_utilization']:.1f} % of peak): "
         f"Q4_0 is {speedup:.3f}x faster; the byte ratio 34/18 is {ratio:.3f}x "
         f"({speedup / ratio:.3f} of it)")
+    if hw.get("idle_error"):
+        log(f"end-of-run check failed: {hw['idle_error']}")
     ok = all(s["bit_exact"] and s["rel_rms_error"] <= 1e-3 for s in (q8, q4, chain)) and \
-        hw.get("timing_violations") in (0, None)
+        hw.get("timing_violations") in (0, None) and not hw.get("idle_error")
     log("demo: PASS" if ok else "demo: FAIL")
     return ok
