@@ -70,3 +70,9 @@ def test_refuses_mismatched_engine():
         Soc(SocConfig(memory="lpddr5-6400"))
     with pytest.raises(TypeError, match=r"config must be a SocConfig"):
         Soc({"memory": "onchip"})
+
+
+@pytest.mark.parametrize("build", list(BUILDS))
+def test_driver_gemv(build):
+    """lpaccel.driver.Device on SimTransport: small Q8_0/Q4_0 GEMVs, bit-exact."""
+    run(build, ["driver_gemv"])
