@@ -115,6 +115,12 @@ async def backdoor(dut):
     tb.log.info("backdoor peek: %d bytes in %.3f s = %.2f MB/s", n, seconds, n / seconds / 1e6)
     probe = rng.randrange(0, n - 256) // wb * wb
     assert await tb.read_mem(probe, 256) == data[probe:probe + 256]
+    try:
+        tb.preload(tb.storage_bytes - 4, bytes(8))
+    except ValueError as error:
+        assert "outside the simulated storage" in str(error)
+    else:
+        raise AssertionError("a preload past the storage was accepted")
     await tb.check_idle()
 
 
