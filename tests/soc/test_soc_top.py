@@ -28,9 +28,13 @@ def run(build, testcase, *, pauses="none", seed=1):
 
 
 @pytest.mark.parametrize("build", list(BUILDS))
-def test_identity_queue_perf_transport(build):
-    """Constant registers, queue overflow, counter clear and the driver transport."""
-    run(build, ["identity", "queue_overflow", "perf_clear", "sim_transport"])
+def test_soc_top(build):
+    """Constant registers, queue overflow, counter clear, the driver transport, the memory
+    backdoor (both ways against the host window; the preload rate is logged) and small
+    GEMVs run by lpaccel.driver.Device through SimTransport, bit-exact. One simulator run:
+    each start costs seconds."""
+    run(build, ["identity", "queue_overflow", "perf_clear", "sim_transport", "backdoor",
+                "driver_gemv"])
 
 
 @pytest.mark.parametrize("build,pauses", [("onchip", "random"), ("lpddr4", "random"),
@@ -38,12 +42,6 @@ def test_identity_queue_perf_transport(build):
 def test_host_window(build, pauses):
     """Host window round trips with pauses on every host channel, AXI checkers on."""
     run(build, ["host_window"], pauses=pauses)
-
-
-@pytest.mark.parametrize("build", list(BUILDS))
-def test_backdoor(build):
-    """Backdoor and host window agree both ways; the preload rate is logged."""
-    run(build, ["backdoor"])
 
 
 @pytest.mark.parametrize("memory,gemv", [
@@ -70,12 +68,6 @@ def test_refuses_mismatched_engine():
         Soc(SocConfig(memory="lpddr5-6400"))
     with pytest.raises(TypeError, match=r"config must be a SocConfig"):
         Soc({"memory": "onchip"})
-
-
-@pytest.mark.parametrize("build", list(BUILDS))
-def test_driver_gemv(build):
-    """lpaccel.driver.Device on SimTransport: small Q8_0/Q4_0 GEMVs, bit-exact."""
-    run(build, ["driver_gemv"])
 
 
 @pytest.mark.parametrize("memory,gemv", [
