@@ -32,7 +32,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-from ..bus.axi import AXI4LiteSignature, AXI4Signature
+from ..bus.axi import AXI4LiteSignature
 from ..bus.interconnect import AXI4Arbiter, AXI4ArbiterConfig
 from ..csr.bank import CsrBank
 from ..dma.engine import DmaEngine
@@ -324,7 +324,7 @@ class Soc(wiring.Component):
             "PERF_MEM_IDLE": (ev.running & (mem_beats == 0), None),
         }
         # Without a DRAM controller the DRAM loss counters stay 0.
-        counters.update({reg: (0, None) for reg in _DRAM_COUNTERS})
+        counters.update(dict.fromkeys(_DRAM_COUNTERS, (0, None)))
         if isinstance(self.backend, LpddrController):
             perf = self.backend.perf
             for reg, name in _DRAM_COUNTERS.items():
