@@ -238,11 +238,12 @@ class SocModel(Transport):
         act_len = -(-nb // 64) * 64 + 2 * job.cols
         spans = [(job.weight_addr, layout.bytes), (job.act_addr, act_len),
                  (job.result_addr, 4 * job.rows)]
-        if any(a + n > self.soc.memory_size for a, n in spans):
-            return GemvError.BAD_ADDRESS, DmaError.OK, None
+        # docs/soc.md: the engine's rules, then alignment, then the buffers' bounds.
         word = caps.word_bytes
         if job.weight_addr % word or job.act_addr % word or job.result_addr % 4:
             return GemvError.MISALIGNED, DmaError.OK, None
+        if any(a + n > self.soc.memory_size for a, n in spans):
+            return GemvError.BAD_ADDRESS, DmaError.OK, None
         for i, (a, n) in enumerate(spans):
             if any(a < hi and lo < a + n for lo, hi in self.slverr):
                 error = GemvError.DMA_WRITE if i == 2 else GemvError.DMA_READ
