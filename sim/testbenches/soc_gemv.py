@@ -64,8 +64,10 @@ def run_plan(transport, table, weights, xs):
         tags = [dev.submit(placed_w[wi], placed_x[xj], r, timeout_cycles=timeout)
                 for (wi, xj), r in zip(step, results)]
         done = dev.wait(tags, timeout_cycles=timeout, check=False)
-        wall = time.monotonic() - started
         counters = dev.counters()
+        # From the counter clear to the counter read: every cycle is either
+        # busy (a job running) or counted as waiting for work.
+        wall = time.monotonic() - started
         steps.append({
             "completions": [{"tag": c.tag, "error": getattr(c.error, "name", str(c.error)),
                              "dma": getattr(c.dma, "name", str(c.dma))} for c in done],
