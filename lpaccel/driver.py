@@ -17,7 +17,7 @@ the :class:`Transport`'s business: a cocotb testbench in simulation
     dev.wait([tag])                               # JOB_STATUS / JOB_POP
     dev.read_results(y)                           # float32 [rows]
 
-Memory layouts (``/docs/soc.md``; the sequencer reads exactly these):
+Memory layouts (``docs/soc.md``; the sequencer reads exactly these):
 
 - weights: the repacked stream of :func:`lpaccel.repack.repack_weights_bytes`
   for the device's ``GemvConfig(lanes, word_bits)``, at a multiple of the
