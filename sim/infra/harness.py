@@ -292,6 +292,8 @@ def _ensure_built(component_factory, *, name, params, waves, build_dir: Path,
         from amaranth.back import verilog
         component = component_factory(**params)
         text = verilog.convert(component, name=name, emit_src=True)
+        # A top may need hand-written Verilog too (a simulation model's storage).
+        extra = [*extra, *_read_sources(getattr(component, "verilog_sources", ()))]
         key = "".join(f"|{file_name}|{body}" for file_name, body in extra)
         vdigest = hashlib.sha256(
             f"{text}{key}|waves={bool(waves)}|{_tool_versions()}".encode()).hexdigest()[:12]
@@ -411,7 +413,7 @@ def _source_digest() -> str:
     # and rtl/ + sim/ are re-read at most once per worker.
     digest = hashlib.sha256()
     for folder in _HASHED_SOURCE_DIRS:
-        for path in sorted((ROOT / folder).rglob("*.py")):
+        for path in sorted([*(ROOT / folder).rglob("*.py"), *(ROOT / folder).rglob("*.v")]):
             digest.update(path.relative_to(ROOT).as_posix().encode() + b"\0")
             digest.update(path.read_bytes() + b"\0")
     return digest.hexdigest()

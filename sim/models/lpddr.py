@@ -15,8 +15,10 @@ below ``sim_bytes`` or model the aliasing.
 """
 
 import enum
+from pathlib import Path
+from types import SimpleNamespace
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, ClockSignal, Const, Instance, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -24,7 +26,11 @@ from amaranth.lib.wiring import In, Out
 from lpaccel.rtl.dram.config import Command, DfiSignature, LpddrConfig
 from lpaccel.rtl.utils import or_reduce
 
-__all__ = ["Rule", "LpddrTimingChecker", "LpddrModel"]
+__all__ = ["Rule", "LpddrTimingChecker", "LpddrModel", "STORAGE_VERILOG"]
+
+#: The storage array of the model (a Verilog module, see the file): tops that
+#: contain an :class:`LpddrModel` list it in their ``verilog_sources``.
+STORAGE_VERILOG = Path(__file__).with_name("lpaccel_sim_storage.v")
 
 # Timestamps start here so that every "earliest allowed time" initialised to
 # zero is already in the past at the first command.
@@ -381,6 +387,13 @@ class LpddrModel(wiring.Component):
     Parameters
     ----------
     config : LpddrConfig
+    storage : str
+        ``"verilog"`` (default): the data lives in a :data:`STORAGE_VERILOG`
+        instance (``mem``, its array ``mem.words``), which scales to any
+        ``sim_bytes``; a top that contains the model lists
+        :attr:`verilog_sources` with its own sources. ``"amaranth"``: an
+        Amaranth ``Memory``, for ``amaranth.sim`` (small ``sim_bytes`` only: it
+        is emitted with one initial value per word).
 
     Ports
     -----
@@ -390,10 +403,15 @@ class LpddrModel(wiring.Component):
         From the :class:`LpddrTimingChecker` inside.
     """
 
-    def __init__(self, config):
+    def __init__(self, config, *, storage="verilog"):
         if not isinstance(config, LpddrConfig):
             raise TypeError(f"config must be an LpddrConfig, not {config!r}")
+        if storage not in ("verilog", "amaranth"):
+            raise ValueError(f"storage must be 'verilog' or 'amaranth', not {storage!r}")
         self.config = config
+        self.storage = storage
+        #: Verilog files a simulator needs besides the converted top.
+        self.verilog_sources = (STORAGE_VERILOG,) if storage == "verilog" else ()
         self.checker = LpddrTimingChecker(config)
         members = {"dfi": In(DfiSignature(config))}
         for name, member in self.checker.signature.members.items():
@@ -445,9 +463,24 @@ class LpddrModel(wiring.Component):
                 m.d.comb += [cas_valid.eq(1), cas_write.eq(slot.cmd == Command.WR),
                              cas_burst.eq(linear[:burst_bits])]
 
-        m.submodules.mem = mem = Memory(shape=unsigned(cfg.data_width), depth=depth, init=[])
-        wp = mem.write_port(granularity=8)
-        rp = mem.read_port()
+        # The storage (see the class docstring).
+        abits = max(1, (depth - 1).bit_length())
+        if self.storage == "amaranth":
+            m.submodules.mem = mem = Memory(shape=unsigned(cfg.data_width), depth=depth,
+                                            init=[])
+            wp = mem.write_port(granularity=8)
+            rp = mem.read_port()
+        else:
+            wp = SimpleNamespace(addr=Signal(abits, name="mem_waddr"),
+                                 data=Signal(cfg.data_width, name="mem_wdata"),
+                                 en=Signal(cfg.data_width // 8, name="mem_wen"))
+            rp = SimpleNamespace(addr=Signal(abits, name="mem_raddr"), en=Signal(name="mem_ren"),
+                                 data=Signal(cfg.data_width, name="mem_rdata"))
+            m.submodules.mem = Instance(
+                "lpaccel_sim_storage",
+                p_WIDTH=cfg.data_width, p_DEPTH=depth, p_ABITS=abits,
+                i_clk=ClockSignal(), i_waddr=wp.addr, i_wdata=wp.data, i_wen=wp.en,
+                i_raddr=rp.addr, i_ren=rp.en, o_rdata=rp.data)
 
         # Write beats: the WRITE's cycle and the beats - 1 cycles after it.
         wr_left = Signal(range(beats))

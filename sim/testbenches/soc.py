@@ -272,7 +272,7 @@ class SocTB:
     def _find_storage(self):
         # The storage array: the LPDDR model's Memory, or the AxiSram's.
         if self.config.lpddr is not None:
-            return StorageBackdoor(self.dut.model.mem, self.config)
+            return StorageBackdoor(self.dut.model.mem.words, self.config)
         if self.config.memory == ONCHIP:
             return StorageBackdoor(self.dut.soc.memory.storage, self.config)
         return None

@@ -31,6 +31,8 @@ class LpddrSimTop(wiring.Component):
         self.config = config
         self.ctrl = LpddrController(config, id_width=id_width)
         self.model = LpddrModel(config)
+        #: The model's storage module, compiled with the converted top.
+        self.verilog_sources = self.model.verilog_sources
         self._axi_sig = self.ctrl.signature.members["axi"].signature.flip()
         members = flat_members(self._axi_sig, "s_axi", subordinate=True)
         for name, member in self.model.signature.members.items():

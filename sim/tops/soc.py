@@ -72,6 +72,8 @@ class SocSimTop(wiring.Component):
         self.config = config
         self.soc = soc = Soc(config, build_hash=build_hash)
         self.model = LpddrModel(config.lpddr) if config.lpddr is not None else None
+        #: The model's storage module, compiled with the converted top.
+        self.verilog_sources = self.model.verilog_sources if self.model is not None else ()
         sig = soc.signature.members
         # An In member's signature comes flipped; the flat helpers want the manager's view.
         self._csr_sig = sig["csr"].signature.flip()

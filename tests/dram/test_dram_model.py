@@ -25,7 +25,7 @@ def run(config, commands, *, extra_cycles=20, wrdata=None, reads=None):
     a WR's index to False (omit it) or a list of beat values. Returns the
     checker's (violation, rule, bank, cycle) and the read beats seen.
     """
-    dut = LpddrModel(config)
+    dut = LpddrModel(config, storage="amaranth")   # amaranth.sim cannot run Verilog
     n = config.ratio
     beats = config.beats_per_burst
     by_cycle = {}
