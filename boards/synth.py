@@ -20,7 +20,7 @@ more than the package has pins. nextpnr therefore runs *out of context*
 network either, so the Fmax it reports is a pessimistic estimate of the
 core's (its clock runs on general routing). nextpnr routes with ``router2``:
 router1 had not finished after 15 minutes on this design out of context (the
-clock's thousands of sinks on general routing), router2 takes about 3 minutes.
+clock's thousands of sinks on general routing), router2 takes 2 to 3 minutes.
 The board issue wraps the SoC
 in a board top with a PLL and a host link; this module answers the question
 before that: does the SoC fit, and roughly how fast is it.

