@@ -8,13 +8,13 @@ completion record per job, in push order. ``docs/soc.md`` is the contract.
 ::
 
     jobs ─► _Planner ─┬─► MM2S descriptors: activations, weights ─► DMA
-                      ├─► S2MM descriptor: results             ─► DMA
+                      ├─► result writes (address, rows) ─► _ResultWriter
                       ├─► engine job FIFO ─────────────────────► engine.job
                       ├─► split FIFO ─► _ReadSplitter ◄── DMA MM2S data
                       │                   ├─ exponent header, mantissas ─► engine.activations
                       │                   └─ weight words ─────────────► engine.weights
                       └─► flight FIFO ─► _Completer ◄── DMA statuses ─► completions
-    engine.results ─► _ResultPacker ─► DMA S2MM data
+    engine.results ─► _ResultWriter ─► S2MM descriptors (a chunk each), S2MM data ─► DMA
 
 - :class:`_Planner` checks a job (the engine's rules, alignment, buffers
   inside memory), computes its three buffer lengths and pushes the
@@ -28,7 +28,9 @@ completion record per job, in push order. ``docs/soc.md`` is the contract.
   (words straight to the engine). A packet that ends early (a bus error)
   is padded with zero words, so the engine always finishes its job and
   never hangs; the job completes with DMA_READ.
-- :class:`_ResultPacker` packs FP32 results into bus words, one packet per job.
+- :class:`_ResultWriter` packs FP32 results into bus words and writes them in
+  chunks of one burst, issuing each chunk's descriptor only once its data is
+  buffered (a write burst must never hold the memory waiting for data).
 - :class:`_Completer` pairs each flight record with its DMA statuses (two
   reads, one write) and posts the completion.
 
@@ -126,8 +128,17 @@ def _flight_layout():
         "irq": 1,
         "error": GemvError,      # a planner error: no descriptor was pushed
         "n_rd": range(3),        # MM2S descriptors pushed (statuses to wait for)
-        "n_wr": range(2),        # S2MM descriptors pushed
+        "n_wr": unsigned(16),    # S2MM descriptors (result chunks) the job writes
     })
+
+
+def result_chunk(config):
+    """Results per S2MM descriptor: one longest burst of result words."""
+    return (config.dma.data_width // 32) * config.dma.max_burst_beats
+
+
+def _writes_layout():
+    return data.StructLayout({"addr": unsigned(64), "rows": unsigned(16)})
 
 
 def _split_layout(config):
@@ -145,8 +156,8 @@ class _Planner(wiring.Component):
     """Checks each job, computes its buffer lengths, and pushes its descriptors.
 
     States: IDLE → CHECK (rules, row beats) → SIZE (total beats) → BOUNDS
-    (lengths, alignment, addresses) → ISSUE_ACT → ISSUE_W → ISSUE_RES → LOCAL
-    (engine job, split and flight records in one cycle) → IDLE; a bad job
+    (lengths, alignment, addresses) → ISSUE_ACT → ISSUE_W → LOCAL (engine
+    job, split, result-write and flight records in one cycle) → IDLE; a bad job
     goes from CHECK or BOUNDS to FLIGHT (its record only). ``stop`` (an abort)
     sends a job in the middle of ISSUE_* to FLIGHT with the descriptors it
     did push, and keeps IDLE from taking a job.
@@ -158,7 +169,7 @@ class _Planner(wiring.Component):
         super().__init__({
             "jobs": In(stream.Signature(job_layout())),
             "mm2s": Out(stream.Signature(dma.descriptor_layout)),
-            "s2mm": Out(stream.Signature(dma.descriptor_layout)),
+            "writes": Out(stream.Signature(_writes_layout())),
             "engine_job": Out(stream.Signature(GemvEngine.JobLayout)),
             "split": Out(stream.Signature(_split_layout(config))),
             "flight": Out(stream.Signature(_flight_layout())),
@@ -179,7 +190,7 @@ class _Planner(wiring.Component):
         job = Signal(job_layout())
         error = Signal(GemvError)
         n_rd = Signal(range(3))
-        n_wr = Signal(range(2))
+        n_wr = Signal(16)
 
         # -- CHECK: the engine's rules, in the engine's order ----------------------------
         fmt_ok = Signal()
@@ -255,6 +266,9 @@ class _Planner(wiring.Component):
                      inside(job.result_addr, r_len))
 
         desc_tag = job.tag[:dma.tag_width]
+        lg_chunk = exact_log2(result_chunk(cfg))
+        chunks = Signal(16)
+        m.d.comb += chunks.eq((job.rows + (1 << lg_chunk) - 1) >> lg_chunk)
         with m.FSM(name="planner") as fsm:
             with m.State("IDLE"):
                 m.d.comb += self.jobs.ready.eq(~self.stop)
@@ -307,29 +321,24 @@ class _Planner(wiring.Component):
                     m.next = "FLIGHT"
                 with m.Elif(self.mm2s.ready):
                     m.d.sync += n_rd.eq(2)
-                    m.next = "ISSUE_RES"
-            with m.State("ISSUE_RES"):
-                m.d.comb += [self.s2mm.valid.eq(~self.stop),
-                             self.s2mm.payload.addr.eq(job.result_addr),
-                             self.s2mm.payload.length.eq(r_len),
-                             self.s2mm.payload.tag.eq(desc_tag)]
-                with m.If(self.stop):
-                    m.next = "FLIGHT"
-                with m.Elif(self.s2mm.ready):
-                    m.d.sync += n_wr.eq(1)
                     m.next = "LOCAL"
             with m.State("LOCAL"):
-                ej, sp = self.engine_job.payload, self.split.payload
+                # The result writer issues the job's S2MM descriptors, one per chunk of
+                # results, each once its data is buffered (_ResultWriter).
+                ej, sp, wr = self.engine_job.payload, self.split.payload, self.writes.payload
                 m.d.comb += [
+                    wr.addr.eq(job.result_addr), wr.rows.eq(job.rows),
                     ej.fmt.eq(job.fmt), ej.rows.eq(job.rows), ej.cols.eq(job.cols),
                     ej.group.eq(job.group),
                     sp.hdr_words.eq(hdr >> exact_log2(word_bytes)),
                     sp.act_words.eq(a_len >> exact_log2(word_bytes)),
                     sp.weight_words.eq(w_len >> exact_log2(word_bytes)),
                 ]
-                ready = self.engine_job.ready & self.split.ready & self.flight.ready
-                m.d.comb += [self.engine_job.valid.eq(ready), self.split.valid.eq(ready)]
-                self._flight(m, job, error, 2, 1, ready)
+                ready = (self.engine_job.ready & self.split.ready & self.writes.ready &
+                         self.flight.ready)
+                m.d.comb += [self.engine_job.valid.eq(ready), self.split.valid.eq(ready),
+                             self.writes.valid.eq(ready)]
+                self._flight(m, job, error, 2, chunks, ready)
                 with m.If(ready):
                     m.next = "IDLE"
             with m.State("FLIGHT"):
@@ -478,40 +487,79 @@ class _ReadSplitter(wiring.Component):
 # -- write stream: results ------------------------------------------------------------------
 
 
-class _ResultPacker(wiring.Component):
-    """Packs FP32 results into bus words; a job's last result ends its packet."""
+class _ResultWriter(wiring.Component):
+    """Packs FP32 results into bus words and writes them, one chunk per descriptor.
+
+    A job's results are cut into chunks of :func:`result_chunk` results (one
+    longest burst); each chunk is a packet of its own, and its S2MM
+    descriptor is issued only once the whole chunk is buffered. So a write
+    burst never waits for its data on the bus: the memory controller never
+    turns to writes it cannot finish, and reads stream on. While ``stop``
+    (an abort) no descriptor is issued.
+    """
 
     def __init__(self, config):
         self.config = config
+        dma = config.dma
         super().__init__({
+            "writes": In(stream.Signature(_writes_layout())),
             "results": In(stream.Signature(GemvEngine.ResultLayout)),
-            "data": Out(stream.Signature(config.dma.beat_layout)),
+            "descriptors": Out(stream.Signature(dma.descriptor_layout)),
+            "data": Out(stream.Signature(dma.beat_layout)),
+            "stop": In(1),
         })
 
     def elaborate(self, platform):
         m = Module()
-        dw = self.config.dma.data_width
+        cfg = self.config
+        dw = cfg.dma.data_width
         per = dw // 32
+        chunk = result_chunk(cfg)
+        depth = 2 * cfg.dma.max_burst_beats
+
+        # Packing: results -> beats, a packet per chunk.
+        m.submodules.beats = beats = StructFIFO(cfg.dma.beat_layout, depth)
         buf = Signal(data.ArrayLayout(32, per))
         k = Signal(range(per))
-        res, out = self.results.payload, self.data
-        completes = (k == per - 1) | res.last
-        m.d.comb += self.results.ready.eq(~completes | ~out.valid | out.ready)
-        with m.If(out.valid & out.ready):
-            m.d.sync += out.valid.eq(0)
+        in_chunk = Signal(range(chunk))
+        res, out = self.results.payload, beats.w_stream
+        chunk_end = (in_chunk == chunk - 1) | res.last
+        completes = (k == per - 1) | chunk_end
+        m.d.comb += [
+            self.results.ready.eq(~completes | out.ready),
+            out.valid.eq(self.results.valid & completes),
+            out.payload.data.eq(Cat(*(Mux(k == j, res.value, buf[j]) for j in range(per)))),
+            out.payload.bytes.eq((k + 1) << 2),
+            out.payload.last.eq(chunk_end),
+        ]
+        packed = Signal()            # a chunk's last beat entered the buffer
+        m.d.comb += packed.eq(out.valid & out.ready & out.payload.last)
         with m.If(self.results.valid & self.results.ready):
-            m.d.sync += buf[k].eq(res.value)
-            with m.If(completes):
-                m.d.sync += [
-                    out.valid.eq(1),
-                    out.payload.data.eq(Cat(*(Mux(k == j, res.value, buf[j])
-                                              for j in range(per)))),
-                    out.payload.bytes.eq((k + 1) << 2),
-                    out.payload.last.eq(res.last),
-                    k.eq(0),
-                ]
-            with m.Else():
-                m.d.sync += k.eq(k + 1)
+            m.d.sync += [buf[k].eq(res.value), k.eq(Mux(completes, 0, k + 1)),
+                         in_chunk.eq(Mux(chunk_end, 0, in_chunk + 1))]
+        wiring.connect(m, beats.r_stream, wiring.flipped(self.data))
+
+        # Descriptors: one per chunk once the chunk is buffered.
+        buffered = Signal(range(depth + 2))   # whole chunks buffered, not yet described
+        issue = Signal()
+        m.d.sync += buffered.eq(buffered + packed - issue)
+        addr = Signal(64)
+        left = Signal(16)            # rows of the current job not yet described
+        d = self.descriptors
+        n = Mux(left < chunk, left, chunk)
+        m.d.comb += [
+            d.payload.addr.eq(addr),
+            d.payload.length.eq(n << 2),
+            d.valid.eq((left != 0) & (buffered != 0) & ~self.stop),
+            issue.eq(d.valid & d.ready),
+        ]
+        with m.If(issue):
+            m.d.sync += [addr.eq(addr + (n << 2)), left.eq(left - n)]
+        with m.If((left == 0) & ~self.stop):
+            m.d.comb += self.writes.ready.eq(1)
+            with m.If(self.writes.valid):
+                m.d.sync += [addr.eq(self.writes.payload.addr),
+                             left.eq(self.writes.payload.rows)]
         return m
 
 
@@ -534,6 +582,7 @@ class _Completer(wiring.Component):
             "s2mm_status": In(stream.Signature(dma.status_layout)),
             "completions": Out(stream.Signature(completion_layout())),
             "aborting": In(1),
+            "wr_pending": In(1),     # an S2MM descriptor was issued and has no status yet
             "timeout": In(1),
             "timeout_taken": Out(1),
             "dma_event": Out(data.StructLayout({"done": 1, "error": 1, "code": DmaError})),
@@ -543,7 +592,7 @@ class _Completer(wiring.Component):
         m = Module()
         f = self.flight.payload
         got_rd = Signal(range(3))
-        got_wr = Signal(range(2))
+        got_wr = Signal(16)
         rd_err = Signal(DmaError)
         wr_err = Signal(DmaError)
         stopped = Signal()           # a status said ABORTED
@@ -571,8 +620,11 @@ class _Completer(wiring.Component):
         ]
 
         c = self.completions.payload
-        all_in = (got_rd == f.n_rd) & (got_wr == f.n_wr)
-        partial = (f.n_rd != 2) | (f.n_wr != 1)
+        # While aborting, the result writer issues nothing more: a job whose remaining
+        # chunks were never described is complete once no write status is pending.
+        writes_in = (got_wr == f.n_wr) | (self.aborting & ~self.wr_pending & ~ws.valid)
+        all_in = (got_rd == f.n_rd) & writes_in
+        partial = (f.n_rd != 2) | (got_wr != f.n_wr)
         ok = (rd_err == DmaError.OK) & (wr_err == DmaError.OK) & ~partial
         m.d.comb += [self.completions.valid.eq(self.flight.valid & all_in),
                      c.tag.eq(f.tag), c.irq.eq(f.irq)]
@@ -683,10 +735,14 @@ class JobSequencer(wiring.Component):
         m.submodules.splits = splits = ResetInserter(local)(
             StructFIFO(_split_layout(cfg), depth + 1))
         m.submodules.splitter = splitter = ResetInserter(local)(_ReadSplitter(cfg))
-        m.submodules.packer = packer = ResetInserter(local)(_ResultPacker(cfg))
+        m.submodules.writes = writes = ResetInserter(local)(
+            StructFIFO(_writes_layout(), depth + 1))
+        m.submodules.writer = writer = ResetInserter(local)(_ResultWriter(cfg))
 
         wiring.connect(m, planner.mm2s, wiring.flipped(self.mm2s_descriptors))
-        wiring.connect(m, planner.s2mm, wiring.flipped(self.s2mm_descriptors))
+        wiring.connect(m, planner.writes, writes.w_stream)
+        wiring.connect(m, writes.r_stream, writer.writes)
+        wiring.connect(m, writer.descriptors, wiring.flipped(self.s2mm_descriptors))
         wiring.connect(m, planner.engine_job, engine_jobs.w_stream)
         wiring.connect(m, engine_jobs.r_stream, wiring.flipped(self.engine_job))
         wiring.connect(m, planner.split, splits.w_stream)
@@ -696,8 +752,8 @@ class JobSequencer(wiring.Component):
         wiring.connect(m, wiring.flipped(self.mm2s_data), splitter.data)
         wiring.connect(m, splitter.activations, wiring.flipped(self.engine_activations))
         wiring.connect(m, splitter.weights, wiring.flipped(self.engine_weights))
-        wiring.connect(m, wiring.flipped(self.engine_results), packer.results)
-        wiring.connect(m, packer.data, wiring.flipped(self.s2mm_data))
+        wiring.connect(m, wiring.flipped(self.engine_results), writer.results)
+        wiring.connect(m, writer.data, wiring.flipped(self.s2mm_data))
         wiring.connect(m, wiring.flipped(self.mm2s_status), completer.mm2s_status)
         wiring.connect(m, wiring.flipped(self.s2mm_status), completer.s2mm_status)
 
@@ -734,7 +790,14 @@ class JobSequencer(wiring.Component):
         active = Signal(8)
         m.d.comb += active.eq(flight.level + planner.busy)
         m.d.comb += [completer.aborting.eq(aborting), completer.timeout.eq(timeout),
-                     planner.stop.eq(aborting), splitter.sink.eq(aborting)]
+                     planner.stop.eq(aborting), splitter.sink.eq(aborting),
+                     writer.stop.eq(aborting)]
+        # S2MM descriptors issued and not yet answered by a status.
+        wr_pending = Signal(range(2 * cfg.dma.queue_depth + 2 * cfg.dma.max_outstanding + 8))
+        wr_issued = self.s2mm_descriptors.valid & self.s2mm_descriptors.ready
+        wr_answered = self.s2mm_status.valid & self.s2mm_status.ready
+        m.d.sync += wr_pending.eq(wr_pending + wr_issued - wr_answered)
+        m.d.comb += completer.wr_pending.eq((wr_pending != 0) | wr_issued)
         with m.If(completer.timeout_taken):
             m.d.sync += timeout.eq(0)
         drained = self.dma_idle & ~planner.busy & ~flight.r_stream.valid

@@ -14,7 +14,7 @@ from amaranth.sim import Simulator
 from lpaccel.repack import StreamLayout
 from lpaccel.rtl.config import GemvConfig, WeightFormat
 from lpaccel.rtl.regmap import GemvError
-from lpaccel.rtl.soc.sequencer import _Planner, act_bytes, act_header_bytes
+from lpaccel.rtl.soc.sequencer import _Planner, act_bytes, act_header_bytes, result_chunk
 from lpaccel.rtl.soc_config import SocConfig
 
 F = WeightFormat
@@ -28,7 +28,7 @@ def _soc(lanes=32, memory_size=1 << 24, word_bits=None):
 def _run(cfg, jobs, stall_seed=None):
     """Push ``jobs`` (dicts) through a planner; collect descriptors and flight records."""
     dut = _Planner(cfg)
-    got = {"mm2s": [], "s2mm": [], "flight": [], "engine": [], "split": []}
+    got = {"mm2s": [], "writes": [], "flight": [], "engine": [], "split": []}
     rng = random.Random(stall_seed)
 
     async def bench(ctx):
@@ -44,7 +44,7 @@ def _run(cfg, jobs, stall_seed=None):
             await ctx.tick()
 
     async def sink(ctx):
-        names = ("mm2s", "s2mm", "flight", "engine_job", "split")
+        names = ("mm2s", "writes", "flight", "engine_job", "split")
         while True:
             for name in names:
                 ctx.set(getattr(dut, name).ready,
@@ -86,13 +86,14 @@ def test_lengths_match_the_host(lanes, word_bits):
         assert got["mm2s"][2 * i].length == a_len, f"job {i}: activation length"
         assert got["mm2s"][2 * i + 1].length == w_len, f"job {i}: weight length"
         assert got["mm2s"][2 * i + 1].addr == jobs[i]["weight_addr"]
-        assert got["s2mm"][i].length == r_len
+        assert (got["writes"][i].addr, got["writes"][i].rows * 4) == (0x4, r_len)
         assert got["split"][i].weight_words * g.word_bytes == w_len
         assert got["split"][i].act_words * g.word_bytes == a_len
         assert got["split"][i].hdr_words * g.word_bytes == hdr
         rec = got["flight"][i]
+        chunks = -(-jobs[i]["rows"] // result_chunk(cfg))
         assert (rec.tag, rec.irq, rec.error, rec.n_rd, rec.n_wr) == \
-            (i, i & 1, GemvError.NONE, 2, 1)
+            (i, i & 1, GemvError.NONE, 2, chunks)
 
 
 def test_each_error_code():
@@ -123,6 +124,6 @@ def test_each_error_code():
     assert codes == [code for _, code in cases]
     # Only the good jobs pushed descriptors.
     n_good = sum(code == GemvError.NONE for _, code in cases)
-    assert len(got["mm2s"]) == 2 * n_good and len(got["s2mm"]) == n_good
+    assert len(got["mm2s"]) == 2 * n_good and len(got["writes"]) == n_good
     for rec, (_, code) in zip(got["flight"], cases):
         assert (rec.n_rd, rec.n_wr) == ((2, 1) if code == GemvError.NONE else (0, 0))

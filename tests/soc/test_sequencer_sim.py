@@ -181,8 +181,9 @@ def results(state, case):
 
 
 F = WeightFormat
+# The last job has 70 rows: three result chunks of up to 32 (result_chunk at 64 bits).
 SPECS = [(F.Q4_0, 8, 128, None), (F.Q8_0, 5, 64, None), (F.INT4, 3, 256, 128),
-         (F.Q4_1, 4, 96, None), (F.INT8, 6, 128, 64)]
+         (F.Q4_1, 4, 96, None), (F.INT8, 6, 128, 64), (F.Q4_0, 70, 64, None)]
 
 
 def test_chain_bit_exact_in_order():
@@ -213,9 +214,9 @@ def test_bad_jobs_complete_with_their_code_and_the_queue_goes_on():
         np.testing.assert_array_equal(results(state, c), c.expected)
 
 
-@pytest.mark.parametrize("abort_at", [5, 40, 150, 250])
+@pytest.mark.parametrize("abort_at", [5, 40, 150, 250, 330])
 def test_abort_then_a_good_job(abort_at):
-    cs = cases(3, SPECS[:3])
+    cs = cases(3, [SPECS[5], *SPECS[:2]])
     image = bytearray(MEM)
     for c in cs:
         c.place(image)
