@@ -660,10 +660,17 @@ class _S2mmWriter(wiring.Component):
 
         # Bytes of the offered input beat that belong to the descriptor, and
         # whether it shows that the packet length differs from the length.
+        # ``take`` is at most one beat: it is formed from ``rem``'s low bits and one
+        # wide "at least a beat left" test, so the lane mask and the strobe count
+        # after it stay short whatever len_width is (a 32-bit comparison there was
+        # the SoC's critical path).
         ip = inp.payload
-        take = Signal(cfg.len_width)
-        m.d.comb += take.eq(_min(Mux(ip.last, ip.bytes, B), rem))
-        beat_mismatch = Mux(ip.last, ip.bytes != rem, rem < B)
+        offered = Mux(ip.last, ip.bytes, B)
+        beat_left = Signal()          # rem >= B
+        m.d.comb += beat_left.eq(rem[lg:] != 0)
+        take = Signal(lg + 1)
+        m.d.comb += take.eq(Mux(beat_left, offered, _min(offered, rem[:lg])))
+        beat_mismatch = Mux(ip.last, ip.bytes != rem, ~beat_left)
 
         def consume():
             m.d.sync += [rem.eq(rem - take), mismatch.eq(mismatch | beat_mismatch)]
