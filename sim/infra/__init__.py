@@ -6,4 +6,6 @@
 - :mod:`.axi_checker`, :mod:`.axi_traffic`: an AXI4 protocol checker and a
   random traffic generator over cocotbext-axi.
 - :mod:`.flat`: flat AXI ports named the way cocotbext-axi looks for them.
+- :mod:`.axi_light`: AXI4-Lite and AXI4 managers that cost nothing while idle
+  (speed runs of the SoC).
 """

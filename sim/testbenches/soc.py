@@ -1,8 +1,21 @@
 """cocotb testbench for the SoC (``sim/tops/soc.py``) and the driver's simulation transport.
 
 :class:`SocTB` drives a :class:`~lpaccel.sim.tops.soc.SocSimTop` only the
-way a host would, through its CSR port (a cocotbext-axi ``AxiLiteMaster``)
-and its memory window (an ``AxiMaster``), and watches it:
+way a host would, through its CSR port and its memory window, and watches it.
+Two kinds of host managers (``host=``):
+
+- ``"light"`` (default): :mod:`~lpaccel.sim.infra.axi_light`'s managers,
+  which touch the ports only during a transaction;
+- ``"cocotbext"``: cocotbext-axi's ``AxiLiteMaster`` and ``AxiMaster``, with
+  random or periodic pauses on every channel (``pauses=``), at the price of
+  a Python wake-up per channel and clock cycle even while idle.
+
+Nothing else in the testbench wakes Python per cycle unless asked to: the
+cycle count is simulation time over the clock period, the LPDDR timing
+checker is watched by a value-change callback on its ``violation`` output,
+and :meth:`SocTB.cycles` is one timer plus one clock edge. So between two
+accesses of the host driver Verilator runs free (a speed run: ``host="light"``,
+``checkers=False``). The watchers:
 
 - AXI protocol checkers on the host window and on the taps of the DMA port
   and the memory port (switchable off for speed runs);
@@ -31,12 +44,14 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.handle import Immediate
 from cocotb.task import bridge, resume
-from cocotb.triggers import ClockCycles, RisingEdge
+from cocotb.triggers import RisingEdge, Timer
+from cocotb.utils import get_sim_steps, get_sim_time
 
 from lpaccel.driver import Transport
 from lpaccel.rtl.regmap import RegmapConfig, register_map
 from lpaccel.rtl.soc_config import ONCHIP, SocConfig
 from lpaccel.sim.infra.axi_checker import AxiProtocolChecker
+from lpaccel.sim.infra.axi_light import LightAxi, LightAxiLite
 from lpaccel.sim.infra.axi_traffic import quiet_axi_master
 from lpaccel.sim.infra.streams import PAUSE_MODES
 from lpaccel.sim.models.lpddr import Rule
@@ -50,6 +65,9 @@ warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"cocotbex
 
 #: Clock period of the simulation (ns); only ratios of cycles are ever reported.
 CLOCK_NS = 2
+
+#: Host manager kinds of :class:`SocTB`.
+HOSTS = ("light", "cocotbext")
 
 
 def config_from_params(p):
@@ -117,9 +135,11 @@ class BusError(RuntimeError):
 
 
 def _check_resp(what, addr, resp):
-    from cocotbext.axi import AxiResp
-    if resp.resp != AxiResp.OKAY:
-        raise BusError(f"{what} at {addr:#x} answered {AxiResp(resp.resp).name}")
+    # resp: a cocotbext-axi response record, or an AxiResp of the light managers.
+    from lpaccel.sim.infra.axi_light import AxiResp
+    code = AxiResp(int(getattr(resp, "resp", resp)))
+    if code != AxiResp.OKAY:
+        raise BusError(f"{what} at {addr:#x} answered {code.name}")
 
 
 class SocTB:
@@ -133,47 +153,66 @@ class SocTB:
     build_hash : int
     checkers : bool
         Watch the host window, the DMA port and the memory port with
-        :class:`AxiProtocolChecker` (off for speed runs).
+        :class:`AxiProtocolChecker` (off for speed runs: the checkers sample
+        every cycle).
+    host : str
+        ``"light"`` (no cost while idle) or ``"cocotbext"`` (pause modes);
+        see the module docstring.
     pauses : str
         A key of :data:`~lpaccel.sim.infra.streams.PAUSE_MODES`: random or
-        periodic pauses on every channel of both host masters.
+        periodic pauses on every channel of both host masters (``"none"``
+        unless ``host="cocotbext"``).
     seed : int
         Seed of the pause patterns.
 
     Attributes
     ----------
     regmap : RegisterMap
-    csr : cocotbext.axi.AxiLiteMaster
-    host : cocotbext.axi.AxiMaster
+    csr : LightAxiLite or cocotbext.axi.AxiLiteMaster
+    host : LightAxi or cocotbext.axi.AxiMaster
     checkers : dict
         ``{"s_axi": ..., "dma": ..., "mem": ...}`` (empty without checkers).
     violation : str or None
         The LPDDR timing checker's first violation, described.
-    cycle : int
-        Rising clock edges seen.
+    period : int
+        Clock period in simulator steps.
     """
 
-    def __init__(self, dut, config, *, build_hash=0, checkers=True, pauses="none", seed=0):
-        from cocotbext.axi import AxiBus, AxiLiteBus, AxiLiteMaster, AxiMaster
+    def __init__(self, dut, config, *, build_hash=0, checkers=True, host="light",
+                 pauses="none", seed=0):
+        if host not in HOSTS:
+            raise ValueError(f"host must be one of {', '.join(HOSTS)}, not {host!r}")
+        if host == "light" and pauses != "none":
+            raise ValueError(f"pauses={pauses!r} needs host='cocotbext': the light host "
+                             f"managers have no pause modes")
         self.dut = dut
         self.config = config
         self.log = dut._log
         self.regmap = register_map(RegmapConfig(soc=config, build_hash=build_hash))
         self.word_bytes = config.memory_data_width // 8
+        self.host_kind = host
+        self.period = get_sim_steps(CLOCK_NS, "ns")
+        # Rising edges fall at start + k * period (cocotb's Clock starts high).
+        self._start = get_sim_time("step")
         cocotb.start_soon(Clock(dut.clk, CLOCK_NS, unit="ns").start())
         dut.rst.value = 1
-        self.csr = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil"), dut.clk, dut.rst)
-        self.host = AxiMaster(AxiBus.from_prefix(dut, "s_axi"), dut.clk, dut.rst)
-        for master in (self.csr, self.host):
-            quiet_axi_master(master)
-        self.set_pauses(pauses, seed)
+        if host == "light":
+            self.csr = LightAxiLite(dut, "s_axil", dut.clk)
+            self.host = LightAxi(dut, "s_axi", dut.clk)
+        else:
+            from cocotbext.axi import AxiBus, AxiLiteBus, AxiLiteMaster, AxiMaster
+            self.csr = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil"), dut.clk, dut.rst)
+            self.host = AxiMaster(AxiBus.from_prefix(dut, "s_axi"), dut.clk, dut.rst)
+            for master in (self.csr, self.host):
+                quiet_axi_master(master)
+            self.set_pauses(pauses, seed)
         self.checkers = {}
         if checkers:
             self.checkers = {p: AxiProtocolChecker(dut.clk, dut, p, reset=dut.rst)
                              for p in ("s_axi", "dma", "mem")}
-        self.cycle = 0
         self.violation = None
-        cocotb.start_soon(self._watch())
+        if config.lpddr is not None:
+            cocotb.start_soon(self._watch())
         self._storage = self._find_storage()
         if config.lpddr is not None:
             self.storage_bytes = config.lpddr.sim_bytes
@@ -182,21 +221,30 @@ class SocTB:
 
     # --- clock, reset, watchers ---------------------------------------------------
 
+    @property
+    def cycle(self):
+        """Rising clock edges since the testbench started (from the simulation time)."""
+        return (get_sim_time("step") - self._start) // self.period
+
     async def _watch(self):
-        lpddr = self.config.lpddr is not None
-        while True:
-            await RisingEdge(self.dut.clk)
-            self.cycle += 1
-            if lpddr and self.violation is None and int(self.dut.violation.value):
-                d = self.dut
-                self.violation = (f"rule {Rule(int(d.rule.value)).name}, bank "
-                                  f"{int(d.bank.value)}, DRAM cycle {int(d.cycle.value)}")
-                self.log.error("LPDDR timing violation: %s", self.violation)
+        # A value-change callback: the checker's first violation wakes us, nothing else.
+        d = self.dut
+        if not int(d.violation.value):
+            await RisingEdge(d.violation)
+        self.violation = (f"rule {Rule(int(d.rule.value)).name}, bank "
+                          f"{int(d.bank.value)}, DRAM cycle {int(d.cycle.value)}")
+        self.log.error("LPDDR timing violation: %s", self.violation)
 
     def set_pauses(self, mode, seed=0):
-        """Apply pause pattern ``mode`` (a key of PAUSE_MODES) to every host channel."""
+        """Apply pause pattern ``mode`` (a key of PAUSE_MODES) to every host channel
+        (``host="cocotbext"`` only)."""
         if mode not in PAUSE_MODES:
             raise ValueError(f"pauses must be one of {', '.join(PAUSE_MODES)}, not {mode!r}")
+        if self.host_kind != "cocotbext":
+            if mode == "none":
+                return
+            raise ValueError(f"pauses={mode!r} needs SocTB(host='cocotbext'): the light "
+                             f"host managers have no pause modes")
         channels = []
         for master in (self.csr, self.host):
             w, r = master.write_if, master.read_if
@@ -207,24 +255,42 @@ class SocTB:
     async def reset(self, cycles=8):
         """Hold reset for ``cycles`` cycles, then let the SoC run."""
         self.dut.rst.value = 1
-        await ClockCycles(self.dut.clk, cycles)
+        await self.cycles(cycles)
         self.dut.rst.value = 0
-        await ClockCycles(self.dut.clk, 2)
+        await self.cycles(2)
 
     async def cycles(self, n):
-        """Let ``n`` clock cycles pass."""
-        await ClockCycles(self.dut.clk, n)
+        """Let ``n`` clock cycles pass; return just after the ``n``-th rising edge.
+
+        One timer to the middle of the cycle before that edge, then the edge
+        itself: Python is not woken on the way (``ClockCycles`` would wake it
+        at every edge).
+        """
+        if n <= 0:
+            return
+        period = self.period
+        now = get_sim_time("step")
+        target = self._start + ((now - self._start) // period + n) * period
+        await Timer(target - period // 2 - now, unit="step")
+        await RisingEdge(self.dut.clk)
 
     # --- registers ----------------------------------------------------------------
 
     async def read32(self, addr):
         """One 32-bit CSR read; :class:`BusError` on a response other than OKAY."""
+        if self.host_kind == "light":
+            value, resp = await self.csr.read(addr)
+            _check_resp("CSR read", addr, resp)
+            return value
         resp = await self.csr.read(addr, 4)
         _check_resp("CSR read", addr, resp)
         return int.from_bytes(resp.data, "little")
 
     async def write32(self, addr, value):
         """One 32-bit CSR write; :class:`BusError` on a response other than OKAY."""
+        if self.host_kind == "light":
+            _check_resp("CSR write", addr, await self.csr.write(addr, value & 0xFFFF_FFFF))
+            return
         resp = await self.csr.write(addr, (value & 0xFFFF_FFFF).to_bytes(4, "little"))
         _check_resp("CSR write", addr, resp)
 
@@ -263,6 +329,10 @@ class SocTB:
     async def read_mem(self, addr, n):
         """Read ``n`` bytes through the host memory window; :class:`BusError` on a
         response other than OKAY."""
+        if self.host_kind == "light":
+            data, resp = await self.host.read(addr, n)
+            _check_resp("memory read", addr, resp)
+            return data
         resp = await self.host.read(addr, n)
         _check_resp("memory read", addr, resp)
         return bytes(resp.data)
@@ -338,7 +408,7 @@ class SocTB:
         DONE = 0 and FREE = CAP_JOBS.DEPTH.
         """
         await self.host.wait()
-        await ClockCycles(self.dut.clk, settle)
+        await self.cycles(settle)
         for checker in self.checkers.values():
             checker.check_idle()
         assert self.violation is None, f"LPDDR timing violation: {self.violation}"
@@ -471,7 +541,15 @@ class SimTransport(Transport):
         return resume(self._peek)(addr, n)
 
     def wait_cycles(self, n):
+        # One timer in the simulator: Verilator runs the n cycles without waking Python.
         resume(self.tb.cycles)(n)
+
+    def sim_cycle(self):
+        """The testbench's cycle count now (:attr:`SocTB.cycle`)."""
+        return resume(self._cycle)()
+
+    async def _cycle(self):
+        return self.tb.cycle
 
     async def _preload(self, addr, data):
         self.tb.preload(addr, data)

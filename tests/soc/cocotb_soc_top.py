@@ -18,8 +18,10 @@ PAUSES = os.environ.get("SOC_PAUSES", "none")
 
 
 async def make_tb(dut, *, checkers=True, pauses=PAUSES, seed=1):
-    tb = SocTB(dut, CONFIG, build_hash=BUILD_HASH, checkers=checkers, pauses=pauses,
-               seed=seed)
+    # Pauses need cocotbext-axi's managers; without them the light ones are tested.
+    host = "light" if pauses == "none" else "cocotbext"
+    tb = SocTB(dut, CONFIG, build_hash=BUILD_HASH, checkers=checkers, host=host,
+               pauses=pauses, seed=seed)
     await tb.reset()
     return tb
 
