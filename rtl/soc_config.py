@@ -108,7 +108,8 @@ class SocConfig:
             # 4096 x 4096 is 17.8 MB); 16 bursts in flight keep the memory
             # controller's look-ahead window full.
             object.__setattr__(self, "dma", DmaConfig(data_width=self.memory_data_width,
-                                                      len_width=32, max_outstanding=16))
+                                                      len_width=32, max_outstanding=16,
+                                                      max_burst_beats=256))
         if not isinstance(self.dma, DmaConfig):
             raise TypeError(f"dma must be a DmaConfig, not {self.dma!r}")
         if self.dma.data_width != self.memory_data_width:

@@ -23,7 +23,10 @@ timer (allows)              loaded by (spacing)
                             (WL + BL + tWTR), RD → WR (read-to-write turnaround)
 ``rd_group_ok[g]`` etc.     RD or WR in group g (tCCD_L), WR in g → RD (tWTR_L)
 ``refpb_ok`` (REFpb)        REFpb (tPBR2PBR)
-``refab_ok`` (REFab, ACT)   REFab (tRFCab), REFpb (tRFCpb)
+``refab_ok`` (REFab)         REFab (tRFCab), REFpb (tRFCpb)
+``act_ab_ok`` (ACT)         REFab (tRFCab): every bank; after a REFpb only the
+                            refreshed bank waits tRFCpb (``act_ok``), the
+                            others tRRD (``rrd_ok``), as JEDEC allows
 ==========================  =====================================================
 
 On LPDDR5 one REFpb refreshes a bank pair (``b`` and ``b ^ banks/2``), so it
@@ -70,6 +73,7 @@ def timing_layout(config):
         "wr_group_ok": groups,
         "refpb_ok": 1,
         "refab_ok": 1,
+        "act_ab_ok": 1,
     })
 
 
@@ -201,6 +205,8 @@ class BankMachines(wiring.Component):
             timing.refab_ok.eq(_countdown(m, "t_refab", lim, [
                 (is_refab, cyc(t.tRFCab, ROW, ROW)),
                 (is_refpb, cyc(t.tRFCpb, ROW, ROW))])),  # REFab after REFpb
+            timing.act_ab_ok.eq(_countdown(m, "t_act_ab", lim, [
+                (is_refab, cyc(t.tRFCab, ROW, ROW))])),
         ]
         if cfg.bg_bits:
             # Same-group column spacing: tCCD_L, and tWTR_L for READ after WRITE.

@@ -7,7 +7,7 @@ from the head of the scheduler's window (:data:`~lpaccel.rtl.dram.scheduler.stal
 first match wins:
 
 1. ``loss_refresh``: the head's bank is being refreshed, or its row is not
-   open and a REFab/REFpb's tRFC holds every ACT;
+   open and a REFab's tRFCab holds every ACT;
 2. ``loss_row_miss``: the head waits for its row (PRE, ACT, tRCD);
 3. ``loss_turnaround``: tCCD/read-write turnaround holds the column
    commands, or the current direction is empty while the other waits;

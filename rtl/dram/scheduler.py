@@ -236,7 +236,7 @@ class CommandScheduler(wiring.Component):
         row_cmd = Signal(Command)
         row_bank = Signal(max(1, cfg.bank_bits))
         row_row = Signal(cfg.row_bits)
-        act_window_ok = timing.rrd_ok & timing.faw_ok & timing.refab_ok
+        act_window_ok = timing.rrd_ok & timing.faw_ok & timing.act_ab_ok
         for i in range(depth):
             # Only the oldest request of each bank may move that bank's row.
             first = valid[i]
@@ -305,7 +305,7 @@ class CommandScheduler(wiring.Component):
 
         m.d.comb += [
             self.stall.valid.eq(head_valid),
-            self.stall.refresh.eq(head_blocked | (~head_hit & ~timing.refab_ok)),
+            self.stall.refresh.eq(head_blocked | (~head_hit & ~timing.act_ab_ok)),
             self.stall.row_miss.eq(~head_hit | ~head_bank.cas_ok),
             self.stall.turnaround.eq(Mux(mode_wr, ~timing.wr_ok, ~timing.rd_ok) |
                                      (~head_valid & other_waiting)),

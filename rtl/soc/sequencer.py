@@ -132,9 +132,13 @@ def _flight_layout():
     })
 
 
+#: Bus words of results per S2MM descriptor (at most one burst).
+RESULT_CHUNK_BEATS = 16
+
+
 def result_chunk(config):
-    """Results per S2MM descriptor: one longest burst of result words."""
-    return (config.dma.data_width // 32) * config.dma.max_burst_beats
+    """Results per S2MM descriptor: ``RESULT_CHUNK_BEATS`` bus words (one burst at most)."""
+    return (config.dma.data_width // 32) * min(RESULT_CHUNK_BEATS, config.dma.max_burst_beats)
 
 
 def _writes_layout():
@@ -515,7 +519,7 @@ class _ResultWriter(wiring.Component):
         dw = cfg.dma.data_width
         per = dw // 32
         chunk = result_chunk(cfg)
-        depth = 2 * cfg.dma.max_burst_beats
+        depth = 2 * (chunk // per)
 
         # Packing: results -> beats, a packet per chunk.
         m.submodules.beats = beats = StructFIFO(cfg.dma.beat_layout, depth)
