@@ -1,0 +1,41 @@
+# amaranth: UnusedElaboratable=no
+"""System tests of the SoC in Verilator (``cocotb_soc_system.py``): the driver's view.
+
+They share the two builds of ``test_soc_top.py`` (same parameters): on-chip RAM
+and LPDDR4-3200 with its timing-checked device model. ``make test`` runs 100
+random aborts/soft resets per build; the slow suite (``make test-slow``) 1,000.
+"""
+
+import pytest
+
+from lpaccel.rtl.soc_config import SocConfig
+from lpaccel.sim.infra.harness import run_cocotb
+from lpaccel.sim.tops.soc import make_soc_top
+
+BUILDS = {
+    "onchip": {**SocConfig(memory="onchip").to_dict(), "build_hash": 0x50C0_0001},
+    "lpddr4": {**SocConfig(memory="lpddr4-3200").to_dict(), "build_hash": 0x50C0_0002},
+}
+
+
+def run(build, testcase, *, pauses="none", seed=1, iterations=100):
+    run_cocotb(make_soc_top, name="soc_top", params=BUILDS[build],
+               test_module="soc.cocotb_soc_system", testcase=testcase, seed=seed,
+               extra_env={"SOC_PAUSES": pauses, "SOC_SEED": str(seed),
+                          "SOC_ITERATIONS": str(iterations)}, timeout_s=1800)
+
+
+@pytest.mark.parametrize("build,pauses", [("onchip", "random"), ("lpddr4", "none")])
+def test_system(build, pauses):
+    """Every format and group as one chain (random pauses on the host ports on chip),
+    every bad-descriptor code then a good job, 100 random aborts/soft resets each
+    followed by an exact job, and the watchdog."""
+    run(build, ["formats_chain", "bad_descriptors", "abort_and_reset_at_random", "watchdog"],
+        pauses=pauses)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("build", ["onchip", "lpddr4"])
+def test_abort_soak(build):
+    """1,000 random aborts/soft resets per build, each followed by an exact job."""
+    run(build, ["abort_and_reset_at_random"], seed=11, iterations=1000)
