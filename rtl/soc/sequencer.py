@@ -105,6 +105,7 @@ def events_layout():
         "stall_engine": 1,   # a weight word waits for the engine
         "stall_result": 1,   # a result waits for the result writer
         "running": 1,        # a job is taken and not completed
+        "between_jobs": 1,   # running, outside a weight stream, after the first one started
         "dma_done": 1,       # a DMA status was taken
         "dma_error": 1,      # ... with an error code
         "dma_code": DmaError,
@@ -382,6 +383,7 @@ class _ReadSplitter(wiring.Component):
             "weights": Out(stream.Signature(unsigned(config.gemv.word_bits))),
             "sink": In(1),
             "busy": Out(1),
+            "in_weights": Out(1),
         })
 
     def elaborate(self, platform):
@@ -484,7 +486,8 @@ class _ReadSplitter(wiring.Component):
                     m.next = "SINK"
             with m.State("SINK"):
                 m.d.comb += self.data.ready.eq(1)
-        m.d.comb += self.busy.eq(~fsm.ongoing("IDLE") | out.valid)
+        m.d.comb += [self.busy.eq(~fsm.ongoing("IDLE") | out.valid),
+                     self.in_weights.eq(fsm.ongoing("WEIGHTS"))]
         return m
 
 
@@ -853,6 +856,11 @@ class JobSequencer(wiring.Component):
 
         running = Signal()
         m.d.comb += running.eq(active != 0)
+        streamed = Signal()          # a weight word moved since the sequencer was last idle
+        with m.If(~running):
+            m.d.sync += streamed.eq(0)
+        with m.Elif(self.engine_weights.valid & self.engine_weights.ready):
+            m.d.sync += streamed.eq(1)
         w = self.engine_weights
         ev = self.events
         m.d.comb += [
@@ -865,6 +873,7 @@ class JobSequencer(wiring.Component):
             ev.stall_engine.eq(w.valid & ~w.ready),
             ev.stall_result.eq(self.engine_results.valid & ~self.engine_results.ready),
             ev.running.eq(running),
+            ev.between_jobs.eq(running & streamed & ~splitter.in_weights),
             ev.dma_done.eq(completer.dma_event.done),
             ev.dma_error.eq(completer.dma_event.error),
             ev.dma_code.eq(completer.dma_event.code),

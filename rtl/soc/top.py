@@ -322,6 +322,7 @@ class Soc(wiring.Component):
             "PERF_JOBS_DONE": (ev.job_done, None),
             "PERF_MEM_BYTES": (mem_beats != 0, mem_beats * dma_cfg.beat_bytes),
             "PERF_MEM_IDLE": (ev.running & (mem_beats == 0), None),
+            "PERF_MEM_GAP": (ev.between_jobs & (mem_beats == 0), None),
         }
         # Without a DRAM controller the DRAM loss counters stay 0.
         counters.update(dict.fromkeys(_DRAM_COUNTERS, (0, None)))
