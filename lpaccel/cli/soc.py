@@ -42,8 +42,8 @@ __all__ = ["MEMORIES", "SocPlan", "soc_config_for", "run_soc_plan", "run_soc_gem
 MEMORIES = (ONCHIP, *LPDDR_MEMORIES)
 
 #: Counters that say where cycles went (``losses`` in the report).
-LOSS_COUNTERS = ("stall_memory", "stall_engine", "stall_result", "mem_idle", "stall_host",
-                 "dram_refresh", "dram_row_miss", "dram_turnaround", "dram_other")
+LOSS_COUNTERS = ("stall_memory", "stall_engine", "stall_result", "mem_idle", "mem_gap",
+                 "stall_host", "dram_refresh", "dram_row_miss", "dram_turnaround", "dram_other")
 
 #: Verilog name of the simulation top (shared with the SoC's tests, so builds are shared).
 SIM_TOP_NAME = "soc"
@@ -409,9 +409,10 @@ def run_demo(memory="lpddr4-3200", seed=1, log=print):
         log(f"  {name:24s} {'bit-exact' if m == 0 else f'{m} rows differ'}, "
             f"rel. RMS error {e:.2e}")
     idle = chain["counters"].get("mem_idle", 0)
+    gap = chain["counters"].get("mem_gap", 0)
     log(f"  {chain['weight_bytes']} weight bytes in {chain['cycles']} busy cycles: "
         f"{100 * chain['bw_utilization']:.1f} % of the DRAM peak; memory idle while busy "
-        f"{idle} cycles")
+        f"{idle} cycles, of them between jobs {gap}")
     lost = ", ".join(f"{k} {v}" for k, v in chain["losses"].items() if v)
     log(f"  cycles lost by cause: {lost or 'none'}\n")
     speedup = q8["cycles"] / q4["cycles"] if q4["cycles"] else 0.0
