@@ -361,8 +361,17 @@ def gemv_text(r):
 
 # --- demo -----------------------------------------------------------------------------------
 
-#: The demo's layer slice: (name, format, group, rows), sharing one activation vector.
-DEMO_CHAIN = (("Q", "q4_0", None, 64), ("K", "q8_0", None, 16), ("V", "q4_1", None, 16))
+#: The demo's chain: the seven GEMVs of a transformer layer slice (model width 512,
+#: feed-forward width 1024), each in another format: (name, format, group, rows, input),
+#: input 0 the layer's input (Q, K, V, gate, up share it), 1 the attention output, 2 the
+#: feed-forward hidden vector.
+DEMO_CHAIN = (("Q", "q4_0", None, 32, 0), ("K", "q8_0", None, 16, 0),
+              ("V", "q4_1", None, 16, 0), ("O", "int8", 64, 32, 1),
+              ("gate", "int4", 128, 32, 0), ("up", "q4_0", None, 32, 0),
+              ("down", "q8_0", None, 32, 2))
+#: Lengths of the chain's three input vectors.
+DEMO_INPUTS = (512, 512, 1024)
+#: Columns of the Q8_0 / Q4_0 speed-up measurement.
 DEMO_COLS = 2048
 #: Rows of the Q8_0 / Q4_0 speed-up measurement (one job each).
 DEMO_SPEEDUP_ROWS = 32
@@ -376,23 +385,26 @@ def run_demo(memory="lpddr4-3200", seed=1, log=print):
     """``lpaccel demo``: the full SoC path, checked and measured; return True on success.
 
     One simulation: weights placed in LPDDR, then (1) a Q8_0 and (2) a Q4_0
-    GEMV of the same shape alone, for the speed-up, and (3) a chain of
-    projections of different formats queued back to back, sharing one
-    activation vector.
+    GEMV of the same shape alone, for the speed-up, and (3) the seven GEMVs
+    of a transformer layer slice in five formats, queued back to back as one
+    chain (Q, K, V, gate and up share the layer's input vector).
     """
     from lpaccel.cli.gemv import make_case
 
     rng = np.random.default_rng(seed)
+    xs = [rng.normal(0.0, 1.0, k).astype(np.float32) for k in DEMO_INPUTS]
     x = rng.normal(0.0, 1.0, DEMO_COLS).astype(np.float32)
     weights, names = [], []
-    for name, fmt, group, rows in DEMO_CHAIN:
-        weights.append(make_case(fmt, rows, DEMO_COLS, group=group, seed=seed).weights)
-        names.append(f"{name} {fmt.upper()} {rows}x{DEMO_COLS}")
+    for name, fmt, group, rows, j in DEMO_CHAIN:
+        cols = DEMO_INPUTS[j]
+        weights.append(make_case(fmt, rows, cols, group=group, seed=seed).weights)
+        names.append(f"{name} {fmt.upper()}{f' g{group}' if group else ''} {rows}x{cols}")
     # The speed-up pair: the same float matrix quantized both ways.
     w = rng.normal(0.0, 0.02, (DEMO_SPEEDUP_ROWS, DEMO_COLS)).astype(np.float32)
     weights += [quant.quantize_weights(w, "q8_0"), quant.quantize_weights(w, "q4_0")]
     n = len(DEMO_CHAIN)
-    plan = SocPlan(weights, [x], [[(n, 0)], [(n + 1, 0)], [(i, 0) for i in range(n)]])
+    plan = SocPlan(weights, [*xs, x], [[(n, 3)], [(n + 1, 3)],
+                                       [(i, c[4]) for i, c in enumerate(DEMO_CHAIN)]])
     log(f"lpaccel demo: the SoC with weights in {memory.upper()} (Verilator RTL simulation); "
         f"the host driver places the tensors, queues the jobs and checks every result bit "
         f"for bit against the golden model\n")
@@ -403,9 +415,9 @@ def run_demo(memory="lpddr4-3200", seed=1, log=print):
     log(f"SoC: {config.gemv.lanes} lanes, {config.gemv.word_bits}-bit memory path "
         f"(peak {peak} B/cycle), {config.memory_size // 1024} KiB simulated "
         f"{memory.upper()}; DRAM timing violations: {hw.get('timing_violations')}\n")
-    log(f"Queued chain of {n} GEMVs sharing one activation vector:")
+    log(f"Queued chain of {n} GEMVs (a transformer layer's Q, K, V, O, gate, up, down):")
     for i, name in enumerate(names):
-        m, e = _job_check(plan, i, 0, hw["steps"][2]["results"][i])
+        m, e = _job_check(plan, i, DEMO_CHAIN[i][4], hw["steps"][2]["results"][i])
         log(f"  {name:24s} {'bit-exact' if m == 0 else f'{m} rows differ'}, "
             f"rel. RMS error {e:.2e}")
     idle = chain["counters"].get("mem_idle", 0)
