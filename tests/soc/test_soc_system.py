@@ -8,9 +8,9 @@ random aborts/soft resets per build; the slow suite (``make test-slow``) 1,000.
 
 import pytest
 
+from lpaccel.cli.soc import SIM_TOP_NAME
 from lpaccel.rtl.soc_config import SocConfig
 from lpaccel.sim.infra.harness import run_cocotb
-from lpaccel.cli.soc import SIM_TOP_NAME
 from lpaccel.sim.tops.soc import make_soc_top
 
 BUILDS = {

@@ -9,11 +9,11 @@ are only elaborated (a Verilator build each would cost minutes).
 import pytest
 from amaranth.back import rtlil
 
+from lpaccel.cli.soc import SIM_TOP_NAME
 from lpaccel.rtl.config import GemvConfig
 from lpaccel.rtl.soc.top import Soc
 from lpaccel.rtl.soc_config import SocConfig
 from lpaccel.sim.infra.harness import run_cocotb
-from lpaccel.cli.soc import SIM_TOP_NAME
 from lpaccel.sim.tops.soc import make_soc_top
 
 BUILDS = {
