@@ -3,7 +3,8 @@
 
 They share the two builds of ``test_soc_top.py`` (same parameters): on-chip RAM
 and LPDDR4-3200 with its timing-checked device model. ``make test`` runs 100
-random aborts/soft resets per build; the slow suite (``make test-slow``) 1,000.
+random aborts/soft resets (50 per build); the slow suite (``make test-slow``) 2,000
+(1,000 per build).
 """
 
 import pytest
@@ -21,7 +22,7 @@ BUILDS = {
 }
 
 
-def run(build, testcase, *, pauses="none", seed=1, iterations=100):
+def run(build, testcase, *, pauses="none", seed=1, iterations=50):
     run_cocotb(make_soc_top, name=SIM_TOP_NAME, params=BUILDS[build],
                test_module="soc.cocotb_soc_system", testcase=testcase, seed=seed,
                extra_env={"SOC_PAUSES": pauses, "SOC_SEED": str(seed),
@@ -31,8 +32,8 @@ def run(build, testcase, *, pauses="none", seed=1, iterations=100):
 @pytest.mark.parametrize("build,pauses", [("onchip", "random"), ("lpddr4", "none")])
 def test_system(build, pauses):
     """Every format and group as one chain (random pauses on the host ports on chip),
-    every bad-descriptor code then a good job, 100 random aborts/soft resets each
-    followed by an exact job, and the watchdog."""
+    every bad-descriptor code then a good job, 50 random aborts/soft resets each
+    followed by an exact job (100 over both builds), and the watchdog."""
     run(build, ["formats_chain", "bad_descriptors", "abort_and_reset_at_random", "watchdog"],
         pauses=pauses)
 
