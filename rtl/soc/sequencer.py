@@ -133,8 +133,9 @@ def _flight_layout():
     })
 
 
-#: Bus words of results per S2MM descriptor (at most one burst).
-RESULT_CHUNK_BEATS = 16
+#: Bus words of results per S2MM descriptor (at most one burst): each chunk turns the
+#: memory from reads to writes and back, so chunks are long (1 KiB at 128 bits).
+RESULT_CHUNK_BEATS = 64
 
 
 def result_chunk(config):

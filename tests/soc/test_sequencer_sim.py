@@ -17,7 +17,7 @@ from amaranth.sim import Simulator
 
 from lpaccel import quant, repack
 from lpaccel.rtl.config import GemvConfig, WeightFormat
-from lpaccel.rtl.dma import DmaEngine
+from lpaccel.rtl.dma import DmaConfig, DmaEngine
 from lpaccel.rtl.gemv import GemvEngine
 from lpaccel.rtl.mem.onchip import AxiMemoryConfig, AxiSram
 from lpaccel.rtl.regmap import DmaError, GemvError
@@ -27,8 +27,11 @@ from lpaccel.sim.golden import gemv as golden
 
 MEM = 1 << 16
 # The planner's memory is twice the SRAM: the upper half answers DECERR (bus errors).
+# Bursts of 16 words: result chunks of 32 rows, so a 70-row job writes three chunks.
 CFG = SocConfig(gemv=GemvConfig(lanes=16, word_bits=64, max_cols=512, max_rows=256),
-                memory="onchip", memory_size=2 * MEM, job_depth=4)
+                memory="onchip", memory_size=2 * MEM, job_depth=4,
+                dma=DmaConfig(data_width=64, len_width=32, max_outstanding=16,
+                              max_burst_beats=16))
 WB = CFG.gemv.word_bytes
 
 
