@@ -133,9 +133,10 @@ def _flight_layout():
     })
 
 
-#: Bus words of results per S2MM descriptor (at most one burst): each chunk turns the
-#: memory from reads to writes and back, so chunks are long (1 KiB at 128 bits).
-RESULT_CHUNK_BEATS = 64
+#: Bus words of results per S2MM descriptor (at most one burst). Measured on Q4_0
+#: 4096 x 4096 from LPDDR4-3200: 16 words lose 17.5k cycles to read/write turnaround,
+#: 64 words 37.7k (the controller pays per write burst, not per chunk; docs/soc.md).
+RESULT_CHUNK_BEATS = 16
 
 
 def result_chunk(config):
