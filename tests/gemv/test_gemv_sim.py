@@ -256,7 +256,7 @@ def test_format_and_error_are_hardware_enums():
     """The job's ``fmt`` field and the ``error`` port carry the enums; members stay ints."""
     assert Shape.cast(WeightFormat) == unsigned(3)
     assert GemvEngine.JobLayout["fmt"].shape is WeightFormat
-    assert Shape.cast(GemvError) == unsigned(3)
+    assert Shape.cast(GemvError) == unsigned(4)   # the job error codes (gemv_error_e)
     assert WeightFormat.INT4 == 3 and WeightFormat.Q8_0 + 1 == 2
     assert json.dumps({"fmt": WeightFormat.Q4_1}) == '{"fmt": 2}'
 
