@@ -1,0 +1,1 @@
+"""The host bridge: a framed, CRC-checked protocol over a byte stream (docs/link.md)."""
