@@ -274,6 +274,7 @@ def generate(out_dir, config=None):
         Artifact name (``"c_header"``, ``"c_test"``, ``"markdown"``, ``"html"``,
         ``"python"``) → path.
     """
+    from peakrdl_cheader.c_standards import CStandard
     from peakrdl_cheader.exporter import CHeaderExporter
     from peakrdl_html import HTMLExporter
     from peakrdl_markdown import MarkdownExporter
@@ -290,8 +291,10 @@ def generate(out_dir, config=None):
     }
     # Hierarchical type names: the macros stay LPACCEL__<REG>__<FIELD>_* whatever
     # the parameters (reused typedefs would be named after the parameter values).
+    # std=gnu99: the firmware is C99 and cross-compiles freestanding, where there
+    # is no <assert.h> for the C11 static_assert the default (gnu17) emits.
     CHeaderExporter().export(root, str(paths["c_header"]), reuse_typedefs=False,
-                             testcase=True)
+                             testcase=True, std=CStandard.gnu99)
     paths["c_test"] = out / "lpaccel_regs.h.test.c"
     MarkdownExporter().export(root.top, str(paths["markdown"]))
     with open(paths["markdown"], "a") as markdown:
