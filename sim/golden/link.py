@@ -25,6 +25,8 @@ Choices the protocol page leaves open, made here (the RTL must agree):
 - checks in order: unknown ``CMD`` or ``LINK_INFO`` with ``ADDR != 0``
   (``BAD_COMMAND``), ``ADDR`` not a multiple of 4, then a memory command
   crossing 4 KiB (``BAD_ADDRESS``);
+- an :meth:`LinkDeviceModel.overrun` makes the next request to complete
+  fail its CRC check;
 - every request with a good CRC counts as a frame (duplicates too; a
   ``LINK_INFO`` counts itself); every request with a good CRC that is not a
   duplicate replaces the replay record (reads and refused requests too);
@@ -100,6 +102,7 @@ class LinkDeviceModel:
         """Power-on state: parser hunting, counters zero, no replay record."""
         self._buf = bytearray()
         self._need = None           # total length of the request being collected
+        self._corrupt = False       # an overrun since the last request completed
         self.record = None
         self.counters = dict.fromkeys(("frames", "crc_errors", "overruns", "resyncs",
                                        "duplicates", "error_responses"), 0)
@@ -120,8 +123,13 @@ class LinkDeviceModel:
             self._count("resyncs")
 
     def overrun(self, nbytes=1):
-        """``nbytes`` bytes were lost because the receive FIFO was full."""
+        """``nbytes`` bytes were lost because the receive FIFO was full.
+
+        The next request to complete fails its CRC check whatever its bytes
+        (the lost byte belonged to it, or to a request the timeout dropped).
+        """
         self._count("overruns", nbytes)
+        self._corrupt = True
 
     def feed(self, data):
         """Receive request bytes; return the response bytes they cause (maybe empty)."""
@@ -139,7 +147,8 @@ class LinkDeviceModel:
                 frame = bytes(buf)
                 buf.clear()
                 self._need = None
-                if crc16(frame[:-2]) != frame[-2] | frame[-1] << 8:
+                corrupt, self._corrupt = self._corrupt, False
+                if corrupt or crc16(frame[:-2]) != frame[-2] | frame[-1] << 8:
                     self._count("crc_errors")
                     continue
                 out += self._execute(frame)
@@ -280,12 +289,23 @@ class LoopbackPort:
     model : LinkDeviceModel
     to_device, to_host : FaultInjector, optional
         Faults on each direction, decided per written frame / per response.
+    clock : callable, optional
+        ``clock(cycles)`` lets device time pass (e.g. the SoC test double's
+        ``wait_cycles``): called with ``cycles_per_byte`` times the bytes of
+        every write, and ``timeout_cycles`` on every read that times out, as
+        on a board, where the device runs while the line carries bytes.
+    cycles_per_byte, timeout_cycles : int
+        A 100 MHz device at 3 Mbaud: about 333 cycles per byte.
     """
 
-    def __init__(self, model, to_device=None, to_host=None):
+    def __init__(self, model, to_device=None, to_host=None, clock=None, cycles_per_byte=333,
+                 timeout_cycles=100_000):
         self.model = model
         self.to_device = to_device
         self.to_host = to_host
+        self.clock = clock
+        self.cycles_per_byte = cycles_per_byte
+        self.timeout_cycles = timeout_cycles
         self._rx = deque()          # pieces for the host: bytes, or None = a stall
         self.written = 0
         self.timeouts = 0
@@ -302,6 +322,8 @@ class LoopbackPort:
     def write(self, data):
         """The host sends ``data`` (one request frame)."""
         self.written += len(data)
+        if self.clock is not None:
+            self.clock(self.cycles_per_byte * len(data))
         pieces = self.to_device.apply(bytes(data)) if self.to_device else [bytes(data)]
         for piece in pieces:
             self._deliver_to_device(piece)
@@ -320,6 +342,8 @@ class LoopbackPort:
             self._rx.popleft()
             return piece
         self.timeouts += 1
+        if self.clock is not None:
+            self.clock(self.timeout_cycles)
         self.model.idle_timeout()
         return b""
 
