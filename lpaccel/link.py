@@ -165,8 +165,8 @@ def encode_request(seq, cmd, addr, words=None, count=None):
     words : sequence of int, optional
         The data of a write command (1..256 words, each 32-bit).
     count : int, optional
-        Number of words (1..256) a read asks for; for writes it defaults to
-        ``len(words)`` and must agree with it.
+        Number of words (1..256) a read asks for (``LINK_INFO``: default 8);
+        for writes it defaults to ``len(words)`` and must agree with it.
 
     Returns
     -------
@@ -182,6 +182,8 @@ def encode_request(seq, cmd, addr, words=None, count=None):
             raise ValueError(f"count {count} disagrees with the {n} words given; "
                              f"omit count for a write")
         count = n
+    if count is None and cmd == Cmd.LINK_INFO:
+        count = 8
     if count is None:
         raise ValueError("a read needs count (1..256 words); a write needs words")
     if not 1 <= count <= MAX_WORDS:
