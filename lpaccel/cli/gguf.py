@@ -1,0 +1,430 @@
+"""``lpaccel run-gguf``: the quantized matrices of a GGUF file through the accelerator.
+
+Reads the file with ``gguf.GGUFReader``; every 2-D ``Q4_0``/``Q4_1``/``Q8_0``
+tensor is chosen by default (others are listed as skipped, with their type),
+or the ones named with ``--tensor``. Each runs as one GEMV ``y = W x`` on the
+device, ``x`` the ``--input`` vector or ``N(0, 1)`` (seeded), and is checked
+twice: bit for bit against the golden model of the hardware arithmetic, and
+by its relative RMS error against float64 arithmetic on gguf's own
+dequantization (``gguf.quants.dequantize``). The table has name, shape,
+format, busy cycles, utilization of the memory path (weight bytes / (cycles
+x memory word)), bit-exact and the error.
+
+Where it runs: with ``--port`` on the device behind that serial port (a
+board, or ``lpaccel serve-sim --pty``); without, in process on the
+simulated SoC, its memory sized to fit the largest tensor. The host program
+(:func:`run_tensors`) is the same either way.
+
+Every check on the inputs (the file, the tensor names and types, the
+activation file, and on a device whether its formats, shape limits and memory
+take every tensor) happens before anything is written to the device.
+"""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lpaccel import repack
+from lpaccel.quant import QuantizedWeights
+from lpaccel.rtl.config import WeightFormat
+from lpaccel.rtl.soc.sequencer import act_bytes
+
+__all__ = ["SUPPORTED", "GgufTensor", "read_gguf", "select_tensors", "load_input",
+           "default_input", "check_device", "run_tensors", "tensor_report", "main"]
+
+#: GGML types the accelerator runs, and their formats.
+SUPPORTED = ("Q4_0", "Q4_1", "Q8_0")
+
+#: Polling budget of one tensor: cycles per weight byte, and a floor.
+TIMEOUT_CYCLES_PER_BYTE = 4
+TIMEOUT_CYCLES_MIN = 1_000_000
+
+
+@dataclass(frozen=True)
+class GgufTensor:
+    """One 2-D tensor of a supported type.
+
+    Attributes
+    ----------
+    name : str
+    fmt : WeightFormat
+    rows, cols : int
+        ``rows`` output elements, ``cols`` the input length (GGUF's ``ne[1]``,
+        ``ne[0]``).
+    data : numpy.ndarray
+        The GGUF blocks, ``uint8 [rows, row_bytes]`` (a view of the file).
+    """
+
+    name: str
+    fmt: WeightFormat
+    rows: int
+    cols: int
+    data: np.ndarray
+
+    @property
+    def shape(self):
+        return f"{self.rows} x {self.cols}"
+
+    def weights(self):
+        """The tensor as :class:`QuantizedWeights`."""
+        return QuantizedWeights.from_gguf(self.data, self.fmt, self.rows, self.cols)
+
+    def reference(self, x):
+        """``W x`` in float64 on gguf's own dequantization of the blocks."""
+        import gguf
+        import gguf.quants
+        w = gguf.quants.dequantize(self.data, gguf.GGMLQuantizationType[self.fmt.name])
+        w = np.asarray(w, dtype=np.float64).reshape(self.rows, self.cols)
+        return w @ np.asarray(x, dtype=np.float64)
+
+
+def read_gguf(path):
+    """Open ``path`` with ``gguf.GGUFReader``.
+
+    Raises
+    ------
+    ValueError
+        If the file does not exist or is not a complete GGUF file.
+    """
+    import gguf
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: no such file; pass the path of a .gguf file")
+    try:
+        return gguf.GGUFReader(path)
+    except Exception as error:      # noqa: BLE001 - the reader raises many kinds on bad files
+        raise ValueError(f"{path} is not a readable GGUF file ({type(error).__name__}: "
+                         f"{error}); it may be truncated or not GGUF at all: check its size "
+                         f"against the original, or download or convert it again") from None
+
+
+def _type_name(t):
+    return getattr(t.tensor_type, "name", str(t.tensor_type))
+
+
+def select_tensors(reader, names=None, path="file"):
+    """The tensors to run, and the ones skipped.
+
+    Parameters
+    ----------
+    reader : gguf.GGUFReader
+    names : list of str, optional
+        ``--tensor`` names; default every 2-D tensor of a supported type.
+    path : str
+        For messages.
+
+    Returns
+    -------
+    chosen : list of GgufTensor
+    skipped : list of dict
+        ``name``, ``type``, ``shape``, ``reason``.
+
+    Raises
+    ------
+    ValueError
+        On a name the file does not have, or a named tensor that cannot run
+        (its type, named with the supported ones; not 2-D); or when nothing
+        runs at all.
+    """
+    by_name = {t.name: t for t in reader.tensors}
+    chosen, skipped, problems = [], [], []
+    if names:
+        missing = [n for n in names if n not in by_name]
+        if missing:
+            listing = ", ".join(list(by_name)[:12]) + (" ..." if len(by_name) > 12 else "")
+            raise ValueError(f"{path} has no tensor {', '.join(missing)} (its tensors: "
+                             f"{listing or 'none'}); check --tensor")
+        candidates = [by_name[n] for n in dict.fromkeys(names)]
+    else:
+        candidates = list(reader.tensors)
+    for t in candidates:
+        dims = [int(d) for d in t.shape]
+        shape = " x ".join(str(d) for d in reversed(dims))
+        kind = _type_name(t)
+        reason = None
+        if kind not in SUPPORTED:
+            reason = (f"type {kind} is not supported (supported: {', '.join(SUPPORTED)})")
+        elif len(dims) != 2 and not (len(dims) > 2 and all(d == 1 for d in dims[2:])):
+            reason = f"{len(dims)}-D ({shape}): only 2-D matrices run as a GEMV"
+        if reason is None:
+            cols, rows = dims[0], dims[1]
+            chosen.append(GgufTensor(t.name, WeightFormat[kind], rows, cols,
+                                     np.asarray(t.data).reshape(rows, -1)))
+        elif names:
+            problems.append(f"tensor {t.name}: {reason}")
+        else:
+            skipped.append({"name": t.name, "type": kind, "shape": shape, "reason": reason})
+    if problems:
+        raise ValueError("; ".join(problems) + "; choose other tensors with --tensor")
+    if not chosen:
+        raise ValueError(f"{path} has no 2-D {'/'.join(SUPPORTED)} tensor to run "
+                         f"({len(skipped)} skipped: "
+                         f"{', '.join(sorted({s['type'] for s in skipped})) or 'none'})")
+    return chosen, skipped
+
+
+def default_input(cols, seed=0):
+    """The activation vector used without ``--input``: ``N(0, 1)`` float32, seeded by length."""
+    return np.random.default_rng([seed, cols]).normal(0.0, 1.0, cols).astype(np.float32)
+
+
+def load_input(path, tensors):
+    """Read the ``--input`` vector and check it against every chosen tensor.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 ``[cols]``.
+
+    Raises
+    ------
+    ValueError
+        If the file is missing or not a ``.npy`` array, not a 1-D float
+        vector, not finite or not ``|x| < 65536``, or its length is not the
+        columns of every chosen tensor.
+    """
+    from lpaccel.quant import ACT_LIMIT
+    path = Path(path)
+    try:
+        x = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise ValueError(f"--input {path}: no such file; pass a .npy file written with "
+                         f"numpy.save") from None
+    except Exception as error:      # noqa: BLE001 - np.load's errors vary with the damage
+        raise ValueError(f"--input {path} is not a .npy array ({error}); write it with "
+                         f"numpy.save(path, x.astype(numpy.float32))") from None
+    if not isinstance(x, np.ndarray) or x.dtype.kind != "f":
+        raise ValueError(f"--input {path} has dtype {getattr(x, 'dtype', type(x).__name__)}: "
+                         f"the activations must be float16, float32 or float64; save "
+                         f"x.astype(numpy.float32)")
+    if x.ndim != 1:
+        raise ValueError(f"--input {path} has shape {x.shape}: it must be a 1-D vector; "
+                         f"save one vector, e.g. x.reshape(-1)")
+    wrong = [t for t in tensors if t.cols != x.size]
+    if wrong:
+        lengths = sorted({t.cols for t in tensors})
+        raise ValueError(f"--input {path} has {x.size} elements but tensor {wrong[0].name} "
+                         f"has {wrong[0].cols} columns; pass a vector of length "
+                         f"{' or '.join(map(str, lengths))} and choose tensors of that width "
+                         f"with --tensor")
+    if not np.all(np.isfinite(x)) or np.any(np.abs(x) >= ACT_LIMIT):
+        raise ValueError(f"--input {path}: every element must be finite and |x| < "
+                         f"{ACT_LIMIT:g} (the BFP16 activation range); scale the vector")
+    x32 = x.astype(np.float32)
+    if not np.all(np.abs(x32) < ACT_LIMIT):
+        raise ValueError(f"--input {path}: an element rounds to {ACT_LIMIT:g} in float32; "
+                         f"scale the vector")
+    return x32
+
+
+def _round_up(n, unit):
+    return -(-n // unit) * unit
+
+
+def memory_needed(tensor, gemv_config):
+    """Bytes one tensor's GEMV takes in device memory (weights, activations, results)."""
+    word = gemv_config.word_bytes
+    layout = repack.stream_layout(tensor.fmt, tensor.rows, tensor.cols, gemv_config)
+    return (_round_up(layout.bytes, word) + _round_up(act_bytes(tensor.cols), word)
+            + _round_up(4 * tensor.rows, word))
+
+
+def check_device(dev, tensors):
+    """Refuse, before anything is written, tensors the device cannot run.
+
+    Raises
+    ------
+    ValueError
+        Naming every such tensor: a format not in ``CAP_FORMATS``, more rows
+        or columns than ``CAP_MAX_ROWS``/``CAP_MAX_COLS``, or more bytes than
+        the device memory (``CAP_MEM_SIZE``).
+    """
+    problems = []
+    size = dev.info.memory_size
+    for t in tensors:
+        if t.fmt not in dev.info.formats:
+            problems.append(f"tensor {t.name}: format {t.fmt.name} is not in the device's "
+                            f"CAP_FORMATS ({', '.join(f.name for f in dev.info.formats)})")
+            continue
+        if t.rows > dev.info.max_rows or t.cols > dev.info.max_cols:
+            problems.append(f"tensor {t.name} ({t.shape}): the device takes at most "
+                            f"{dev.info.max_rows} rows (CAP_MAX_ROWS) and {dev.info.max_cols} "
+                            f"columns (CAP_MAX_COLS)")
+            continue
+        need = memory_needed(t, dev.config)
+        if need > size:
+            problems.append(f"tensor {t.name} ({t.shape} {t.fmt.name}) needs {need} bytes of "
+                            f"device memory (weights, activations, results) but the device "
+                            f"has {size} (CAP_MEM_SIZE)")
+    if problems:
+        raise ValueError("; ".join(problems) + "; leave those out with --tensor, or use a "
+                         "device with more memory")
+
+
+def run_tensors(transport, path, names, input_path=None, seed=0):
+    """The host program: one GEMV per tensor on the device behind ``transport``.
+
+    Blocking; the same over a serial link and in the simulator (through
+    :func:`lpaccel.cli.serve.run_in_process`). Checks every tensor against the
+    device before it writes anything, then per tensor: place weights and
+    activations, clear the counters, run, read results and counters, free.
+
+    Parameters
+    ----------
+    transport : lpaccel.driver.Transport or lpaccel.driver.Device
+    path : str
+        The GGUF file.
+    names : list of str
+        The tensors (already chosen by :func:`select_tensors`).
+    input_path : str, optional
+        ``--input``; default :func:`default_input`.
+    seed : int
+
+    Returns
+    -------
+    dict
+        ``word_bytes`` (the memory word), ``memory_size`` and ``tensors``: per
+        tensor ``name``, ``bits`` (results as uint32) and ``counters``.
+    """
+    from lpaccel.driver import Device
+    dev = transport if isinstance(transport, Device) else Device(transport)
+    tensors, _ = select_tensors(read_gguf(path), names, str(path))
+    x_given = load_input(input_path, tensors) if input_path else None
+    check_device(dev, tensors)
+    out = []
+    for t in tensors:
+        x = x_given if x_given is not None else default_input(t.cols, seed)
+        layout = repack.stream_layout(t.fmt, t.rows, t.cols, dev.config)
+        timeout = max(TIMEOUT_CYCLES_MIN, TIMEOUT_CYCLES_PER_BYTE * layout.bytes)
+        w = dev.put_weights(t.weights(), t.name)
+        a = dev.put_activations(x, f"{t.name} input")
+        r = dev.alloc_results(t.rows, f"{t.name} results")
+        try:
+            dev.clear_counters()
+            tag = dev.submit(w, a, r, timeout_cycles=timeout)
+            dev.wait(tag, timeout_cycles=timeout)
+            counters = dev.counters()
+            bits = dev.read_results_bits(r)[:t.rows]
+        finally:
+            dev.free(w, a, r)
+        out.append({"name": t.name, "bits": [int(b) for b in bits], "counters": counters})
+    return {"word_bytes": dev.info.word_bytes, "memory_size": dev.info.memory_size,
+            "tensors": out}
+
+
+def tensor_report(t, x, bits, counters, word_bytes):
+    """One row of the table: checks and numbers of tensor ``t``'s GEMV."""
+    from lpaccel.sim.golden.gemv import gemv_golden, rel_rms_error
+    got = np.asarray(bits, dtype=np.uint32)
+    want = gemv_golden(t.weights(), x).view(np.uint32)
+    mismatches = int(np.count_nonzero(got != want))
+    cycles = int(counters.get("busy_cycles", 0))
+    weight_bytes = int(counters.get("weight_bytes", 0))
+    return {
+        "name": t.name,
+        "shape": [t.rows, t.cols],
+        "format": t.fmt.name.lower(),
+        "cycles": cycles,
+        "weight_bytes": weight_bytes,
+        "utilization": round(weight_bytes / (cycles * word_bytes), 6) if cycles else 0.0,
+        "bit_exact": mismatches == 0,
+        "mismatches": mismatches,
+        "rel_error_vs_gguf_f64": float(rel_rms_error(got.view(np.float32), t.reference(x))),
+    }
+
+
+def report_text(report):
+    """The table of ``lpaccel run-gguf``."""
+    rows = report["tensors"]
+    name_w = max([len("tensor")] + [len(r["name"]) for r in rows])
+    lines = [f"lpaccel run-gguf {report['file']} {report['where']}",
+             f"  {'tensor':{name_w}s}  {'shape':>13s}  {'format':6s}  {'cycles':>9s}  "
+             f"{'util.':>7s}  {'bit-exact':9s}  rel. error vs gguf f64"]
+    for r in rows:
+        shape = f"{r['shape'][0]} x {r['shape'][1]}"
+        exact = "yes" if r["bit_exact"] else f"NO ({r['mismatches']})"
+        lines.append(f"  {r['name']:{name_w}s}  {shape:>13s}  {r['format'].upper():6s}  "
+                     f"{r['cycles']:9d}  {100 * r['utilization']:6.2f}%  {exact:9s}  "
+                     f"{r['rel_error_vs_gguf_f64']:.3e}")
+    for s in report["skipped"]:
+        lines.append(f"  skipped {s['name']} ({s['shape']}): {s['reason']}")
+    if report.get("output"):
+        lines.append(f"  wrote {report['output']}")
+    ok = report["ok"]
+    lines.append(f"run-gguf: {'PASS' if ok else 'FAIL'} ({sum(r['bit_exact'] for r in rows)} "
+                 f"of {len(rows)} tensors bit-exact)")
+    return "\n".join(lines)
+
+
+def _sim_config(tensors, xs):
+    """The simulated SoC for ``tensors``: on-chip memory sized for the largest one."""
+    from lpaccel.cli.soc import SocPlan, soc_config_for
+    biggest = max(tensors, key=lambda t: t.rows * t.cols * t.fmt.block_bytes)
+    widest = max(tensors, key=lambda t: t.cols)
+    picks = list({id(t): t for t in (biggest, widest)}.values())
+    plan = SocPlan([t.weights() for t in picks], [xs[t.name] for t in picks],
+                   [[(i, i)] for i in range(len(picks))])
+    return soc_config_for("onchip", plan)
+
+
+def check_args(args):
+    """Check the file, the tensor choice, ``--input`` and ``--output`` (no device needed).
+
+    Returns
+    -------
+    tuple of (list of GgufTensor, list of dict, numpy.ndarray or None)
+        The chosen tensors, the skipped ones, the ``--input`` vector.
+    """
+    path = Path(args.file)
+    tensors, skipped = select_tensors(read_gguf(path), args.tensor, str(path))
+    if args.output and len(tensors) != 1:
+        raise ValueError(f"--output {args.output} writes one tensor's result, but "
+                         f"{len(tensors)} tensors are chosen; name one with --tensor")
+    if args.output and not Path(args.output).resolve().parent.is_dir():
+        raise ValueError(f"--output {args.output}: directory "
+                         f"{Path(args.output).resolve().parent} does not exist; create it "
+                         f"or write elsewhere")
+    x_given = load_input(args.input, tensors) if args.input else None
+    return tensors, skipped, x_given
+
+
+def main(args, dev=None):
+    """``lpaccel [--port DEV] run-gguf FILE ...``; return the exit code.
+
+    ``dev``: the open device when ``--port`` was given.
+    """
+    path = Path(args.file)
+    tensors, skipped, x_given = check_args(args)
+    xs = {t.name: x_given if x_given is not None else default_input(t.cols, args.seed)
+          for t in tensors}
+    names = [t.name for t in tensors]
+    if dev is not None:
+        result = run_tensors(dev, str(path), names, args.input, args.seed)
+        where = f"on {args.port}"
+    else:
+        from lpaccel.cli.serve import run_in_process
+        config = _sim_config(tensors, xs)
+        report = run_in_process("lpaccel.cli.gguf:run_tensors",
+                                {"path": str(path.resolve()), "names": names,
+                                 "input_path": str(Path(args.input).resolve())
+                                 if args.input else None,
+                                 "seed": args.seed},
+                                config, seed=args.seed)
+        result = report["result"]
+        where = (f"on the simulated SoC (in process, {config.memory_size // 1024} KiB on-chip "
+                 f"memory, {config.gemv.lanes} lanes)")
+    rows = [tensor_report(t, xs[t.name], r["bits"], r["counters"], result["word_bytes"])
+            for t, r in zip(tensors, result["tensors"])]
+    out = {"file": str(path), "where": where, "tensors": rows, "skipped": skipped,
+           "ok": all(r["bit_exact"] for r in rows), "output": None}
+    if args.output:
+        y = np.asarray(result["tensors"][0]["bits"], dtype=np.uint32).view(np.float32)
+        np.save(args.output, y)
+        out["output"] = str(args.output)
+    if args.json:
+        print(json.dumps(out))
+    else:
+        print(report_text(out))
+    return 0 if out["ok"] else 1

@@ -1,0 +1,336 @@
+"""cocotb tests behind ``lpaccel serve-sim``, ``selftest`` and ``run-gguf`` (in process).
+
+Two tests, each started by :func:`lpaccel.sim.infra.harness.run_cocotb` from
+:mod:`lpaccel.cli.serve`:
+
+- :func:`run_host` (on the SoC top, ``sim/tops/soc.py``): runs one blocking
+  host program, named ``"module:function"`` in ``LPACCEL_PROGRAM``, as
+  ``function(transport, **kwargs)`` over the testbench's
+  :class:`~lpaccel.sim.testbenches.soc.SimTransport` (the driver code that
+  runs over a serial port runs here unchanged), and writes what it returned,
+  or the exception it raised, to ``LPACCEL_REPORT`` (JSON).
+- :func:`serve` (on the link top, ``sim/tops/link.py``): the simulated
+  board. It opens a pseudo-terminal, writes the path of its slave end to the
+  file named by ``LPACCEL_PTY_FILE`` and moves bytes between the master end
+  and the bridge: straight into the top's ``rx``/``tx`` byte streams, one per
+  clock (default), or through the UART pins with cocotbext-uart
+  (``LPACCEL_SERVE_UART=1``). It runs until the file named by
+  ``LPACCEL_STOP_FILE`` appears, SIGINT or SIGTERM arrives, or the process
+  that started the simulation is gone.
+
+The serve loop lets simulated time pass only when there is something to do::
+
+    pty bytes waiting ──> feed rx, one byte per clock ──┐
+    tx byte valid     ──> collect, write to the pty    ├─> clock runs
+    busy (job or bridge mid-request)  ──> run CHUNK cycles
+    nothing pending and busy low      ──> select() on the pty (bounded), no clock
+
+So an idle board costs no CPU, and a request that arrives in pieces (the
+host's write was split) does not see simulated time pass between the
+pieces, which would trip the bridge's inter-byte timeout.
+"""
+
+import contextlib
+import importlib
+import json
+import os
+import select
+import signal
+import time
+import traceback
+import tty
+
+import cocotb
+from cocotb.clock import Clock
+from cocotb.triggers import ReadOnly, RisingEdge, Timer
+
+from lpaccel.sim.infra.harness import params
+
+__all__ = ["call_program", "PtyServer"]
+
+#: Clock period of the serve simulation (ns), as in ``sim/testbenches/soc.py``.
+CLOCK_NS = 2
+
+#: Cycles run at once while the device is busy and no byte moves.
+CHUNK_CYCLES = 64
+
+#: Longest block in select() while idle (seconds): how quickly a stop request is seen.
+IDLE_SELECT_S = 0.05
+
+#: Bytes read from the pty at once.
+READ_BYTES = 65536
+
+
+def call_program(spec, transport, kwargs):
+    """Import ``"module:function"`` and call ``function(transport, **kwargs)``."""
+    module, _, func = spec.partition(":")
+    return getattr(importlib.import_module(module), func)(transport, **kwargs)
+
+
+@cocotb.test()
+async def run_host(dut):
+    """Run ``LPACCEL_PROGRAM`` over the SoC's SimTransport; report to ``LPACCEL_REPORT``.
+
+    The program's exceptions are reported (``error``: type, message,
+    traceback), not raised: the command line turns them into its own errors.
+    """
+    from lpaccel.sim.testbenches.soc import SocTB, config_from_params
+
+    config, build_hash = config_from_params(params())
+    kwargs = json.loads(os.environ.get("LPACCEL_KWARGS", "{}"))
+    # Light host managers, no per-cycle checker: Verilator runs free between accesses.
+    tb = SocTB(dut, config, build_hash=build_hash, checkers=False, host="light")
+    await tb.reset()
+    report = {"result": None, "error": None}
+    started = time.monotonic()
+    try:
+        report["result"] = await tb.run_driver(call_program, os.environ["LPACCEL_PROGRAM"],
+                                               tb.transport(), kwargs)
+    except Exception as error:  # reported to the command line, which decides
+        report["error"] = {"type": type(error).__name__, "message": str(error),
+                           "traceback": traceback.format_exc()}
+    report["wall_seconds"] = time.monotonic() - started
+    report["sim_cycles"] = tb.cycle
+    try:
+        await tb.check_idle()
+        report["idle_error"] = None
+    except AssertionError as error:
+        report["idle_error"] = str(error)
+    with open(os.environ["LPACCEL_REPORT"], "w") as f:
+        json.dump(report, f)
+
+
+# --- the simulated board on a pseudo-terminal ------------------------------------------------
+
+class PtyServer:
+    """Moves bytes between a pseudo-terminal and the link top's bridge.
+
+    Parameters
+    ----------
+    dut : cocotb handle
+        A :class:`lpaccel.sim.tops.link.LinkSimTop`.
+    uart : bool
+        Through the UART pins (cocotbext-uart at the top's baud divisor)
+        instead of the byte streams.
+    divisor : int
+        Clock cycles per UART bit (``uart`` only).
+
+    Attributes
+    ----------
+    slave_path : str
+        The pseudo-terminal's device, e.g. ``/dev/pts/3``.
+    rx_bytes, tx_bytes : int
+        Bytes moved host -> device and device -> host.
+    """
+
+    def __init__(self, dut, *, uart=False, divisor=8):
+        self.dut = dut
+        self.uart = uart
+        self.divisor = divisor
+        self.master, self._slave = os.openpty()
+        # Raw both ends: no echo, no line discipline, every byte as it is.
+        tty.setraw(self._slave)
+        tty.setraw(self.master)
+        os.set_blocking(self.master, False)
+        self.slave_path = os.ttyname(self._slave)
+        self.rx_bytes = self.tx_bytes = 0
+        self._pending = bytearray()     # host -> device, not yet given to the bridge
+        self._out = bytearray()         # device -> host, not yet written to the pty
+        self._stop = False
+        self.cycle = 0
+
+    def request_stop(self, *_):
+        """Stop at the next chance (a signal handler)."""
+        self._stop = True
+
+    def close(self):
+        for fd in (self.master, self._slave):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    # -- pty ---------------------------------------------------------------------------
+
+    def _read_pty(self, timeout):
+        """Append what the host wrote; wait up to ``timeout`` seconds for something."""
+        readable, _, _ = select.select([self.master], [], [], timeout)
+        if readable:
+            try:
+                data = os.read(self.master, READ_BYTES)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                # EIO: nobody has the slave open (our own fd keeps this rare).
+                return
+            self._pending += data
+            self.rx_bytes += len(data)
+
+    def _write_pty(self):
+        while self._out:
+            try:
+                n = os.write(self.master, self._out)
+            except BlockingIOError:
+                # The host does not read: keep the bytes, the clock keeps running.
+                return
+            del self._out[:n]
+
+    # -- byte streams ---------------------------------------------------------------------
+
+    async def _run_cycles(self, n):
+        """Let ``n`` cycles pass with no Python wake-up per cycle.
+
+        ``tx_ready`` is low meanwhile, so a response byte waits in the bridge
+        (``tx_valid`` holds) instead of passing unseen.
+        """
+        d = self.dut
+        d.tx_ready.value = 0
+        await Timer(n * CLOCK_NS - CLOCK_NS // 2, unit="ns")
+        await RisingEdge(d.clk)
+        d.tx_ready.value = 1
+        self.cycle += n
+
+    async def serve_streams(self, should_stop):
+        """Serve on the ``rx``/``tx`` byte streams, one byte per clock each way.
+
+        Inputs change just after a rising edge and handshakes are sampled in
+        the ReadOnly phase before the next one (the convention of
+        ``sim/infra/streams.py``).
+        """
+        d = self.dut
+        d.use_uart.value = 0
+        d.rx_valid.value = 0
+        d.tx_ready.value = 1
+        await RisingEdge(d.clk)
+        active = 0
+        while True:
+            # Just after a rising edge: drive.
+            if self._pending:
+                d.rx_data.value = self._pending[0]
+                d.rx_valid.value = 1
+            else:
+                d.rx_valid.value = 0
+            await ReadOnly()
+            took = bool(self._pending) and bool(int(d.rx_ready.value))
+            tx_valid = int(d.tx_valid.value)
+            if tx_valid:
+                self._out.append(int(d.tx_data.value))
+                self.tx_bytes += 1
+            busy = int(d.busy.value)
+            await RisingEdge(d.clk)
+            self.cycle += 1
+            if took:
+                del self._pending[0]
+            if self._pending or tx_valid:
+                active += 1
+                if active % 256 == 0 or not self._pending:
+                    self._write_pty()
+                    self._read_pty(0)
+                continue
+            active = 0
+            self._write_pty()
+            if self._stop or should_stop():
+                break
+            if busy:
+                # A job runs (or the bridge is mid-request): run a chunk, then look again.
+                self._read_pty(0)
+                if not self._pending:
+                    d.rx_valid.value = 0
+                    await self._run_cycles(CHUNK_CYCLES)
+            else:
+                # Nothing pending and nothing running: block (bounded) without a clock.
+                self._read_pty(0.001 if self._out else IDLE_SELECT_S)
+        d.rx_valid.value = 0
+
+    # -- UART pins -------------------------------------------------------------------------
+
+    async def serve_uart(self, should_stop):
+        from cocotbext.uart import UartSink, UartSource
+        d = self.dut
+        d.use_uart.value = 1
+        d.uart_rx.value = 1
+        baud = 1e9 / (self.divisor * CLOCK_NS)
+        source = UartSource(d.uart_rx, baud=baud, bits=8)
+        sink = UartSink(d.uart_tx, baud=baud, bits=8)
+        # A frame on the wire is 10 bits: run that long per step while bytes move.
+        frame = 10 * self.divisor
+        while not (self._stop or should_stop()):
+            if sink.count():
+                data = sink.read_nowait(sink.count())
+                self._out += data
+                self.tx_bytes += len(data)
+            self._write_pty()
+            self._read_pty(0)
+            if self._pending:
+                source.write_nowait(bytes(self._pending))
+                self._pending.clear()
+            moving = not source.empty() or int(d.busy.value) or int(d.uart_tx.value) == 0
+            if moving:
+                await Timer(max(CHUNK_CYCLES, frame) * CLOCK_NS, unit="ns")
+                self.cycle += max(CHUNK_CYCLES, frame)
+            else:
+                # The receiver may still be mid-frame for up to one frame time.
+                await Timer(2 * frame * CLOCK_NS, unit="ns")
+                if sink.count() == 0 and not int(d.busy.value):
+                    self._read_pty(IDLE_SELECT_S)
+
+
+def _stop_condition():
+    stop_file = os.environ.get("LPACCEL_STOP_FILE")
+    parent = int(os.environ.get("LPACCEL_PARENT_PID", "0"))
+    state = {"last": 0.0, "stop": False}
+
+    def should_stop():
+        now = time.monotonic()
+        if now - state["last"] < 0.1:
+            return state["stop"]
+        state["last"] = now
+        gone = False
+        if parent:
+            try:
+                os.kill(parent, 0)
+            except ProcessLookupError:
+                gone = True
+            except PermissionError:
+                pass
+        state["stop"] = gone or bool(stop_file and os.path.exists(stop_file))
+        return state["stop"]
+
+    return should_stop
+
+
+@cocotb.test()
+async def serve(dut):
+    """The simulated board: serve the bridge on a pseudo-terminal until told to stop."""
+    p = params()
+    uart = os.environ.get("LPACCEL_SERVE_UART", "0") == "1"
+    divisor = int(os.environ.get("LPACCEL_UART_DIVISOR", "8"))
+    cocotb.start_soon(Clock(dut.clk, CLOCK_NS, unit="ns").start())
+    dut.rst.value = 1
+    dut.rx_valid.value = 0
+    dut.tx_ready.value = 1
+    dut.use_uart.value = int(uart)
+    dut.uart_rx.value = 1
+    for _ in range(8):
+        await RisingEdge(dut.clk)
+    dut.rst.value = 0
+    for _ in range(2):
+        await RisingEdge(dut.clk)
+    server = PtyServer(dut, uart=uart, divisor=divisor)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(ValueError):   # not the main thread: the stop file still works
+            signal.signal(sig, server.request_stop)
+    path_file = os.environ["LPACCEL_PTY_FILE"]
+    tmp = path_file + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(server.slave_path + "\n")
+    os.replace(tmp, path_file)
+    dut._log.info("serving %s on %s (%s)", p.get("memory", "?"), server.slave_path,
+                  "UART pins" if uart else "byte streams")
+    try:
+        if uart:
+            await server.serve_uart(_stop_condition())
+        else:
+            await server.serve_streams(_stop_condition())
+    finally:
+        server.close()
+    dut._log.info("stopped after %d cycles: %d bytes in, %d bytes out", server.cycle,
+                  server.rx_bytes, server.tx_bytes)
