@@ -2,9 +2,13 @@
 
 Verbs: ``demo``, ``gemv`` (one GEMV in RTL simulation), ``bench`` (the
 benchmark suite), ``mem-bench`` (the LPDDR memory path), ``build`` (a
-bitstream and its report) and ``regmap`` (the register map's generated
-files). Each verb prints a short human report, or one JSON object with
-``--json``.
+bitstream and its report), ``regmap`` (the register map's generated
+files), ``serve-sim`` (the simulated board on a pseudo-terminal),
+``selftest`` and ``run-gguf`` (GGUF tensors through the accelerator). Each
+verb prints a short human report, or one JSON object with ``--json``. The
+global ``--port DEV`` runs ``gemv``, ``selftest`` and ``run-gguf`` on the
+device behind a serial port (a board, or ``serve-sim``'s pty) instead of in
+process on the simulated SoC.
 
 This package is the top layer (docs/architecture.md): the only place that
 combines the host library with the simulator (``lpaccel.sim``) and the board
@@ -72,6 +76,8 @@ def _cmd_gemv(args):
         raise ValueError(f"--group {args.group}: {args.format} has fixed 32-element blocks; "
                          f"--group applies to int4 and int8 only")
     case = make_case(args.format, args.rows, args.cols, group=args.group, seed=args.seed)
+    if args.port:
+        return _port_gemv(args, case)
     if args.engine_only:
         if args.memory is not None:
             raise ValueError(f"--memory {args.memory}: the engine-only run streams its "
@@ -95,6 +101,60 @@ def _cmd_gemv(args):
         print(text(report))
     ok = soc_run_ok(report) if not args.engine_only else report["bit_exact"]
     return 0 if ok else 1
+
+
+def _port_gemv(args, case):
+    from lpaccel.cli.serve import open_port, port_gemv_text, run_port_gemv
+    given = [o for o, v in (("--memory", args.memory), ("--lanes", args.lanes),
+                            ("--word-bits", args.word_bits),
+                            ("--engine-only", args.engine_only),
+                            ("--protocol-checks", args.protocol_checks)) if v]
+    if given:
+        raise ValueError(f"{', '.join(given)} configure the simulated SoC; with --port the "
+                         f"device is what it is: drop them")
+    dev = open_port(args.port, args.baud)
+    try:
+        report = run_port_gemv(dev, case)
+    finally:
+        dev.transport.close()
+    print(json.dumps(report) if args.json else port_gemv_text(report, args.port))
+    return 0 if report["bit_exact"] else 1
+
+
+def _cmd_selftest(args):
+    from lpaccel.cli import selftest
+    if args.port is None:
+        return selftest.main(args)
+    from lpaccel.cli.serve import open_port
+    dev = open_port(args.port, args.baud)
+    try:
+        return selftest.main(args, dev.transport)
+    finally:
+        dev.transport.close()
+
+
+def _cmd_run_gguf(args):
+    from lpaccel.cli import gguf
+    if args.port is None:
+        return gguf.main(args)
+    # Check the file and the inputs before the device is even opened.
+    gguf.check_args(args)
+    from lpaccel.cli.serve import open_port
+    dev = open_port(args.port, args.baud)
+    try:
+        return gguf.main(args, dev)
+    finally:
+        dev.transport.close()
+
+
+def _cmd_serve_sim(args):
+    from lpaccel.cli.serve import serve_sim
+    if not args.pty:
+        raise ValueError("serve-sim serves on a pseudo-terminal: pass --pty")
+    if args.port:
+        raise ValueError(f"--port {args.port}: serve-sim is the device; run other commands "
+                         f"with --port on the path it prints")
+    return serve_sim(args.memory, uart=args.uart, seed=args.seed)
 
 
 def _cmd_demo(args):
@@ -201,6 +261,12 @@ def _cmd_mem_bench(args):
 
 def _parser():
     p = argparse.ArgumentParser(prog="lpaccel", description=__doc__.splitlines()[0])
+    p.add_argument("--port", metavar="DEV", default=None,
+                   help="run gemv, selftest and run-gguf on the device at this serial port "
+                        "(/dev/ttyUSB0, or the pty lpaccel serve-sim prints) instead of in "
+                        "process on the simulated SoC")
+    p.add_argument("--baud", type=_positive_int, default=None,
+                   help="line rate of --port (default 3000000, the ULX3S's FT231X)")
     sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
 
     d = sub.add_parser("demo", help="the SoC end to end: weights in LPDDR, a queued chain of "
@@ -269,6 +335,43 @@ def _parser():
     r.add_argument("--out", required=True, help="output directory, e.g. build/regmap")
     r.set_defaults(func=_cmd_regmap)
 
+    st = sub.add_parser("selftest", help="identification, register walk, memory test and one "
+                                         "GEMV per format, PASS/FAIL per step")
+    st.add_argument("--memory", choices=SOC_MEMORIES, default=ONCHIP,
+                    help="memory of the simulated SoC without --port (default %(default)s)")
+    st.add_argument("--skip-memory", action="store_true",
+                    help="leave out the memory test (it overwrites device memory)")
+    st.add_argument("--seed", type=int, default=0)
+    st.add_argument("--json", action="store_true", help="print one JSON object")
+    st.set_defaults(func=_cmd_selftest)
+
+    rg = sub.add_parser("run-gguf", help="the 2-D Q4_0/Q4_1/Q8_0 tensors of a GGUF file "
+                                          "through the accelerator, checked")
+    rg.add_argument("file", metavar="FILE", help="a .gguf file")
+    rg.add_argument("--tensor", metavar="NAME", action="append", default=None,
+                    help="run this tensor (repeat for more; default every 2-D Q4_0/Q4_1/Q8_0 "
+                         "tensor)")
+    rg.add_argument("--input", metavar="X.npy", default=None,
+                    help="activation vector, a 1-D float .npy of the tensors' column count "
+                         "(default N(0, 1), seeded)")
+    rg.add_argument("--output", metavar="Y.npy", default=None,
+                    help="write the FP32 result here (one tensor only)")
+    rg.add_argument("--seed", type=int, default=0)
+    rg.add_argument("--json", action="store_true", help="print one JSON object")
+    rg.set_defaults(func=_cmd_run_gguf)
+
+    sv = sub.add_parser("serve-sim", help="the simulated board (SoC + host bridge in "
+                                           "Verilator) on a pseudo-terminal, until Ctrl-C")
+    sv.add_argument("--pty", action="store_true",
+                    help="serve on a new pseudo-terminal and print its path")
+    sv.add_argument("--memory", choices=(ONCHIP,), default=ONCHIP,
+                    help="memory of the simulated SoC (default %(default)s)")
+    sv.add_argument("--uart", action="store_true",
+                    help="through the bridge's UART pins (bit-level, slower) instead of its "
+                         "byte streams")
+    sv.add_argument("--seed", type=int, default=0)
+    sv.set_defaults(func=_cmd_serve_sim)
+
     mb = sub.add_parser("mem-bench", help="LPDDR controller + device model bandwidth (Verilator)")
     mb.add_argument("--memory", choices=LPDDR_MEMORIES, default=LPDDR_MEMORIES[0])
     mb.add_argument("--pattern", choices=("seq", "random"), default="seq")
@@ -287,9 +390,11 @@ def _parser():
 def main(argv=None):
     """Entry point of the ``lpaccel`` console script."""
     args = _parser().parse_args(argv)
+    from lpaccel.driver import DeviceError
+    from lpaccel.link import LinkError
     try:
         return args.func(args)
-    except ValueError as error:
+    except (ValueError, LinkError, DeviceError) as error:
         print(f"lpaccel {args.verb}: error: {error}", file=sys.stderr)
         return 2
 
