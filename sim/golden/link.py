@@ -33,8 +33,13 @@ Choices the protocol page leaves open, made here (the RTL must agree):
   every response with ``STATUS != OK`` counts as an error response.
 """
 
+import os
 import random
+import select
 import struct
+import threading
+import time
+import tty
 from collections import deque
 
 from lpaccel.link import (
@@ -51,7 +56,7 @@ from lpaccel.link import (
     request_length,
 )
 
-__all__ = ["BusError", "FaultInjector", "LinkDeviceModel", "LoopbackPort"]
+__all__ = ["BusError", "FaultInjector", "LinkDeviceModel", "LoopbackPort", "PtyServer"]
 
 _COMMANDS = frozenset(int(c) for c in Cmd)
 
@@ -349,3 +354,104 @@ class LoopbackPort:
 
     def close(self):
         """Nothing to release."""
+
+
+class PtyServer:
+    """Serve a :class:`LinkDeviceModel` on a pseudo-terminal, in a background thread.
+
+    A host program (``SerialPort``, the C tool's serial HAL) opens :attr:`path`
+    as it would a USB-UART. Faults apply per chunk read from / answered to the
+    pty (a host writes one request at a time, so a chunk is about a frame).
+    A gap of ``idle_s`` without request bytes is the bridge's inter-byte
+    timeout; a stall on the way to the host holds the rest of the response
+    back for ``stall_s``.
+
+    Parameters
+    ----------
+    model : LinkDeviceModel
+    to_device, to_host : FaultInjector, optional
+    clock : callable, optional
+        ``clock(cycles)``: device time, advanced by ``cycles_per_poll`` on
+        every poll of the pty (every ``idle_s`` at most).
+    idle_s, stall_s : float
+
+    Use as a context manager::
+
+        with PtyServer(model) as server:
+            dev = open_device(server.path)
+    """
+
+    def __init__(self, model, to_device=None, to_host=None, clock=None, cycles_per_poll=100_000,
+                 idle_s=0.002, stall_s=0.2):
+        self.model = model
+        self.to_device = to_device
+        self.to_host = to_host
+        self.clock = clock
+        self.cycles_per_poll = cycles_per_poll
+        self.idle_s = idle_s
+        self.stall_s = stall_s
+        self.path = None
+        self._thread = None
+        self._stop = None
+        self.error = None
+
+    def start(self):
+        """Open the pty and start serving; return the slave's path."""
+        self._master, self._slave = os.openpty()
+        tty.setraw(self._slave)
+        self.path = os.ttyname(self._slave)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="link-pty", daemon=True)
+        self._thread.start()
+        return self.path
+
+    def _serve(self):
+        pending = deque()           # (time to send, bytes)
+        try:
+            while not self._stop.is_set():
+                now = time.monotonic()
+                while pending and pending[0][0] <= now:
+                    os.write(self._master, pending.popleft()[1])
+                ready, _, _ = select.select([self._master], [], [], self.idle_s)
+                if self.clock is not None:
+                    self.clock(self.cycles_per_poll)
+                if not ready:
+                    self.model.idle_timeout()
+                    continue
+                data = os.read(self._master, 65536)
+                pieces = self.to_device.apply(data) if self.to_device else [data]
+                out = bytearray()
+                for piece in pieces:
+                    if piece is None:
+                        self.model.idle_timeout()
+                    else:
+                        out += self.model.feed(piece)
+                if not out:
+                    continue
+                delay = 0.0
+                for piece in (self.to_host.apply(bytes(out)) if self.to_host else [out]):
+                    if piece is None:
+                        delay += self.stall_s
+                    elif delay:
+                        pending.append((time.monotonic() + delay, piece))
+                    else:
+                        os.write(self._master, piece)
+        except OSError as error:        # the pty was closed under us
+            if not self._stop.is_set():
+                self.error = error
+
+    def stop(self):
+        """Stop serving and close the pty."""
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self._thread = None
+            os.close(self._master)
+            os.close(self._slave)
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
