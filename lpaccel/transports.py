@@ -123,6 +123,8 @@ class LinkTransport(driver.Transport):
     timeout_s : float
         Wait for a response beyond the line time (longer than the bridge's
         inter-byte timeout, about 1 ms, and the host's scheduling jitter).
+        It doubles with every retry of an operation, up to :attr:`BACKOFF`
+        times; a simulated board may need more (``timeout_s=1``).
     progress : bool
         Show a progress bar (tqdm, on stderr) for transfers of at least
         ``progress_bytes``.
@@ -141,6 +143,9 @@ class LinkTransport(driver.Transport):
     #: A polling interval on a serial link is at least this long; the
     #: round trip itself takes longer than the cycles asked for.
     MAX_WAIT_S = 0.01
+
+    #: The wait for a response doubles with every retry up to this factor.
+    BACKOFF = 8
 
     def __init__(self, port, baud=None, retries=8, timeout_s=0.05, progress=True,
                  progress_bytes=64 * 1024, check=True, seq=0):
@@ -187,6 +192,9 @@ class LinkTransport(driver.Transport):
                 return rsp
             if client.retry_due or not data or time.monotonic() >= deadline:
                 port.write(client.timeout())
+                # Back off on a slow device (a simulated board) up to BACKOFF times the
+                # first timeout; a resent write is answered from the replay record.
+                limit = min(2 * limit, self.BACKOFF * self._attempt_timeout(n))
                 deadline = time.monotonic() + limit
 
     # -- driver.Transport ------------------------------------------------------------
