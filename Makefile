@@ -7,7 +7,7 @@ BOARD   ?= ulx3s-85f
 DESIGN  ?=
 JOBS    ?= 2
 
-.PHONY: demo test lint test-slow bench bitstream clean distclean
+.PHONY: demo test lint test-slow bench bitstream firmware clean distclean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,11 @@ bench: $(STAMP)
 
 bitstream: $(STAMP)
 	$(BIN)/lpaccel build --board $(BOARD)$(if $(DESIGN), --design $(DESIGN))
+
+# C firmware (firmware/README.md): the register header generated from the RDL, the host
+# tool lpaccel-fw with cc, the library cross-compiled for riscv32 with zig cc.
+firmware: $(STAMP)
+	$(MAKE) -f firmware/firmware.mk BIN=$(BIN)
 
 clean:
 	rm -rf build sim_build .pytest_cache
