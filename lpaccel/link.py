@@ -564,6 +564,11 @@ class LinkClient:
             return rsp
         return None
 
+    def abort(self):
+        """End the current operation without a result (the port failed under it)."""
+        if self._op is not None:
+            self._finish()
+
     def _finish(self):
         self._op = None
         self.retry_due = False

@@ -85,20 +85,30 @@ class SerialPort:
                             f"dialout), and that the baud rate is supported") from None
         self._serial.reset_input_buffer()
 
+    def _failed(self, error):
+        return PortError(f"serial port {self.path}: {error}; the device was unplugged or the "
+                         f"simulated board stopped; reconnect and open the port again")
+
     def write(self, data):
         """Send ``data``."""
-        self._serial.write(data)
-        self._serial.flush()
+        try:
+            self._serial.write(data)
+            self._serial.flush()
+        except (serial.SerialException, OSError) as error:
+            raise self._failed(error) from None
 
     def read(self, max_bytes, timeout_s):
         """Up to ``max_bytes`` received bytes; waits up to ``timeout_s`` for the first."""
         s = self._serial
-        s.timeout = max(0.0, timeout_s)
-        first = s.read(1)
-        if not first:
-            return b""
-        s.timeout = 0
-        return first + s.read(min(max_bytes - 1, s.in_waiting))
+        try:
+            s.timeout = max(0.0, timeout_s)
+            first = s.read(1)
+            if not first:
+                return b""
+            s.timeout = 0
+            return first + s.read(min(max_bytes - 1, s.in_waiting))
+        except (serial.SerialException, OSError) as error:
+            raise self._failed(error) from None
 
     def close(self):
         """Close the port."""
@@ -178,10 +188,18 @@ class LinkTransport(driver.Transport):
         LinkStatusError
             If the device refused the request.
         """
-        client, port = self.client, self.port
+        client = self.client
         frame = client.start(cmd, addr, words, count)
         n = len(words) if words is not None else (count or 8)
         limit = self._attempt_timeout(n)
+        try:
+            return self._exchange(frame, n, limit)
+        except BaseException:
+            client.abort()          # no-op if the operation ended (LinkError, status)
+            raise
+
+    def _exchange(self, frame, n, limit):
+        client, port = self.client, self.port
         port.write(frame)
         deadline = time.monotonic() + limit
         while True:

@@ -218,3 +218,33 @@ def test_pty_with_faults():
         finally:
             link.close()
     assert [backend.regs[4 * i] for i in range(41)] == list(range(41))
+
+
+def test_a_port_failing_mid_operation_leaves_the_client_usable():
+    backend = LoggingBackend()
+    port = LoopbackPort(backend.model())
+    link = LinkTransport(port, progress=False)
+    real_write = port.write
+
+    def unplugged(data):
+        raise PortError("serial port /dev/ttyUSB0: unplugged")
+
+    port.write = unplugged
+    with pytest.raises(PortError, match="unplugged"):
+        link.write32(0, 1)
+    port.write = real_write
+    link.write32(0, 2)
+    assert backend.regs == {0: 2}
+
+
+def test_serial_port_errors_name_the_port():
+    master, slave = os.openpty()
+    path = os.ttyname(slave)
+    port = SerialPort(path)
+    os.close(master)
+    os.close(slave)
+    port.close()
+    with pytest.raises(PortError, match=f"serial port {path}: .*unplugged"):
+        port.write(b"x")
+    with pytest.raises(PortError, match=f"serial port {path}: "):
+        port.read(1, 0.0)
