@@ -27,14 +27,11 @@ from pathlib import Path
 from lpaccel.paths import build_dir
 from lpaccel.rtl.soc_config import ONCHIP, SocConfig
 
-__all__ = ["ProgramError", "run_in_process", "serve_sim", "link_params", "SIM_LINK_NAME",
-           "SERVE_MEMORIES"]
+__all__ = ["ProgramError", "run_in_process", "serve_sim", "serve_params", "SERVE_MEMORIES",
+           "open_port", "run_port_gemv", "port_gemv_text"]
 
 #: Verilog name of the SoC simulation top (shared with lpaccel gemv and tests/soc).
 SIM_SOC_NAME = "soc"
-
-#: Verilog name of the link simulation top (sim/tops/link.py; shared with H1's tests).
-SIM_LINK_NAME = "link"
 
 #: Memories ``serve-sim`` offers (on chip only: the LPDDR builds take many minutes).
 SERVE_MEMORIES = (ONCHIP,)
@@ -126,24 +123,23 @@ def run_in_process(program, kwargs, config=None, *, seed=0, work_dir=None):
 
 # --- serve-sim ---------------------------------------------------------------------------------
 
-def link_params(memory=ONCHIP):
-    """Parameters of the link top for ``memory``: the SoC's :meth:`SocConfig.to_dict`.
+def serve_params(memory=ONCHIP):
+    """Parameters of the link top for ``memory`` (:func:`lpaccel.sim.tops.link.link_params`).
 
-    The same dict as the link top's tests use, so ``serve-sim`` shares their
+    The same as the link top's tests use, so ``serve-sim`` shares their
     Verilator build.
     """
+    from lpaccel.sim.tops.link import link_params
     if memory not in SERVE_MEMORIES:
         raise ValueError(f"--memory {memory}: serve-sim builds the on-chip memory SoC only "
                          f"(supported: {', '.join(SERVE_MEMORIES)})")
-    return SocConfig(memory=memory).to_dict()
+    return link_params(SocConfig(memory=memory))
 
 
-def _uart_divisor():
-    """Clock cycles per UART bit of the link top's simulation bridge."""
-    with contextlib.suppress(ImportError, AttributeError, TypeError):
-        from lpaccel.sim.tops.link import SIM_BRIDGE
-        return SIM_BRIDGE.divisor
-    return 8
+def _uart_divisor(params):
+    """Clock cycles per UART bit of the link top's bridge."""
+    from lpaccel.rtl.bridge.config import BridgeConfig
+    return BridgeConfig.from_dict(params["bridge"]).divisor
 
 
 def serve_sim(memory=ONCHIP, *, uart=False, out=None, seed=0, work_dir=None):
@@ -169,10 +165,10 @@ def serve_sim(memory=ONCHIP, *, uart=False, out=None, seed=0, work_dir=None):
         itself or failed.
     """
     from lpaccel.sim.infra.harness import run_cocotb
-    from lpaccel.sim.tops.link import make_link_top
+    from lpaccel.sim.tops.link import LINK_TOP_NAME, make_link_top
 
     out = out or sys.stdout
-    p = link_params(memory)
+    p = serve_params(memory)
     work = Path(work_dir) if work_dir else build_dir("runs")
     work.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="serve-", dir=work))
@@ -182,14 +178,14 @@ def serve_sim(memory=ONCHIP, *, uart=False, out=None, seed=0, work_dir=None):
 
     def simulate():
         try:
-            run_cocotb(make_link_top, name=SIM_LINK_NAME, params=p,
+            run_cocotb(make_link_top, name=LINK_TOP_NAME, params=p,
                        test_module="lpaccel.sim.testbenches.serve", testcase="serve",
                        seed=seed,
                        extra_env={"LPACCEL_PTY_FILE": str(pty_file),
                                   "LPACCEL_STOP_FILE": str(stop_file),
                                   "LPACCEL_PARENT_PID": str(os.getpid()),
                                   "LPACCEL_SERVE_UART": "1" if uart else "0",
-                                  "LPACCEL_UART_DIVISOR": str(_uart_divisor())})
+                                  "LPACCEL_UART_DIVISOR": str(_uart_divisor(p))})
         except BaseException as error:     # reported by the main thread
             state["error"] = error
         finally:
