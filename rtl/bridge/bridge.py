@@ -44,13 +44,23 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
-from amaranth.utils import ceil_log2, exact_log2
+from amaranth.utils import exact_log2
 
 from ..bus.axi import AXI4LiteSignature, AXI4Signature, Burst, Resp
 from .config import BridgeConfig
 from .crc import CRC_INIT, crc16_next
-from .protocol import (INFO_WORDS, LINK_MAGIC, MAX_WORDS, PROTOCOL_VERSION, REQ_HEADER_BYTES,
-                       REQ_SOF, RSP_HEADER_BYTES, RSP_SOF, Cmd, Status)
+from .protocol import (
+    INFO_WORDS,
+    LINK_MAGIC,
+    MAX_WORDS,
+    PROTOCOL_VERSION,
+    REQ_HEADER_BYTES,
+    REQ_SOF,
+    RSP_HEADER_BYTES,
+    RSP_SOF,
+    Cmd,
+    Status,
+)
 
 __all__ = ["HostBridge", "COUNTERS"]
 
