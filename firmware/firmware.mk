@@ -8,7 +8,7 @@
 
 BIN     ?= .venv/bin
 FW      := firmware
-OUT     := build/firmware
+OUT     ?= build/firmware
 GEN     := $(OUT)/gen
 REGDIR  := $(OUT)/regmap
 HOSTDIR := $(OUT)/host
