@@ -6,7 +6,7 @@
  *   enc SEQ CMD ADDR COUNT [WORD...] -> the request frame in hex
  *   xact SEQ CMD ADDR COUNT HEX      -> one lpaccel_link_transact (read, or a
  *                                       write of COUNT zero words) with SEQ,
- *                                       retries 0, the device's bytes HEX
+ *                                       3 retries, the device's bytes HEX
  *                                       then silence: "ok W..." or "err CODE",
  *                                       then the stats
  *
@@ -107,7 +107,7 @@ int main(void)
             tok = strtok_r(NULL, " \n", &save);
             script_len = tok ? parse_hex(tok, script, sizeof script) : 0;
             script_pos = 0;
-            lpaccel_link_init(&link, &io, 100, 0);
+            lpaccel_link_init(&link, &io, 100, 3);
             link.seq = (uint8_t)(seq - 1u);     /* transact uses the next SEQ */
             for (i = 0; i < LPACCEL_LINK_MAX_WORDS; i++)
                 words[i] = 0;

@@ -29,3 +29,13 @@ def build_firmware():
     if result.returncode:
         raise AssertionError(f"the firmware build failed:\n{result.stdout}\n{result.stderr}")
     return result.stdout + result.stderr
+
+
+def error_codes():
+    """``{name: value}`` of ``enum lpaccel_err`` in firmware/include/lpaccel.h."""
+    import re
+    text = (ROOT / "firmware/include/lpaccel.h").read_text()
+    body = text[text.index("typedef enum lpaccel_err {"):text.index("} lpaccel_err;")]
+    names = re.findall(r"^\s*(LPACCEL_\w+)", body, re.M)
+    assert names[0] == "LPACCEL_OK" and "= 0" in body.splitlines()[1]
+    return {name: i for i, name in enumerate(names)}
