@@ -136,7 +136,7 @@ class PtyDevice:
 
     def _deliver(self, frame):
         self.frames += 1
-        seq, cmd, count = frame[1], frame[2], frame[3] + 1
+        cmd, count = frame[2], frame[3] + 1
         words = struct.unpack_from(f"<{count}I", frame, 8) \
             if cmd in (Cmd.REG_WRITE, Cmd.MEM_WRITE) else ()
         self.backend.current = (cmd, struct.unpack_from("<I", frame, 4)[0], words)
