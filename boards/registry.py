@@ -37,6 +37,8 @@ DESIGNS = {
     "gemv-selftest": "GEMV engine fed from on-chip ROMs, checking its own results",
     "dram-selftest": "board DRAM through a generated LiteDRAM core, written and read "
                      "back by AxiMemTest",
+    "soc": "the accelerator SoC with on-chip memory, driven over the FT231X USB-UART by "
+           "the host bridge",
 }
 
 #: Supported boards: name -> :class:`BoardEntry`, filled by :func:`register_board`.

@@ -17,6 +17,9 @@ The ULX3S carries a Lattice ECP5 LFE5U-85F (speed grade 6, CABGA381), a
   through the generated LiteDRAM core, written and read back by
   :class:`~lpaccel.rtl.bus.memtest.AxiMemTest`, at 50 MHz with the SDRAM
   clock pin on a 90-degree PLL output;
+- :class:`~lpaccel.boards.ulx3s_soc.Ulx3sSocTop` (design ``soc``, in
+  ``boards/ulx3s_soc.py``): the accelerator SoC behind the host bridge on the
+  FT231X USB-UART;
 - the :class:`~lpaccel.boards.registry.BoardEntry` registered as
   ``ulx3s-85f`` (programmer: ``openFPGALoader -b ulx3s``).
 """
@@ -213,6 +216,12 @@ def _dram_top(core_mhz, variant):
     return Ulx3sDramSelfTestTop(core_mhz=core_mhz)
 
 
+def _soc_top(core_mhz, variant):
+    # Imported here: ulx3s_soc imports the SoC and the bridge, which only this design needs.
+    from .ulx3s_soc import Ulx3sSocTop
+    return Ulx3sSocTop(core_mhz=core_mhz)
+
+
 register_board("ulx3s-85f", BoardEntry(
     platform=_platform, family="ecp5",
     designs={
@@ -220,6 +229,8 @@ register_board("ulx3s-85f", BoardEntry(
                                      variants=("selftest", "blinky")),
         # The generated SDR core's timings are for 50 MHz.
         "dram-selftest": BoardDesign(make_top=_dram_top, core_mhz=50.0, fixed_clock=True),
+        # 25 MHz x 5 / 6: UART divisor 7 at the FT231X's 3 Mbaud (boards/ulx3s_soc.py).
+        "soc": BoardDesign(make_top=_soc_top, core_mhz=25.0 * 5 / 6),
     },
     yosys_overrides=ECP5_YOSYS_OVERRIDES, programmer="ulx3s",
     description="Radiona ULX3S, Lattice ECP5 LFE5U-85F-6BG381, 25 MHz oscillator, "
