@@ -25,8 +25,8 @@ from lpaccel.paths import build_dir
 
 def test_board_design_table():
     assert set(BOARDS) == {"ulx3s-85f", "ecpix5-85f"}
-    assert set(DESIGNS) == {"gemv-selftest", "dram-selftest"}
-    assert list(BOARDS["ulx3s-85f"].designs) == ["gemv-selftest", "dram-selftest"]
+    assert set(DESIGNS) == {"gemv-selftest", "dram-selftest", "soc"}
+    assert list(BOARDS["ulx3s-85f"].designs) == ["gemv-selftest", "dram-selftest", "soc"]
     assert list(BOARDS["ecpix5-85f"].designs) == ["dram-selftest"]
     assert BOARDS["ulx3s-85f"].default_design == "gemv-selftest"
     assert BOARDS["ecpix5-85f"].default_design == "dram-selftest"
@@ -101,8 +101,8 @@ def test_unsupported_pair_names_board_design_and_alternatives():
 
 def test_unknown_design_lists_supported():
     with pytest.raises(ValueError, match=r"^design 'dram-test' is not known \(board ulx3s-85f "
-                                         r"supports: gemv-selftest, dram-selftest; all designs: "
-                                         r"gemv-selftest, dram-selftest\)$"):
+                                         r"supports: gemv-selftest, dram-selftest, soc; all "
+                                         r"designs: gemv-selftest, dram-selftest, soc\)$"):
         build_board("ulx3s-85f", design="dram-test")
 
 
@@ -130,6 +130,7 @@ def test_default_out_dirs():
     assert default_out_dir("ulx3s-85f") == root / "ulx3s-85f"
     assert default_out_dir("ulx3s-85f", "gemv-selftest") == root / "ulx3s-85f"
     assert default_out_dir("ulx3s-85f", "dram-selftest") == root / "ulx3s-85f-dram-selftest"
+    assert default_out_dir("ulx3s-85f", "soc") == root / "ulx3s-85f-soc"
     assert default_out_dir("ecpix5-85f") == root / "ecpix5-85f"
     assert default_out_dir("ecpix5-85f", "dram-selftest") == root / "ecpix5-85f"
     with pytest.raises(ValueError, match="does not support design 'gemv-selftest'"):
@@ -139,7 +140,8 @@ def test_default_out_dirs():
 def test_board_entry_rejects_unknown_design_names():
     spec = BoardDesign(make_top=lambda core_mhz, variant: None, core_mhz=10.0)
     with pytest.raises(ValueError, match=r"designs must be .* keyed by names in DESIGNS "
-                                         r"\(gemv-selftest, dram-selftest\), not \['blink'\]"):
+                                         r"\(gemv-selftest, dram-selftest, soc\), not "
+                                         r"\['blink'\]"):
         BoardEntry(platform=None, family="ecp5", designs={"blink": spec})
     with pytest.raises(ValueError, match=r"not \[\]"):
         BoardEntry(platform=None, family="ecp5", designs={})
@@ -170,6 +172,7 @@ def recorded(monkeypatch):
     ([], "ulx3s-85f", "gemv-selftest"),
     (["--board", "ulx3s-85f"], "ulx3s-85f", "gemv-selftest"),
     (["--board", "ulx3s-85f", "--design", "dram-selftest"], "ulx3s-85f", "dram-selftest"),
+    (["--board", "ulx3s-85f", "--design", "soc"], "ulx3s-85f", "soc"),
     (["--board", "ecpix5-85f"], "ecpix5-85f", "dram-selftest"),
     (["--board", "ecpix5-85f", "--design", "dram-selftest"], "ecpix5-85f", "dram-selftest"),
 ])
@@ -215,5 +218,5 @@ def test_cli_build_help_lists_boards_designs_and_defaults(capsys):
         cli.main(["build", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "--board {ulx3s-85f,ecpix5-85f}" in text
-    assert "--design {gemv-selftest,dram-selftest}" in text
+    assert "--design {gemv-selftest,dram-selftest,soc}" in text
     assert "ulx3s-85f gemv-selftest, ecpix5-85f dram-selftest" in text.replace("gemv- ", "gemv-")
