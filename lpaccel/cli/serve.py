@@ -36,6 +36,12 @@ SIM_SOC_NAME = "soc"
 #: Memories ``serve-sim`` offers (on chip only: the LPDDR builds take many minutes).
 SERVE_MEMORIES = (ONCHIP,)
 
+#: Line rate (baud, 10 bits a byte) the host assumes for a pseudo-terminal: the
+#: simulated board's byte streams move about 1 byte per cycle at 5k-10k cycles/s
+#: (a loaded machine), so 20,000 leaves a margin of 2.5x to 5x. Through the
+#: UART pins (serve-sim --uart, 10 bits of 8 cycles a byte) pass --baud 1000.
+SIM_BOARD_BAUD = 20_000
+
 #: How long serve-sim waits for the pty (the first Verilator build takes minutes).
 PTY_WAIT_S = 3600
 
@@ -245,7 +251,21 @@ def open_port(port, baud=None):
         them and exits with code 2).
     """
     from lpaccel.transports import DEFAULT_BAUD, open_device
-    return open_device(port, baud or DEFAULT_BAUD)
+    baud = baud or DEFAULT_BAUD
+    dev = open_device(port, baud)
+    if _is_pty(port):
+        # A pseudo-terminal is software: the simulated board moves bytes as
+        # fast as Verilator runs the SoC (about 10k cycles/s, one byte per
+        # cycle), far below the nominal line rate. Size the host's wait for
+        # each response by that rate, so that a 1 KiB frame is not sent again
+        # while the first copy is still being clocked in. (The probe above
+        # kept the short wait: a port that does not answer fails quickly.)
+        dev.transport.baud = min(baud, SIM_BOARD_BAUD)
+    return dev
+
+
+def _is_pty(port):
+    return isinstance(port, str) and os.path.realpath(port).startswith("/dev/pts/")
 
 
 def run_port_gemv(dev, case, timeout_cycles=None):

@@ -39,14 +39,19 @@ import signal
 import time
 import traceback
 import tty
+import warnings
 
 import cocotb
 from cocotb.clock import Clock
-from cocotb.triggers import ReadOnly, RisingEdge, Timer
+from cocotb.triggers import FallingEdge, RisingEdge, Timer
 
 from lpaccel.sim.infra.harness import params
 
 __all__ = ["call_program", "PtyServer"]
+
+# cocotbext-uart 0.1.4 still calls cocotb's deprecated setimmediatevalue(); that
+# is its deprecation, not ours: silence exactly that package's (as soc.py does).
+warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"cocotbext\.")
 
 #: Clock period of the serve simulation (ns), as in ``sim/testbenches/soc.py``.
 CLOCK_NS = 2
@@ -176,50 +181,56 @@ class PtyServer:
     # -- byte streams ---------------------------------------------------------------------
 
     async def _run_cycles(self, n):
-        """Let ``n`` cycles pass with no Python wake-up per cycle.
+        """From a falling edge, let ``n`` cycles pass with no Python wake-up per cycle.
 
         ``tx_ready`` is low meanwhile, so a response byte waits in the bridge
-        (``tx_valid`` holds) instead of passing unseen.
+        (``tx_valid`` holds) instead of passing unseen; the caller raises it again.
         """
         d = self.dut
         d.tx_ready.value = 0
+        d.rx_valid.value = 0
         await Timer(n * CLOCK_NS - CLOCK_NS // 2, unit="ns")
-        await RisingEdge(d.clk)
-        d.tx_ready.value = 1
+        await FallingEdge(d.clk)
         self.cycle += n
 
     async def serve_streams(self, should_stop):
         """Serve on the ``rx``/``tx`` byte streams, one byte per clock each way.
 
-        Inputs change just after a rising edge and handshakes are sampled in
-        the ReadOnly phase before the next one (the convention of
-        ``sim/infra/streams.py``).
+        One Python wake-up per cycle, at the falling edge: there the state
+        the last rising edge made is settled, and the bridge's ``rx_ready``
+        and ``tx_valid`` are functions of that state only (its FSM phase:
+        ``rtl/bridge/bridge.py``), so what they read now is what the next
+        rising edge sees. The inputs set now (``rx_valid``/``rx_data``,
+        ``tx_ready`` = 1) are sampled by that edge, so a transfer is counted
+        exactly when the bridge performs it.
         """
         d = self.dut
         d.use_uart.value = 0
         d.rx_valid.value = 0
-        d.tx_ready.value = 1
-        await RisingEdge(d.clk)
+        d.tx_ready.value = 0
+        fall = FallingEdge(d.clk)
+        await fall
         active = 0
         while True:
-            # Just after a rising edge: drive.
-            if self._pending:
-                d.rx_data.value = self._pending[0]
-                d.rx_valid.value = 1
-            else:
-                d.rx_valid.value = 0
-            await ReadOnly()
-            took = bool(self._pending) and bool(int(d.rx_ready.value))
+            rx_ready = int(d.rx_ready.value)
             tx_valid = int(d.tx_valid.value)
+            busy = int(d.busy.value)
+            d.tx_ready.value = 1
             if tx_valid:
                 self._out.append(int(d.tx_data.value))
                 self.tx_bytes += 1
-            busy = int(d.busy.value)
-            await RisingEdge(d.clk)
-            self.cycle += 1
-            if took:
-                del self._pending[0]
-            if self._pending or tx_valid:
+            sent = False
+            if self._pending:
+                d.rx_data.value = self._pending[0]
+                d.rx_valid.value = 1
+                if rx_ready:
+                    del self._pending[0]
+                    sent = True
+            else:
+                d.rx_valid.value = 0
+            if self._pending or tx_valid or sent:
+                await fall
+                self.cycle += 1
                 active += 1
                 if active % 256 == 0 or not self._pending:
                     self._write_pty()
@@ -230,14 +241,16 @@ class PtyServer:
             if self._stop or should_stop():
                 break
             if busy:
-                # A job runs (or the bridge is mid-request): run a chunk, then look again.
+                # A job runs (or the bridge works on a request): a chunk of cycles.
                 self._read_pty(0)
                 if not self._pending:
-                    d.rx_valid.value = 0
                     await self._run_cycles(CHUNK_CYCLES)
+                    continue
             else:
-                # Nothing pending and nothing running: block (bounded) without a clock.
+                # Nothing pending, nothing running: block (bounded) with the clock stopped.
                 self._read_pty(0.001 if self._out else IDLE_SELECT_S)
+            await fall
+            self.cycle += 1
         d.rx_valid.value = 0
 
     # -- UART pins -------------------------------------------------------------------------
