@@ -53,7 +53,7 @@ warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"cocotbex
 CLOCK_NS = 2
 
 #: Cycles the host waits beyond the bridge's timeout and the time to move both frames.
-HOST_MARGIN_CYCLES = 400
+HOST_MARGIN_CYCLES = 200
 
 
 class LinkTB:
@@ -103,7 +103,7 @@ class LinkTB:
         self.idle, self.stall = idle, stall
         self.uart = uart
         self.faults = None
-        self.stats = {"bytes_sent": 0, "bytes_received": 0, "attempts": 0}
+        self.stats = {"bytes_sent": 0, "bytes_received": 0, "attempts": 0, "pump_cycles": 0}
         dut.rst.value = 1
         dut.use_uart.value = int(uart)
         dut.rx_valid.value = 0
@@ -202,19 +202,33 @@ class LinkTB:
                 current = None
                 self.stats["bytes_sent"] += 1
             tx_valid = int(d.tx_valid.value)
+            self.stats["pump_cycles"] += 1
             if ready and tx_valid:
                 self._in.append(int(d.tx_data.value))
                 self.stats["bytes_received"] += 1
                 self._got.set()
-            if current is None and not self._out and not pause and not self._hold_tx and \
-                    not (tx_valid and not ready):
-                # Nothing to move: let the simulator run free until there is.
+            feeding = current is not None or (self._out and not pause)
+            holding = self._hold_tx > 0
+            if not feeding and (holding or not tx_valid):
+                # Nothing to move until a byte is queued, tx_valid rises or a pause or
+                # hold ends: let the simulator run free until then.
                 await RisingEdge(clk)
                 d.rx_valid.value = 0
                 d.tx_ready.value = 0
-                if not int(d.tx_valid.value) and not self._out:
-                    self._wake.clear()
-                    await First(self._wake.wait(), RisingEdge(d.tx_valid))
+                self._wake.clear()
+                if self._out and not pause:
+                    continue
+                triggers = [self._wake.wait()]
+                if not holding:
+                    triggers.append(RisingEdge(d.tx_valid))
+                limits = [x for x in (pause, self._hold_tx) if x > 0]
+                if limits:
+                    triggers.append(Timer(min(limits) * self.period, unit="step"))
+                start = self.cycle
+                await First(*triggers)
+                elapsed = self.cycle - start
+                pause = max(0, pause - elapsed)
+                self._hold_tx = max(0, self._hold_tx - elapsed)
 
     async def _uart_pump(self):
         # Request bytes to the UART source (pauses as idle line time); response bytes

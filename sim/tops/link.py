@@ -36,8 +36,8 @@ __all__ = ["LinkSimTop", "make_link_top", "LINK_TOP_NAME", "SIM_BRIDGE", "link_p
 LINK_TOP_NAME = "link_soc"
 
 #: Bridge parameters of the simulated board: a fast UART (divisor 8) and a
-#: short inter-byte timeout (2000 cycles), so fault tests run quickly.
-SIM_BRIDGE = BridgeConfig(clk_hz=8_000_000, baud=1_000_000, timeout_cycles=2000).to_dict()
+#: short inter-byte timeout (1000 cycles), so fault tests run quickly.
+SIM_BRIDGE = BridgeConfig(clk_hz=8_000_000, baud=1_000_000, timeout_cycles=1000).to_dict()
 
 
 def link_params(soc=None, bridge=None, build_hash=0):

@@ -103,7 +103,7 @@ async def memory_bursts(dut):
             assert list(rsp.words) == want, f"MEM_READ {n} words at {addr:#x}"
     # Outside the memory: BUS_ERROR, and the bus is left clean (every beat drained).
     try:
-        await tb.transact(client, Cmd.MEM_READ, tb.config.memory_size - 64, count=32)
+        await tb.transact(client, Cmd.MEM_READ, tb.config.memory_size, count=32)
     except LinkStatusError as error:
         assert error.status == Status.BUS_ERROR
     else:
@@ -263,6 +263,8 @@ async def faults(dut):
     tb.log.info("fault test: operations %d ok, %d raised LinkError (%s); %d read words "
                 "checked; host %s", n_ok, n_failed, kinds, n_words_checked, client.stats)
     tb.log.info("fault test: bridge LINK_INFO %s", bridge)
+    tb.log.info("fault test: %d cycles, %d of them with the byte pump awake", tb.cycle,
+                tb.stats["pump_cycles"])
     assert tb.stats["attempts"] >= frames
     assert faults.total() >= frames // 4, faults.counts
     assert bridge["crc_errors"] > 0 and bridge["resyncs"] > 0 and bridge["duplicates"] > 0, bridge
