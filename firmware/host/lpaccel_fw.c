@@ -804,7 +804,7 @@ int main(int argc, char **argv)
 
     memset(&opt, 0, sizeof opt);
     opt.baud = 3000000;
-    opt.timeout_ms = 200;
+    opt.timeout_ms = 50;
     opt.retries = 8;
     opt.region = 8192;
     opt.seed = 1;
@@ -886,6 +886,7 @@ int main(int argc, char **argv)
     }
     lpaccel_serial_io(&io, &port);
     lpaccel_link_init(&link_, &io, (uint32_t)opt.timeout_ms, (unsigned)opt.retries);
+    link_.baud = (uint32_t)opt.baud;
     lpaccel_link_hal(&hal, &link_);
 
     if (!strcmp(command, "selftest"))

@@ -103,7 +103,8 @@ typedef struct lpaccel_link_stats {
 
 typedef struct lpaccel_link {
     lpaccel_link_io io;
-    uint32_t timeout_ms;        /* per attempt */
+    uint32_t timeout_ms;        /* first attempt's wait beyond the line time */
+    uint32_t baud;              /* line rate for the line time (0: none, e.g. a pty) */
     unsigned retries;           /* re-sends after the first attempt (docs: 8) */
     uint32_t cycles_per_us;     /* HAL wait: device clock in MHz (default 100) */
     uint8_t seq;                /* SEQ of the last operation */
@@ -121,7 +122,15 @@ typedef struct lpaccel_link {
     uint32_t info[LPACCEL_LINK_INFO_WORDS];  /* LINK_INFO of lpaccel_link_open */
 } lpaccel_link;
 
-/* Set up a link over io (timeout_ms per attempt, retries); no I/O. */
+/*
+ * Set up a link over io; no I/O. Each attempt waits timeout_ms plus the line
+ * time of request and response (10 bits a byte at link->baud, default 0:
+ * none); the wait doubles with every retry up to LPACCEL_LINK_BACKOFF times
+ * the first (a slow device, such as a simulated board, catches up), as the
+ * Python LinkTransport does.
+ */
+#define LPACCEL_LINK_BACKOFF 8u
+
 void lpaccel_link_init(lpaccel_link *link, const lpaccel_link_io *io, uint32_t timeout_ms,
                        unsigned retries);
 

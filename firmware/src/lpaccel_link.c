@@ -79,6 +79,12 @@ static size_t frame_len(const uint8_t *rsp, const expect *e)
     return LPACCEL_LINK_RSP_HEADER + 4u * len + LPACCEL_LINK_CRC_BYTES;
 }
 
+/* Bytes of an OK response carrying `words` words. */
+static size_t frame_len_ok(unsigned words)
+{
+    return LPACCEL_LINK_RSP_HEADER + 4u * words + LPACCEL_LINK_CRC_BYTES;
+}
+
 /* Is rsp[0..n) the start of the expected response? */
 static int check_prefix(const uint8_t *rsp, size_t n, const expect *e)
 {
@@ -153,6 +159,7 @@ void lpaccel_link_init(lpaccel_link *link, const lpaccel_link_io *io, uint32_t t
     unsigned i;
     link->io = *io;
     link->timeout_ms = timeout_ms;
+    link->baud = 0;
     link->retries = retries;
     link->cycles_per_us = 100u;
     link->seq = 0;
@@ -189,7 +196,7 @@ static int status_error(uint8_t status)
  * PREFIX_GOOD: rsp holds it; PREFIX_BAD_CRC: a corrupted one arrived;
  * PREFIX_PARTIAL: timeout; <0: -(I/O error).
  */
-static int await_response(lpaccel_link *link, const expect *e, uint32_t start)
+static int await_response(lpaccel_link *link, const expect *e, uint32_t start, uint32_t limit)
 {
     uint32_t elapsed;
     size_t got;
@@ -201,11 +208,10 @@ static int await_response(lpaccel_link *link, const expect *e, uint32_t start)
                 return r;
         }
         elapsed = link->io.now_ms(link->io.ctx) - start;
-        if (elapsed >= link->timeout_ms)
+        if (elapsed >= limit)
             return PREFIX_PARTIAL;
         link->rx_pos = link->rx_len = 0;
-        err = link->io.recv(link->io.ctx, link->rx, sizeof link->rx,
-                            link->timeout_ms - elapsed, &got);
+        err = link->io.recv(link->io.ctx, link->rx, sizeof link->rx, limit - elapsed, &got);
         if (err)
             return -err;
         link->rx_len = got;
@@ -218,6 +224,7 @@ int lpaccel_link_transact(lpaccel_link *link, uint8_t cmd, uint32_t addr, unsign
     expect e;
     size_t n, i;
     unsigned attempt;
+    uint32_t limit, first;
     int r, err;
 
     if (link == NULL || words < 1u || words > LPACCEL_LINK_MAX_WORDS)
@@ -235,16 +242,26 @@ int lpaccel_link_transact(lpaccel_link *link, uint8_t cmd, uint32_t addr, unsign
     e.seq = link->seq;
     e.cmd = cmd;
     e.words = lpaccel_link_cmd_writes(cmd) ? 0u : words;
+    /* The first wait: timeout plus the line time of request and response. */
+    limit = link->timeout_ms;
+    if (link->baud)
+        /* 32-bit arithmetic (a 32-bit CPU has no 64-bit division without a
+         * runtime helper): 10000 x 2080 bytes at most, plus the baud, fits. */
+        limit += (10000u * (uint32_t)(n + frame_len_ok(e.words)) + link->baud - 1u) / link->baud;
+    first = limit;
     /* Bytes left from an earlier operation cannot answer this SEQ. */
     link->rsp_len = 0;
     link->rx_pos = link->rx_len = 0;
     for (attempt = 0; attempt <= link->retries; attempt++) {
-        if (attempt > 0)
+        if (attempt > 0) {
             link->stats.retries++;
+            limit = limit * 2u < first * LPACCEL_LINK_BACKOFF ? limit * 2u
+                                                               : first * LPACCEL_LINK_BACKOFF;
+        }
         link->stats.frames_sent++;
         if ((err = link->io.send(link->io.ctx, link->tx, n)))
             return err;
-        r = await_response(link, &e, link->io.now_ms(link->io.ctx));
+        r = await_response(link, &e, link->io.now_ms(link->io.ctx), limit);
         if (r < 0)
             return -r;
         if (r == PREFIX_GOOD) {
