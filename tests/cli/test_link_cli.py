@@ -174,6 +174,14 @@ def test_gemv_over_port_refuses_simulation_options(monkeypatch, capsys):
     assert "--memory configure the simulated SoC" in capsys.readouterr().err
 
 
+def test_selftest_in_process(capsys):
+    assert main(["selftest", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] and len(report["steps"]) == 8
+    gemv = {s["format"]: s["cycles"] for s in report["steps"] if s["step"].startswith("gemv")}
+    assert set(gemv) == {"q4_0", "q8_0", "q4_1", "int4", "int8"} and min(gemv.values()) > 0
+
+
 # --- port errors: exit code 2, the message, no traceback, nothing written --------------------
 
 def _port_error(argv, capsys):
@@ -231,9 +239,24 @@ class ServeSim:
                                  f"{self.proc.stderr.read()}")
         self.pty = line[len(prefix):].strip()
 
-    def stop(self):
-        """SIGTERM; return the exit code (0: a clean stop)."""
-        self.proc.send_signal(signal.SIGTERM)
+    def cpu_seconds(self):
+        """CPU time used so far by serve-sim and the simulator under it (Linux /proc)."""
+        total, todo = 0.0, [self.proc.pid]
+        while todo:
+            pid = todo.pop()
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                with open(f"/proc/{pid}/task/{pid}/children") as f:
+                    todo += [int(c) for c in f.read().split()]
+            except FileNotFoundError:
+                continue
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return total
+
+    def stop(self, sig=signal.SIGTERM):
+        """Send ``sig``; return the exit code (0: a clean stop)."""
+        self.proc.send_signal(sig)
         try:
             return self.proc.wait(60)
         finally:
@@ -250,6 +273,13 @@ def board():
     sim = ServeSim()
     yield sim
     assert sim.stop() == 0
+
+
+def test_serve_sim_idles_without_cpu(board):
+    # Nothing pending and the SoC idle: the server blocks in select(), the clock stopped.
+    before = board.cpu_seconds()
+    time.sleep(2.0)
+    assert board.cpu_seconds() - before < 0.3
 
 
 def test_serve_sim_selftest(board):
@@ -285,4 +315,5 @@ def test_serve_sim_uart_pins():
         assert r.returncode == 0, r.stdout + r.stderr
         assert json.loads(r.stdout)["bit_exact"]
     finally:
-        assert sim.stop() == 0
+        # Ctrl-C: a clean stop as well.
+        assert sim.stop(signal.SIGINT) == 0
