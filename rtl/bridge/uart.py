@@ -27,7 +27,7 @@ is over. The line idles high.
 from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.cdc import FFSynchronizer
-from amaranth.lib.fifo import SyncFIFO
+from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from ..utils import check_int
@@ -47,7 +47,7 @@ class UartRx(wiring.Component):
     divisor : int
         Clock cycles per bit, at least 4.
     fifo_depth : int
-        Bytes the FIFO holds.
+        Bytes the FIFO holds (at least 2).
 
     Attributes
     ----------
@@ -71,13 +71,14 @@ class UartRx(wiring.Component):
 
     def __init__(self, divisor, fifo_depth=16):
         self.divisor = _check_divisor(divisor)
-        self.fifo_depth = check_int("fifo_depth", fifo_depth, 1, 1 << 16)
+        self.fifo_depth = check_int("fifo_depth", fifo_depth, 2, 1 << 16)
         super().__init__()
 
     def elaborate(self, platform):
         m = Module()
         div = self.divisor
-        m.submodules.fifo = fifo = SyncFIFO(width=8, depth=self.fifo_depth)
+        # Buffered: its storage has a synchronous read port, so it maps to block RAM.
+        m.submodules.fifo = fifo = SyncFIFOBuffered(width=8, depth=self.fifo_depth)
         wiring.connect(m, fifo.r_stream, wiring.flipped(self.bytes))
 
         line = Signal(init=1)
