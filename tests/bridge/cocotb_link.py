@@ -271,4 +271,15 @@ async def faults(dut):
     assert bridge["error_responses"] == 0 and bridge["overruns"] == 0, bridge
     assert n_failed > 0, "no operation failed: the LinkError path was not exercised"
     assert n_ok > 0
+    # Negative: the memory check sees a single flipped bit, and a read with damaged data
+    # is caught by the comparison with the intended state.
+    wb = tb.word_bytes
+    bad = bytearray(shadow[:wb])
+    bad[3] ^= 0x10
+    tb.preload(base, bytes(bad))
+    assert tb.peek(base, size) != bytes(shadow)
+    got = list((await tb.transact(client, Cmd.MEM_READ, base, count=1)).words)
+    assert got != words_of(shadow[:4])
+    tb.preload(base, bytes(shadow[:wb]))
+    assert tb.peek(base, size) == bytes(shadow)
     await tb.wait_idle()
