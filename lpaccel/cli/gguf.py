@@ -32,7 +32,8 @@ from lpaccel.rtl.config import WeightFormat
 from lpaccel.rtl.soc.sequencer import act_bytes
 
 __all__ = ["SUPPORTED", "GgufTensor", "read_gguf", "select_tensors", "load_input",
-           "default_input", "check_device", "run_tensors", "tensor_report", "main"]
+           "default_input", "memory_needed", "device_problems", "check_device", "fit",
+           "sim_problems", "sim_config", "run_tensors", "tensor_report", "check_args", "main"]
 
 #: GGML types the accelerator runs, and their formats.
 SUPPORTED = ("Q4_0", "Q4_1", "Q8_0")
@@ -231,36 +232,75 @@ def memory_needed(tensor, gemv_config):
             + _round_up(4 * tensor.rows, word))
 
 
+def device_problems(dev, tensors):
+    """Why the device behind ``dev`` cannot run some of ``tensors`` (no device access).
+
+    Returns
+    -------
+    dict
+        ``{name: reason}``: a format not in ``CAP_FORMATS``, more rows or
+        columns than ``CAP_MAX_ROWS``/``CAP_MAX_COLS``, or more bytes than the
+        device memory (``CAP_MEM_SIZE``).
+    """
+    problems = {}
+    size = dev.info.memory_size
+    for t in tensors:
+        if t.fmt not in dev.info.formats:
+            problems[t.name] = (f"tensor {t.name}: format {t.fmt.name} is not in the device's "
+                                f"CAP_FORMATS ({', '.join(f.name for f in dev.info.formats)})")
+        elif t.rows > dev.info.max_rows or t.cols > dev.info.max_cols:
+            problems[t.name] = (f"tensor {t.name} ({t.shape}): the device takes at most "
+                                f"{dev.info.max_rows} rows (CAP_MAX_ROWS) and "
+                                f"{dev.info.max_cols} columns (CAP_MAX_COLS)")
+        elif (need := memory_needed(t, dev.config)) > size:
+            problems[t.name] = (f"tensor {t.name} ({t.shape} {t.fmt.name}) needs {need} bytes "
+                                f"of device memory (weights, activations, results) but the "
+                                f"device has {size} (CAP_MEM_SIZE)")
+    return problems
+
+
 def check_device(dev, tensors):
     """Refuse, before anything is written, tensors the device cannot run.
 
     Raises
     ------
     ValueError
-        Naming every such tensor: a format not in ``CAP_FORMATS``, more rows
-        or columns than ``CAP_MAX_ROWS``/``CAP_MAX_COLS``, or more bytes than
-        the device memory (``CAP_MEM_SIZE``).
+        Naming every such tensor (:func:`device_problems`) and the fix.
     """
-    problems = []
-    size = dev.info.memory_size
-    for t in tensors:
-        if t.fmt not in dev.info.formats:
-            problems.append(f"tensor {t.name}: format {t.fmt.name} is not in the device's "
-                            f"CAP_FORMATS ({', '.join(f.name for f in dev.info.formats)})")
-            continue
-        if t.rows > dev.info.max_rows or t.cols > dev.info.max_cols:
-            problems.append(f"tensor {t.name} ({t.shape}): the device takes at most "
-                            f"{dev.info.max_rows} rows (CAP_MAX_ROWS) and {dev.info.max_cols} "
-                            f"columns (CAP_MAX_COLS)")
-            continue
-        need = memory_needed(t, dev.config)
-        if need > size:
-            problems.append(f"tensor {t.name} ({t.shape} {t.fmt.name}) needs {need} bytes of "
-                            f"device memory (weights, activations, results) but the device "
-                            f"has {size} (CAP_MEM_SIZE)")
+    problems = device_problems(dev, tensors)
     if problems:
-        raise ValueError("; ".join(problems) + "; leave those out with --tensor, or use a "
-                         "device with more memory")
+        raise ValueError("; ".join(problems.values()) + "; leave those out with --tensor, or "
+                         "use a device with more memory")
+
+
+def fit(tensors, skipped, problems, explicit, path):
+    """Drop the tensors with ``problems``: an error if they were named, else skipped.
+
+    Returns
+    -------
+    list of GgufTensor
+        The tensors that run; ``skipped`` gets the others, with their reason.
+
+    Raises
+    ------
+    ValueError
+        If a tensor named with ``--tensor`` cannot run, or none can.
+    """
+    if not problems:
+        return tensors
+    if explicit:
+        raise ValueError("; ".join(problems.values()) + "; leave those out with --tensor, or "
+                         "use a device with more memory")
+    kept = [t for t in tensors if t.name not in problems]
+    if not kept:
+        raise ValueError(f"no tensor of {path} fits the device: "
+                         + "; ".join(problems.values())
+                         + "; use a device with more memory")
+    for t in tensors:
+        if t.name in problems:
+            skipped.append({"name": t.name, "type": t.fmt.name, "shape": t.shape,
+                            "reason": problems[t.name]})
+    return kept
 
 
 def run_tensors(transport, path, names, input_path=None, seed=0):
@@ -358,15 +398,36 @@ def report_text(report):
     return "\n".join(lines)
 
 
-def _sim_config(tensors, xs):
+class _TensorPlan:
+    """What :func:`lpaccel.cli.soc.soc_config_for` asks of a plan, for tensors run one by one."""
+
+    def __init__(self, tensors):
+        self.tensors = tensors
+
+    @property
+    def max_cols(self):
+        return max(t.cols for t in self.tensors)
+
+    def memory_bytes(self, config):
+        return max(memory_needed(t, config) for t in self.tensors)
+
+
+def sim_problems(tensors):
+    """Why the simulated SoC cannot run some of ``tensors``: ``{name: reason}``."""
+    from lpaccel.cli.soc import soc_config_for
+    problems = {}
+    for t in tensors:
+        try:
+            soc_config_for("onchip", _TensorPlan([t])).gemv.check_job(t.fmt, t.rows, t.cols)
+        except ValueError as error:
+            problems[t.name] = f"tensor {t.name} ({t.shape} {t.fmt.name}): {error}"
+    return problems
+
+
+def sim_config(tensors):
     """The simulated SoC for ``tensors``: on-chip memory sized for the largest one."""
-    from lpaccel.cli.soc import SocPlan, soc_config_for
-    biggest = max(tensors, key=lambda t: t.rows * t.cols * t.fmt.block_bytes)
-    widest = max(tensors, key=lambda t: t.cols)
-    picks = list({id(t): t for t in (biggest, widest)}.values())
-    plan = SocPlan([t.weights() for t in picks], [xs[t.name] for t in picks],
-                   [[(i, i)] for i in range(len(picks))])
-    return soc_config_for("onchip", plan)
+    from lpaccel.cli.soc import soc_config_for
+    return soc_config_for("onchip", _TensorPlan(tensors))
 
 
 def check_args(args):
@@ -397,6 +458,11 @@ def main(args, dev=None):
     """
     path = Path(args.file)
     tensors, skipped, x_given = check_args(args)
+    explicit = bool(args.tensor)
+    if dev is not None:
+        tensors = fit(tensors, skipped, device_problems(dev, tensors), explicit, path)
+    else:
+        tensors = fit(tensors, skipped, sim_problems(tensors), explicit, path)
     xs = {t.name: x_given if x_given is not None else default_input(t.cols, args.seed)
           for t in tensors}
     names = [t.name for t in tensors]
@@ -405,7 +471,7 @@ def main(args, dev=None):
         where = f"on {args.port}"
     else:
         from lpaccel.cli.serve import run_in_process
-        config = _sim_config(tensors, xs)
+        config = sim_config(tensors)
         report = run_in_process("lpaccel.cli.gguf:run_tensors",
                                 {"path": str(path.resolve()), "names": names,
                                  "input_path": str(Path(args.input).resolve())

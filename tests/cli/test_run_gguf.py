@@ -29,12 +29,14 @@ QUANTIZED = (("blk.0.attn_q.weight", "Q4_0"), ("blk.0.attn_k.weight", "Q8_0"),
 
 
 def write_gguf(path, tensors=QUANTIZED, rows=64, cols=256, seed=1, f32=True):
-    """A GGUF file: one ``rows x cols`` matrix per ``(name, type)``, plus F32 tensors."""
+    """A GGUF file: one matrix per ``(name, type[, rows])`` (default ``rows x cols``), plus
+    F32 tensors."""
     rng = np.random.default_rng(seed)
     w = gguf.GGUFWriter(str(path), "llama")
-    for name, kind in tensors:
+    for name, kind, *shape in tensors:
         qtype = gguf.GGMLQuantizationType[kind]
-        q = gguf.quants.quantize(rng.normal(0, 0.02, (rows, cols)).astype(np.float32), qtype)
+        r = shape[0] if shape else rows
+        q = gguf.quants.quantize(rng.normal(0, 0.02, (r, cols)).astype(np.float32), qtype)
         w.add_tensor(name, q, raw_shape=q.shape, raw_dtype=qtype)
     if f32:
         w.add_tensor("output_norm.weight", rng.normal(0, 1, cols).astype(np.float32))
@@ -161,6 +163,23 @@ def test_tensor_larger_than_device_memory(tmp_path, devices, capsys):
     assert d.writes() == [] and d.soc.preloads == []
 
 
+def test_tensor_too_large_is_skipped_by_default(tmp_path, devices, capsys):
+    devices(soc=SocConfig(memory_size=1 << 16))
+    path = write_gguf(tmp_path / "mixed.gguf", (*QUANTIZED, ("big.weight", "Q8_0", 512)),
+                      f32=False)
+    # Chosen by default: the others run, the big one is listed as skipped with its reason.
+    code, out, _ = _run(["--port", "fake", "run-gguf", str(path), "--json"], capsys)
+    report = json.loads(out)
+    assert code == 0 and [t["name"] for t in report["tensors"]] == [n for n, _ in QUANTIZED]
+    (big,) = report["skipped"]
+    assert big["name"] == "big.weight" and "CAP_MEM_SIZE" in big["reason"]
+    # Named: an error.
+    path = write_gguf(tmp_path / "big.gguf", (("big.weight", "Q8_0"),), rows=512)
+    code, _, err = _run(["--port", "fake", "run-gguf", str(path), "--tensor", "big.weight"],
+                        capsys)
+    assert code == 2 and "needs" in err and "CAP_MEM_SIZE" in err
+
+
 # --- bad input: refused before any device or simulator is used --------------------------------
 
 @pytest.fixture
@@ -208,6 +227,14 @@ def test_unsupported_type_is_named_with_the_supported_ones(model_file, no_device
 def test_unknown_tensor(model_file, no_device, capsys):
     err = _error(["run-gguf", str(model_file), "--tensor", "blk.9.nothing"], capsys)
     assert "has no tensor blk.9.nothing" in err and "blk.0.attn_q.weight" in err
+
+
+def test_too_many_rows_for_the_simulated_soc(tmp_path, no_device, capsys):
+    # JOB_ROWS is 16 bits: 65,536 rows never run; refused before the simulator is started.
+    path = write_gguf(tmp_path / "tall.gguf", (("tall.weight", "Q4_0"),), rows=65536, cols=32,
+                      f32=False)
+    err = _error(["run-gguf", str(path), "--tensor", "tall.weight"], capsys)
+    assert "tensor tall.weight (65536 x 32 Q4_0): rows = 65536: must be from 1 to 65535" in err
 
 
 def test_nothing_to_run(tmp_path, no_device, capsys):
