@@ -632,6 +632,12 @@ static int op_reg_read(void *p)
 }
 static int op_mem_write(void *p) { mem_op *m = p; return hal.mem_write(hal.ctx, m->addr, m->data, m->n); }
 static int op_mem_read(void *p) { mem_op *m = p; return hal.mem_read(hal.ctx, m->addr, m->data, m->n); }
+static int op_open(void *p)
+{
+    (void)p;
+    return lpaccel_link_open(&link_);
+}
+
 static int op_info(void *p)
 {
     mem_op *m = p;
@@ -663,11 +669,9 @@ static int cmd_linktest(const options *opt, unsigned long nops)
     buf = malloc(region);
     if (shadow == NULL || buf == NULL)
         return 2;
-    if (step_link()) {
-        free(shadow);
-        free(buf);
-        return 1;
-    }
+    /* Opening the session is an operation like the others: repeated if it fails. */
+    if ((err = persist(op_open, NULL, "LINK_INFO", 0)))
+        goto gave_up;
     /* Known state first: the register and the whole region. */
     put32le(reg_shadow, rnd());
     m.addr = (uint32_t)opt->reg;
@@ -677,11 +681,14 @@ static int cmd_linktest(const options *opt, unsigned long nops)
         goto gave_up;
     for (i = 0; i < region; i += 4)
         put32le(shadow + i, rnd());
-    m.addr = base;
-    m.data = shadow;
-    m.n = region;
-    if ((err = persist(op_mem_write, &m, "MEM_WRITE", m.addr)))
-        goto gave_up;
+    for (i = 0; i < region; i += 4u * LPACCEL_LINK_MAX_WORDS) {
+        /* One frame per operation, so that a very bad line still gets through. */
+        m.addr = base + i;
+        m.data = shadow + i;
+        m.n = region - i < 4u * LPACCEL_LINK_MAX_WORDS ? region - i : 4u * LPACCEL_LINK_MAX_WORDS;
+        if ((err = persist(op_mem_write, &m, "MEM_WRITE", m.addr)))
+            goto gave_up;
+    }
     for (op = 0; op < nops; op++) {
         kind = (int)(rnd() % 5u);
         counts[kind]++;

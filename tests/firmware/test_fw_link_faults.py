@@ -41,7 +41,7 @@ def _stats(text, name, after=False):
     return int(m.group(1))
 
 
-def run_linktest(tmp_path, ops, seed, rate=0.15, timeout_ms=25):
+def run_linktest(tmp_path, ops, seed, rate=0.15, timeout_ms=25, retries=8):
     backend = CheckedBackend()
     to_device = FaultInjector(rate, seed=2 * seed + 1)
     to_host = FaultInjector(rate, seed=2 * seed + 2)
@@ -53,8 +53,8 @@ def run_linktest(tmp_path, ops, seed, rate=0.15, timeout_ms=25):
         with open(log, "w") as out:
             proc = subprocess.Popen(
                 [str(TOOL), "--port", dev.path, "--timeout-ms", str(timeout_ms),
-                 "linktest", str(ops), "--seed", str(seed), "--region", str(REGION),
-                 "--reg", str(SCRATCH), "--expect-out", str(expect)],
+                 "--retries", str(retries), "linktest", str(ops), "--seed", str(seed),
+                 "--region", str(REGION), "--reg", str(SCRATCH), "--expect-out", str(expect)],
                 stdout=out, stderr=subprocess.STDOUT)
             rc = dev.serve(proc)
     finally:
@@ -87,10 +87,10 @@ def run_linktest(tmp_path, ops, seed, rate=0.15, timeout_ms=25):
     return rc, text, image, backend, counts
 
 
-def _check(tmp_path, ops, seed, min_frames):
-    rc, text, image, backend, counts = run_linktest(tmp_path, ops, seed)
+def _check(tmp_path, ops, seed, min_frames, name=None, **kw):
+    rc, text, image, backend, counts = run_linktest(tmp_path, ops, seed, **kw)
     print(json.dumps(counts, indent=1))
-    out = ROOT / "build" / "firmware" / f"link_faults_{min_frames}.json"
+    out = ROOT / "build" / "firmware" / f"link_faults_{name or min_frames}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(counts, indent=1))
     assert rc == 0, text[-3000:]
@@ -112,6 +112,14 @@ def _check(tmp_path, ops, seed, min_frames):
 
 def test_link_faults_1000_frames(firmware, tmp_path):
     _check(tmp_path, ops=800, seed=1, min_frames=1000)
+
+
+def test_link_faults_heavy_fail_loudly_then_recover(firmware, tmp_path):
+    """Half the frames hit, one retry: operations give up (reported, exit code still 0
+    because each is repeated until it succeeds), and nothing corrupted gets through."""
+    counts = _check(tmp_path, ops=150, seed=3, min_frames=300, name="heavy", rate=0.5,
+                    retries=1)
+    assert counts["failed_loudly_and_repeated"] > 0
 
 
 @pytest.mark.slow
