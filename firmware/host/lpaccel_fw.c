@@ -499,43 +499,53 @@ static uint8_t *read_file(const char *path, size_t *n)
     return data;
 }
 
+enum { BUNDLE_HEADER = 48 };
+static uint8_t *bundle;         /* the file, checked by load_bundle */
+static uint32_t bundle_h[12];   /* magic version format rows cols group lanes word_bits
+                                 * weight_bytes act_bytes expected_rows reserved */
+
+/* Read and check a bundle file: before the port is opened, so a bad file
+ * touches no device. */
+static int load_bundle(const char *path)
+{
+    size_t n, i;
+    uint32_t *h = bundle_h;
+    bundle = read_file(path, &n);
+    if (bundle == NULL) {
+        fail("bundle", "%s: %s", path, strerror(errno));
+        return 1;
+    }
+    if (n < BUNDLE_HEADER || memcmp(bundle, "LPFB", 4) != 0) {
+        fail("bundle", "%s is not an lpaccel job bundle (magic \"LPFB\"); write one with "
+             "python -m lpaccel.firmware.bundle", path);
+        return 1;
+    }
+    for (i = 0; i < 12; i++)
+        h[i] = get32le(bundle + 4 * i);
+    if (h[1] != 1u || n != BUNDLE_HEADER + (size_t)h[8] + h[9] + 4u * (size_t)h[10] ||
+        (h[10] != 0 && h[10] != h[3]) || h[3] == 0) {
+        fail("bundle", "%s: version %lu or sizes do not match the file (%lu bytes); rewrite "
+             "it with python -m lpaccel.firmware.bundle", path, (unsigned long)h[1],
+             (unsigned long)n);
+        return 1;
+    }
+    return 0;
+}
+
 static int cmd_gemv(const char *bundle_path, const char *out_path)
 {
-    enum { HEADER = 48 };
-    uint32_t h[12];
-    size_t n, i;
-    uint8_t *data, *results;
+    const uint32_t *h = bundle_h;
+    uint8_t *data = bundle, *results;
     const uint8_t *w, *a, *expected;
     lpaccel_completion done;
     uint64_t cycles = 0;
     const char *where;
     FILE *out;
     uint32_t bad = 0;
+    size_t i;
     int err;
 
-    data = read_file(bundle_path, &n);
-    if (data == NULL) {
-        fail("bundle", "%s: %s", bundle_path, strerror(errno));
-        return 1;
-    }
-    if (n < HEADER || memcmp(data, "LPFB", 4) != 0) {
-        fail("bundle", "%s is not an lpaccel job bundle (magic \"LPFB\"); write one with "
-             "python -m lpaccel.firmware.bundle", bundle_path);
-        free(data);
-        return 1;
-    }
-    for (i = 0; i < 12; i++)
-        h[i] = get32le(data + 4 * i);
-    /* h: magic version format rows cols group lanes word_bits wbytes abytes erows reserved */
-    if (h[1] != 1u || n != HEADER + (size_t)h[8] + h[9] + 4u * (size_t)h[10] ||
-        (h[10] != 0 && h[10] != h[3])) {
-        fail("bundle", "%s: version %lu or sizes do not match the file (%lu bytes); rewrite "
-             "it with python -m lpaccel.firmware.bundle", bundle_path, (unsigned long)h[1],
-             (unsigned long)n);
-        free(data);
-        return 1;
-    }
-    w = data + HEADER;
+    w = data + BUNDLE_HEADER;
     a = w + h[8];
     expected = h[10] ? a + h[9] : NULL;
     if (step_link() || step_identify()) {
@@ -882,6 +892,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "lpaccel-fw: --timeout-ms must be 1..600000\n");
         return 2;
     }
+    if (!strcmp(command, "gemv") && load_bundle(args[0]))
+        return 1;
     if (lpaccel_serial_open(&port, opt.port, opt.baud)) {
         if (errno == EINVAL)
             fprintf(stderr, "lpaccel-fw: --baud %lu is not a rate this system's termios "

@@ -99,18 +99,28 @@ class PtyDevice:
 
     Parameters
     ----------
-    backend : CheckedBackend
+    backend : CheckedBackend or LinkDeviceModel
+        A :class:`CheckedBackend` (its model is served and it is told each
+        clean request), or any model (e.g. over the SoC test double).
     to_device, to_host : FaultInjector, optional
     device_timeout_s : float
         The model's inter-byte timeout (line quiet this long drops a partial request).
     host_stall_s : float
         How long a stall on the way to the host holds the rest of a response.
+    clock : callable, optional
+        ``clock(cycles)`` lets device time pass (``SocModel.wait_cycles``):
+        ``cycles_per_byte`` per byte received, as on a board where the
+        device runs while the line carries bytes.
     """
 
     def __init__(self, backend, to_device=None, to_host=None, device_timeout_s=0.008,
-                 host_stall_s=0.06):
-        self.backend = backend
-        self.model = backend.model()
+                 host_stall_s=0.06, clock=None, cycles_per_byte=333):
+        if isinstance(backend, LinkDeviceModel):
+            self.backend, self.model = None, backend
+        else:
+            self.backend, self.model = backend, backend.model()
+        self.clock = clock
+        self.cycles_per_byte = cycles_per_byte
         self.to_device = to_device
         self.to_host = to_host
         self.device_timeout_s = device_timeout_s
@@ -139,7 +149,10 @@ class PtyDevice:
         cmd, count = frame[2], frame[3] + 1
         words = struct.unpack_from(f"<{count}I", frame, 8) \
             if cmd in (Cmd.REG_WRITE, Cmd.MEM_WRITE) else ()
-        self.backend.current = (cmd, struct.unpack_from("<I", frame, 4)[0], words)
+        if self.backend is not None:
+            self.backend.current = (cmd, struct.unpack_from("<I", frame, 4)[0], words)
+        if self.clock is not None:
+            self.clock(self.cycles_per_byte * len(frame))
         pieces = self.to_device.apply(frame) if self.to_device else [frame]
         for piece in pieces:
             if piece is None:
