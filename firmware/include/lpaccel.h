@@ -199,6 +199,8 @@ unsigned lpaccel_outstanding(const lpaccel_dev *dev);
 /*
  * y = W x on pre-placed buffers: submit, wait, and read `rows` float32
  * results into `results` (raw little-endian bytes, 4 * rows; NULL to skip).
+ * Jobs submitted earlier and not yet waited for complete first; their
+ * records are dropped (use lpaccel_submit/lpaccel_wait for chains).
  */
 int lpaccel_gemv(lpaccel_dev *dev, const lpaccel_job *job, void *results,
                  lpaccel_completion *done, uint32_t timeout_cycles);
