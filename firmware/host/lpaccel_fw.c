@@ -436,6 +436,110 @@ static void step_gemv_vectors(void)
     }
 }
 
+/*
+ * A chain: each vector's job CHAIN_ROUNDS times in a row (as the Q, K and V
+ * projections share an activation vector), all submitted back to back: more
+ * jobs than the queue holds, so lpaccel_submit pops records while the queue
+ * is full. Then the records are collected in push order and every result
+ * checked. Between jobs of one vector only JOB_RESULT_ADDR and JOB_TAG
+ * change, and only they are rewritten (the driver's shadow).
+ */
+#define CHAIN_ROUNDS 4u
+
+static void step_chain(void)
+{
+    static uint8_t results[4 * 1024];
+    uint64_t word = dev.info.word_bits / 8u, addr = 0;
+    uint64_t waddr[LPACCEL_VECTOR_COUNT], aaddr[LPACCEL_VECTOR_COUNT];
+    uint64_t raddr[LPACCEL_VECTOR_COUNT * CHAIN_ROUNDS];
+    unsigned v, k, n = 0, njobs = 0;
+    uint32_t r;
+    lpaccel_job job;
+    lpaccel_completion done;
+    uint16_t tag, tags[LPACCEL_VECTOR_COUNT * CHAIN_ROUNDS];
+    int err;
+
+    for (v = 0; v < LPACCEL_VECTOR_COUNT; v++) {
+        const lpaccel_vector *vec = &lpaccel_vectors[v];
+        if (!(dev.info.formats >> vec->format & 1u) || dev.info.lanes != LPACCEL_VECTORS_LANES ||
+            dev.info.word_bits != LPACCEL_VECTORS_WORD_BITS) {
+            printf("SKIP chain: needs every format and the vectors' engine geometry\n");
+            return;
+        }
+        waddr[v] = addr;
+        addr = align_up(addr + vec->weight_bytes, word);
+        aaddr[v] = addr;
+        addr = align_up(addr + vec->act_bytes, word);
+    }
+    for (k = 0; k < LPACCEL_VECTOR_COUNT * CHAIN_ROUNDS; k++) {
+        raddr[k] = addr;
+        addr = align_up(addr + lpaccel_result_bytes(lpaccel_vectors[k / CHAIN_ROUNDS].rows),
+                        word);
+    }
+    if (addr > dev.info.memory_size) {
+        printf("SKIP chain: needs %llu bytes of device memory\n", (unsigned long long)addr);
+        return;
+    }
+    for (v = 0; v < LPACCEL_VECTOR_COUNT; v++) {
+        const lpaccel_vector *vec = &lpaccel_vectors[v];
+        if ((err = lpaccel_mem_write(&dev, waddr[v], vec->weights, vec->weight_bytes)) ||
+            (err = lpaccel_mem_write(&dev, aaddr[v], vec->act, vec->act_bytes))) {
+            fail("chain", "upload: %s", describe(err));
+            return;
+        }
+    }
+    for (k = 0; k < LPACCEL_VECTOR_COUNT * CHAIN_ROUNDS; k++) {
+        const lpaccel_vector *vec = &lpaccel_vectors[k / CHAIN_ROUNDS];
+        v = k / CHAIN_ROUNDS;
+        job.weight_addr = waddr[v];
+        job.act_addr = aaddr[v];
+        job.result_addr = raddr[k];
+        job.rows = vec->rows;
+        job.cols = vec->cols;
+        job.format = vec->format;
+        job.group = vec->group;
+        job.irq = false;
+        if ((err = lpaccel_submit(&dev, &job, &tag, 0))) {
+            fail("chain", "submit of job %u: %s", k, describe(err));
+            return;
+        }
+        tags[njobs++] = tag;
+    }
+    for (k = 0; k < njobs; k++) {
+        const lpaccel_vector *vec = &lpaccel_vectors[k / CHAIN_ROUNDS];
+        err = lpaccel_wait(&dev, &done, 0);
+        if (err == LPACCEL_ERR_JOB) {
+            fail("chain", "job %u: %s", k, lpaccel_job_error_text(done.error));
+            return;
+        }
+        if (err) {
+            fail("chain", "wait for job %u: %s", k, describe(err));
+            return;
+        }
+        if (done.tag != tags[k]) {
+            fail("chain", "record %u has tag %u, job %u was pushed with tag %u", k,
+                 (unsigned)done.tag, k, (unsigned)tags[k]);
+            return;
+        }
+        if ((err = lpaccel_mem_read(&dev, raddr[k], results, lpaccel_result_bytes(vec->rows)))) {
+            fail("chain", "results of job %u: %s", k, describe(err));
+            return;
+        }
+        for (r = 0; r < vec->rows; r++) {
+            if (get32le(results + 4 * r) != vec->expected[r]) {
+                fail("chain", "job %u (%s) row %lu reads 0x%08lx, expected 0x%08lx", k,
+                     lpaccel_format_name(vec->format), (unsigned long)r,
+                     (unsigned long)get32le(results + 4 * r), (unsigned long)vec->expected[r]);
+                return;
+            }
+        }
+        n++;
+    }
+    pass("chain", "%u jobs (every format x %u) queued back to back through a %lu-deep queue, "
+         "completed in push order, all bit-exact", n, CHAIN_ROUNDS,
+         (unsigned long)dev.info.job_depth);
+}
+
 static void step_idle(void)
 {
     uint32_t levels, error;
@@ -463,6 +567,7 @@ static int cmd_selftest(const options *opt)
         step_registers();
         step_memory(opt);
         step_gemv_vectors();
+        step_chain();
         step_idle();
     }
     print_link_stats("link");

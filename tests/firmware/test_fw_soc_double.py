@@ -6,9 +6,10 @@ and a job queue with the semantics of docs/soc.md, results from the golden
 GEMV on the bytes in its memory). Checked:
 
 - the selftest passes (identify, register walk, memory, one GEMV per format
-  bit-exact, idle) on a clean line and on one with faults both ways, where
-  JOB_PUSH and JOB_POP must still happen exactly once each (the bridge's
-  replay record): five jobs pushed, five completions, no queue overflow;
+  bit-exact, a chain of 20 jobs through the 8-deep queue, idle) on a clean
+  line and on one with faults both ways, where JOB_PUSH and JOB_POP must
+  still happen exactly once each (the bridge's replay record): 25 jobs
+  pushed, 25 records popped, no queue overflow;
 - ``gemv`` on a bundle equals the golden model;
 - refusals before anything is written: a register map of another major
   version, a wrong MAGIC, a bundle repacked for another engine geometry,
@@ -67,6 +68,13 @@ def test_selftest_clean(firmware, tmp_path):
     assert rc == 0, text
     assert text.count("\nPASS gemv ") == 5 and "selftest: PASS" in text
     assert "PASS memory: 65536 bytes" in text
+    assert "PASS chain: 20 jobs (every format x 4) queued back to back through a 8-deep" in text
+    # Chained jobs of one vector share weights, activations and shape: the driver
+    # rewrote only what changed (at most 5 single jobs + 5 vectors in the chain, 2
+    # words each, instead of 25 jobs x 2 words); the tag changes every job.
+    for reg in ("JOB_WEIGHT_ADDR", "JOB_ACT_ADDR", "JOB_ROWS", "JOB_COLS", "JOB_FORMAT"):
+        assert 0 < len([e for e in soc.log if e[:2] == ("w", reg)]) <= 20, reg
+    assert len([e for e in soc.log if e[:2] == ("w", "JOB_TAG")]) == 25
 
 
 @pytest.mark.parametrize("seed", [1, 2])
@@ -80,7 +88,9 @@ def test_selftest_under_link_faults(firmware, tmp_path, seed):
     pops = [e for e in soc.log if e[:2] == ("w", "JOB_POP")]
     # Exactly once each, although their frames were resent (duplicates answered
     # from the replay record, not executed).
-    assert len(pushes) == 5 and len(pops) == 5
+    # 5 single GEMVs, then the chain of 20 (more than the queue's 8).
+    assert "PASS chain: 20 jobs" in text
+    assert len(pushes) == 25 and len(pops) == 25
     assert soc.error["OVERFLOW"] == 0
     assert model.counters["crc_errors"] > 0
     assert sum(faults["to_device"].counts[k] for k in FaultInjector.KINDS) > 0
