@@ -214,6 +214,10 @@ def serve_sim(memory=ONCHIP, *, uart=False, out=None, seed=0, work_dir=None):
                 if not announced and pty_file.exists():
                     path = pty_file.read_text().strip()
                     print(f"lpaccel simulated board on {path}", file=out, flush=True)
+                    if uart:
+                        print("serve-sim: through the UART pins the board moves about 100 "
+                              "bytes/s; pass --baud 1000 to lpaccel --port", file=sys.stderr,
+                              flush=True)
                     announced = True
                 if not announced and time.monotonic() > deadline:
                     stop_file.touch()
