@@ -401,3 +401,76 @@ def test_bus_errors():
         assert await t.ok(9, Cmd.MEM_READ, SRAM_BYTES - 16, count=4) == [0] * 4
         assert t.counters()["error_responses"] == 7
     run(scenario)
+
+
+# --- the golden model ------------------------------------------------------------------------
+
+def test_matches_golden_model():
+    """The RTL and sim/golden/link.py's LinkDeviceModel get the same byte stream (good
+    requests of every kind, refused ones, bus errors, duplicates, bad CRCs, garbage,
+    truncated requests followed by a gap longer than the timeout) and must answer with
+    the same bytes, leave the same memory and end with the same counters."""
+    from sim_golden_backend import make_model
+
+    async def scenario(t):
+        rng = random.Random(12)
+        # The constant registers of the first 64 bytes, as the RTL answers them.
+        regs = {}
+        for addr in range(0, 0x40, 4):
+            rsps = await t.request(0, Cmd.REG_READ, addr, count=1)
+            if rsps[0].status == Status.OK:
+                regs[addr] = rsps[0].words[0]
+        regs[SCRATCH] = 0
+        writable = {SCRATCH}
+        await t.exchange(encode_request(0, Cmd.LINK_INFO, 4, count=8))   # a known record
+        mem = bytearray(t.peek(0, SRAM_BYTES))
+        model = make_model(regs, writable, mem)
+        # Start the model's counters where the RTL's are now.
+        model.counters.update(t.counters())
+        model.record = (0, Cmd.LINK_INFO, Status.BAD_COMMAND)
+        seq = 1
+        last_write = None
+        for step in range(160):
+            kind = rng.random()
+            if kind < 0.12 and last_write is not None:
+                frame = last_write                      # a duplicate
+            else:
+                cmd = rng.choice([Cmd.REG_READ, Cmd.REG_WRITE, Cmd.MEM_READ, Cmd.MEM_WRITE,
+                                  Cmd.LINK_INFO, 0x07])
+                n = rng.choice([1, 2, 3, 5, 16])
+                if cmd in (Cmd.REG_READ, Cmd.REG_WRITE):
+                    addr = rng.choice([MAGIC, SCRATCH, SCRATCH, 0x28, 0x3C, UNMAPPED, 0x1000,
+                                       SCRATCH + 2])
+                    if cmd == Cmd.REG_WRITE and rng.random() < 0.7:
+                        addr, n = SCRATCH, 1
+                elif cmd in (Cmd.MEM_READ, Cmd.MEM_WRITE):
+                    addr = rng.choice([rng.randrange(0, SRAM_BYTES, 4),
+                                       SRAM_BYTES - 8, 0xFF8, 0x102])
+                else:
+                    addr = rng.choice([0, 0, 4])
+                words = ([rng.randrange(1 << 32) for _ in range(n)]
+                         if cmd in (Cmd.REG_WRITE, Cmd.MEM_WRITE) else None)
+                frame = encode_request(seq, cmd, addr, words, None if words else n)
+                if words:
+                    last_write = frame
+                seq = (seq + 1) & 0xFF
+            fault = rng.random()
+            stream = bytearray(frame)
+            gap = False
+            if fault < 0.1:
+                stream[rng.randrange(1, len(stream))] ^= 1 << rng.randrange(8)
+            elif fault < 0.18:
+                stream = stream[:rng.randrange(1, len(stream))]
+                gap = True
+            elif fault < 0.26:
+                stream = bytearray(rng.choice([0x00, 0x5A, 0xFF]) for _ in range(3)) + stream
+            raw = await t.exchange(bytes(stream), quiet=(2 * TIMEOUT if gap else TIMEOUT // 2))
+            want = model.feed(bytes(stream))
+            if gap:
+                model.idle_timeout()
+            assert raw == want, (step, stream.hex(), raw.hex(), want.hex())
+            assert t.peek(0, SRAM_BYTES) == bytes(mem), f"memory differs after step {step}"
+        assert t.counters() == model.counters, (t.counters(), model.counters)
+        assert all(model.counters[k] for k in ("crc_errors", "resyncs", "duplicates",
+                                               "error_responses")), model.counters
+    run(scenario)
