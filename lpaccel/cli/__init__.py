@@ -30,6 +30,8 @@ FORMATS = tuple(f.name.lower() for f in WeightFormat)
 GROUPS = GROUP_SIZES
 WORD_BITS = GemvConfig.WORD_BITS
 LANES = GemvConfig.LANES
+#: Verbs that run on the device behind --port.
+PORT_VERBS = ("gemv", "selftest", "run-gguf")
 #: Memories the simulated SoC is built with (lpaccel.cli.soc.MEMORIES, without importing it).
 SOC_MEMORIES = (ONCHIP, *LPDDR_MEMORIES)
 
@@ -151,9 +153,6 @@ def _cmd_serve_sim(args):
     from lpaccel.cli.serve import serve_sim
     if not args.pty:
         raise ValueError("serve-sim serves on a pseudo-terminal: pass --pty")
-    if args.port:
-        raise ValueError(f"--port {args.port}: serve-sim is the device; run other commands "
-                         f"with --port on the path it prints")
     return serve_sim(args.memory, uart=args.uart, seed=args.seed)
 
 
@@ -393,6 +392,11 @@ def main(argv=None):
     from lpaccel.driver import DeviceError
     from lpaccel.link import LinkError
     try:
+        if args.port is not None and args.verb not in PORT_VERBS:
+            raise ValueError(f"--port {args.port}: {args.verb} does not run on a device; "
+                             f"--port applies to {', '.join(PORT_VERBS)}")
+        if args.baud is not None and args.port is None:
+            raise ValueError(f"--baud {args.baud} is the line rate of --port: pass --port too")
         return args.func(args)
     except (ValueError, LinkError, DeviceError) as error:
         print(f"lpaccel {args.verb}: error: {error}", file=sys.stderr)

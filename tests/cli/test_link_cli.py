@@ -192,6 +192,17 @@ def _port_error(argv, capsys):
     return err
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["serve-sim"], "serve-sim serves on a pseudo-terminal: pass --pty"),
+    (["--port", "/dev/pts/9", "serve-sim", "--pty"], "serve-sim does not run on a device"),
+    (["--port", "/dev/pts/9", "regmap", "--out", "x"], "--port applies to gemv, selftest, "
+                                                       "run-gguf"),
+    (["--baud", "1000", "selftest"], "pass --port too"),
+])
+def test_option_errors(capsys, argv, message):
+    assert message in _port_error(argv, capsys)
+
+
 def test_port_that_does_not_exist(capsys):
     err = _port_error(["--port", "/dev/lpaccel-no-such-port", "selftest"], capsys)
     assert "serial port /dev/lpaccel-no-such-port does not exist" in err
