@@ -4,7 +4,9 @@
 #   build/firmware/regmap/   lpaccel_regs.h (peakrdl-cheader, from the RDL: `lpaccel regmap`)
 #   build/firmware/gen/      lpaccel_codes.h (RDL enums), lpaccel_vectors.h (golden GEMVs)
 #   build/firmware/host/     lpaccel-fw, lpaccel-fw-codec, lpaccel_regs_test (system cc)
-#   build/firmware/riscv32/  lpaccel.o, lpaccel_link.o (zig cc, riscv32 freestanding)
+#   build/firmware/riscv32/  lpaccel.o, lpaccel_link.o, lpaccel_mmio.o (zig cc, riscv32
+#                            freestanding) and soft_cpu.elf (examples/soft_cpu.c linked
+#                            with the library and the MMIO HAL, nothing else)
 
 BIN     ?= .venv/bin
 FW      := firmware
@@ -24,7 +26,7 @@ RV_CFLAGS := -target riscv32-freestanding -std=c99 -Wall -Wextra -Werror -pedant
 INC     := -I$(FW)/include -I$(REGDIR) -I$(GEN)
 
 LIB_SRC := $(FW)/src/lpaccel.c $(FW)/src/lpaccel_link.c
-LIB_HDR := $(FW)/include/lpaccel.h $(FW)/include/lpaccel_link.h
+LIB_HDR := $(FW)/include/lpaccel.h $(FW)/include/lpaccel_link.h $(FW)/include/lpaccel_mmio.h
 GEN_HDR := $(REGDIR)/lpaccel_regs.h $(GEN)/lpaccel_codes.h
 HOST_SRC := $(FW)/host/serial.c $(FW)/host/lpaccel_fw.c
 HOST_HDR := $(FW)/host/serial.h $(GEN)/lpaccel_vectors.h
@@ -33,7 +35,8 @@ HOST_HDR := $(FW)/host/serial.h $(GEN)/lpaccel_vectors.h
 .DELETE_ON_ERROR:
 
 all: $(HOSTDIR)/lpaccel-fw $(HOSTDIR)/lpaccel-fw-codec $(HOSTDIR)/lpaccel_regs_test \
-     $(RVDIR)/lpaccel.o $(RVDIR)/lpaccel_link.o
+     $(HOSTDIR)/lpaccel_mmio.o $(RVDIR)/lpaccel.o $(RVDIR)/lpaccel_link.o \
+     $(RVDIR)/lpaccel_mmio.o $(RVDIR)/soft_cpu.elf
 	$(HOSTDIR)/lpaccel_regs_test
 	@echo "firmware: $(HOSTDIR)/lpaccel-fw and $(RVDIR)/*.o built"
 
@@ -66,6 +69,17 @@ $(HOSTDIR)/lpaccel_regs_test: $(REGDIR)/lpaccel_regs.h.test.c $(REGDIR)/lpaccel_
 	@mkdir -p $(HOSTDIR)
 	$(CC) -std=c99 -Wall -Wextra -Werror -I$(REGDIR) $< -o $@
 
+$(HOSTDIR)/lpaccel_mmio.o: $(FW)/src/lpaccel_mmio.c $(LIB_HDR) $(GEN_HDR)
+	@mkdir -p $(HOSTDIR)
+	$(CC) $(HOST_CFLAGS) $(INC) -c $< -o $@
+
 $(RVDIR)/%.o: $(FW)/src/%.c $(LIB_HDR) $(GEN_HDR)
 	@mkdir -p $(RVDIR)
 	$(ZIGCC) $(RV_CFLAGS) $(INC) -c $< -o $@
+
+# A whole program, linked with no libc, start files or runtime library.
+$(RVDIR)/soft_cpu.elf: $(FW)/examples/soft_cpu.c $(FW)/src/lpaccel.c $(FW)/src/lpaccel_mmio.c \
+                       $(LIB_HDR) $(GEN_HDR)
+	@mkdir -p $(RVDIR)
+	$(ZIGCC) $(RV_CFLAGS) $(INC) $(FW)/examples/soft_cpu.c $(FW)/src/lpaccel.c \
+	    $(FW)/src/lpaccel_mmio.c -o $@

@@ -13,9 +13,11 @@ from lpaccel.paths import ROOT
 from tests.firmware.fwbuild import CODEC, RV_DIR, TOOL
 
 LIB_SOURCES = ("firmware/src/lpaccel.c", "firmware/src/lpaccel_link.c",
-               "firmware/include/lpaccel.h", "firmware/include/lpaccel_link.h")
+               "firmware/src/lpaccel_mmio.c", "firmware/include/lpaccel.h",
+               "firmware/include/lpaccel_link.h", "firmware/include/lpaccel_mmio.h",
+               "firmware/examples/soft_cpu.c")
 ALLOWED_INCLUDES = {"stdint.h", "stddef.h", "stdbool.h", "lpaccel.h", "lpaccel_link.h",
-                    "lpaccel_regs.h", "lpaccel_codes.h"}
+                    "lpaccel_mmio.h", "lpaccel_regs.h", "lpaccel_codes.h"}
 EM_RISCV = 243
 
 
@@ -26,10 +28,11 @@ def test_fresh_build(tmp_path):
                         f"OUT={out}"], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
     compiles = [line for line in r.stdout.splitlines() if " -Werror " in line]
-    assert sum("riscv32-freestanding" in line for line in compiles) == 2
+    assert sum("riscv32-freestanding" in line for line in compiles) == 4
     assert sum(line.startswith("cc ") for line in compiles) >= 3
     for path in ("host/lpaccel-fw", "host/lpaccel-fw-codec", "riscv32/lpaccel.o",
-                 "riscv32/lpaccel_link.o", "regmap/lpaccel_regs.h", "gen/lpaccel_vectors.h"):
+                 "riscv32/lpaccel_link.o", "riscv32/lpaccel_mmio.o", "riscv32/soft_cpu.elf",
+                 "regmap/lpaccel_regs.h", "gen/lpaccel_vectors.h"):
         assert (out / path).exists(), path
 
 
@@ -47,12 +50,14 @@ def test_build_products(firmware):
         assert path.exists(), path
 
 
-@pytest.mark.parametrize("obj", ["lpaccel.o", "lpaccel_link.o"])
+@pytest.mark.parametrize("obj", ["lpaccel.o", "lpaccel_link.o", "lpaccel_mmio.o",
+                                 "soft_cpu.elf"])
 def test_riscv32_objects_are_self_contained(firmware, obj):
     data = (RV_DIR / obj).read_bytes()
     # ELF, 32-bit class, little-endian, relocatable, machine RISC-V.
     assert data[:4] == b"\x7fELF" and data[4] == 1 and data[5] == 1
-    assert int.from_bytes(data[16:18], "little") == 1
+    # Relocatable objects, and the example program linked into an executable.
+    assert int.from_bytes(data[16:18], "little") == (2 if obj.endswith(".elf") else 1)
     assert int.from_bytes(data[18:20], "little") == EM_RISCV
     nm = shutil.which("nm")
     if nm is None:
