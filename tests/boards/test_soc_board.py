@@ -136,7 +136,8 @@ def test_uart_on_the_ft231x_pins(board_files):
     # The reference clock and five LEDs (B2 C2 C1 D2 D1), nothing else: the FT231X's
     # RTS, DTR and TXDEN (M3, N1, L3) are left alone.
     assert sites == {"clk25_0__io": "G2", "uart_0__rx__io": "M1", "uart_0__tx__io": "L4",
-                     **{f"led_{i}__io": pin for i, pin in enumerate("B2 C2 C1 D2 D1".split())}}
+                     **{f"led_{i}__io": pin
+                        for i, pin in enumerate(["B2", "C2", "C1", "D2", "D1"])}}
     assert 'FREQUENCY PORT "clk25_0__io" 25000000.0 HZ' in board_files["lpf"]
 
 
