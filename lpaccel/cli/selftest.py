@@ -32,8 +32,9 @@ from lpaccel.driver import Device
 
 __all__ = ["run_selftest", "selftest_text", "GEMV_ROWS", "GEMV_COLS"]
 
-#: Shape of the per-format GEMV.
-GEMV_ROWS = 64
+#: Shape of the per-format GEMV: one row per lane of the default engine, eight
+#: 32-element blocks a row (small, so that it moves quickly over a slow link).
+GEMV_ROWS = 32
 GEMV_COLS = 256
 
 #: Group of the INT4/INT8 GEMVs.

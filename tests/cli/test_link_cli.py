@@ -148,7 +148,7 @@ class _WrongResults(SocModel):
     (_DeafRegister, "registers", "JOB_COLS: wrote 0x1ffff, read 0xff"),
     (_NoBusErrors, "registers", "a write to the read-only MAGIC (0x0) was answered without "
                                 "an error"),
-    (_WrongResults, "gemv q8_0", "1 of 64 rows differ from golden"),
+    (_WrongResults, "gemv q8_0", "1 of 32 rows differ from golden"),
 ])
 def test_selftest_finds_planted_faults(monkeypatch, capsys, model, step, message):
     _install(monkeypatch, model(_soc()))
