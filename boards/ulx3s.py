@@ -230,7 +230,7 @@ register_board("ulx3s-85f", BoardEntry(
         # The generated SDR core's timings are for 50 MHz.
         "dram-selftest": BoardDesign(make_top=_dram_top, core_mhz=50.0, fixed_clock=True),
         # 25 MHz x 5 / 6: UART divisor 7 at the FT231X's 3 Mbaud (boards/ulx3s_soc.py).
-        "soc": BoardDesign(make_top=_soc_top, core_mhz=25.0 * 5 / 6),
+        "soc": BoardDesign(make_top=_soc_top, core_mhz=25.0 * 5 / 6, variants=("uart",)),
     },
     yosys_overrides=ECP5_YOSYS_OVERRIDES, programmer="ulx3s",
     description="Radiona ULX3S, Lattice ECP5 LFE5U-85F-6BG381, 25 MHz oscillator, "

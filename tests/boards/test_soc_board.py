@@ -34,7 +34,8 @@ def test_registry_entry():
                                      "the FT231X USB-UART")
     spec = BOARDS["ulx3s-85f"].designs["soc"]
     assert spec.core_mhz == DEFAULT_CORE_MHZ == pytest.approx(20.8333, abs=1e-4)
-    assert not spec.fixed_clock and spec.variants == ("selftest",)
+    # One top: the bridge on the UART pins.
+    assert not spec.fixed_clock and spec.variants == ("uart",)
     assert BOARDS["ulx3s-85f"].default_design == "gemv-selftest"
     assert default_out_dir("ulx3s-85f", "soc") == build_dir("ulx3s-85f-soc")
     # Only the ULX3S has the FT231X design.
@@ -110,7 +111,7 @@ def test_bad_combinations_are_clear_errors():
 @pytest.fixture(scope="module")
 def board_files():
     """The files Amaranth writes for the ``soc`` top (elaboration only, no tools run)."""
-    top = BOARDS["ulx3s-85f"].designs["soc"].make_top(DEFAULT_CORE_MHZ, "selftest")
+    top = BOARDS["ulx3s-85f"].designs["soc"].make_top(DEFAULT_CORE_MHZ, "uart")
     plan = ULX3S_85F_Platform().prepare(top, name="top", **ECP5_YOSYS_OVERRIDES)
 
     def text(name):
@@ -161,7 +162,7 @@ def test_top_has_pll_soc_and_bridge(board_files):
 @pytest.mark.slow
 def test_soc_bitstream():
     report = build_board("ulx3s-85f", design="soc")
-    assert report["design"] == "soc" and report["top"] == "selftest"
+    assert report["design"] == "soc" and report["top"] == "uart"
     bitstream = ROOT / report["bitstream"]
     assert bitstream.stat().st_size > 0
     assert report["timing_met"] is True
