@@ -46,6 +46,11 @@ SIM_BOARD_BAUD = 20_000
 PTY_WAIT_S = 3600
 
 
+#: The driver's errors (lpaccel.driver), re-raised as DeviceError from a program run in
+#: the simulator: the command line reports them like the same errors over a port.
+DEVICE_ERRORS = ("DeviceError", "DeviceTimeout", "JobError", "AllocationError")
+
+
 class ProgramError(Exception):
     """A host program run in the simulator raised; carries its type name and message.
 
@@ -93,6 +98,8 @@ def run_in_process(program, kwargs, config=None, *, seed=0, work_dir=None):
     ValueError
         Re-raised when the program raised one (bad input found by the
         program's checks): the message is the program's.
+    lpaccel.driver.DeviceError
+        When the program raised one of the driver's errors (:data:`DEVICE_ERRORS`).
     ProgramError
         When the program raised anything else.
     """
@@ -123,6 +130,9 @@ def run_in_process(program, kwargs, config=None, *, seed=0, work_dir=None):
     if error is not None:
         if error["type"] == "ValueError":
             raise ValueError(error["message"])
+        if error["type"] in DEVICE_ERRORS:
+            from lpaccel.driver import DeviceError
+            raise DeviceError(f"{error['type']}: {error['message']}")
         raise ProgramError(error["type"], error["message"], error["traceback"])
     return report
 
