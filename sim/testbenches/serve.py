@@ -156,8 +156,15 @@ class PtyServer:
     # -- pty ---------------------------------------------------------------------------
 
     def _read_pty(self, timeout):
-        """Append what the host wrote; wait up to ``timeout`` seconds for something."""
-        readable, _, _ = select.select([self.master], [], [], timeout)
+        """Append what the host wrote; wait up to ``timeout`` seconds for something.
+
+        While response bytes wait (the host is not reading and the pty's buffer
+        is full) the wait also ends when the pty can take them.
+        """
+        m = self.master
+        readable, writable, _ = select.select([m], [m] if self._out else [], [], timeout)
+        if writable:
+            self._write_pty()
         if readable:
             try:
                 data = os.read(self.master, READ_BYTES)
@@ -248,7 +255,7 @@ class PtyServer:
                     continue
             else:
                 # Nothing pending, nothing running: block (bounded) with the clock stopped.
-                self._read_pty(0.001 if self._out else IDLE_SELECT_S)
+                self._read_pty(IDLE_SELECT_S)
             await fall
             self.cycle += 1
         d.rx_valid.value = 0
