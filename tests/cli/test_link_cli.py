@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+import tty
 
 import pytest
 
@@ -291,6 +292,29 @@ def test_serve_sim_idles_without_cpu(board):
     before = board.cpu_seconds()
     time.sleep(2.0)
     assert board.cpu_seconds() - before < 0.3
+
+
+def test_serve_sim_recovers_from_a_broken_client(board):
+    # A client that leaves garbage and half a request behind: the bridge drops it (its
+    # inter-byte timeout runs while the board is busy) and the next client is served.
+    from lpaccel.cli.serve import open_port
+    from lpaccel.driver import MAGIC
+    from lpaccel.link import Cmd, encode_request
+    fd = os.open(board.pty, os.O_RDWR | os.O_NOCTTY)
+    tty.setraw(fd)
+    before = open_port(board.pty)
+    start = before.transport.link_info()
+    before.transport.close()
+    os.write(fd, b"\x00\xff" + encode_request(7, Cmd.REG_READ, 0, count=4)[:6])
+    os.close(fd)
+    time.sleep(0.5)
+    dev = open_port(board.pty)
+    try:
+        assert dev.regs.read("MAGIC") == MAGIC
+        end = dev.transport.link_info()
+    finally:
+        dev.transport.close()
+    assert end.resyncs + end.crc_errors > start.resyncs + start.crc_errors
 
 
 def test_serve_sim_selftest(board):
