@@ -79,14 +79,14 @@ bool lpaccel_link_cmd_writes(uint8_t cmd);
  * recv: wait at most timeout_ms for at least one byte, read up to max;
  *       *got = 0 on a timeout; 0 or LPACCEL_ERR_IO.
  * now_ms: a millisecond clock (wraps at 2^32).
- * flush_input: optional, drop bytes already received but not read.
+ * wait_us: optional, sleep about us microseconds (the HAL's polling wait).
  */
 typedef struct lpaccel_link_io {
     void *ctx;
     int (*send)(void *ctx, const uint8_t *data, size_t n);
     int (*recv)(void *ctx, uint8_t *data, size_t max, uint32_t timeout_ms, size_t *got);
     uint32_t (*now_ms)(void *ctx);
-    void (*wait_us)(void *ctx, uint32_t us);   /* optional, for the HAL's wait */
+    void (*wait_us)(void *ctx, uint32_t us);
 } lpaccel_link_io;
 
 /* What the link saw (all counts since lpaccel_link_init). */
