@@ -39,7 +39,7 @@ SERVE_MEMORIES = (ONCHIP,)
 #: Line rate (baud, 10 bits a byte) the host assumes for a pseudo-terminal: the
 #: simulated board's byte streams move about 1 byte per cycle at 5k-10k cycles/s
 #: (a loaded machine), so 20,000 leaves a margin of 2.5x to 5x. Through the
-#: UART pins (serve-sim --uart, 10 bits of 8 cycles a byte) pass --baud 1000.
+#: UART pins (serve-sim --uart, 10 bits of 8 cycles a byte: 600-1000 baud) pass --baud 500.
 SIM_BOARD_BAUD = 20_000
 
 #: How long serve-sim waits for the pty (the first Verilator build takes minutes).
@@ -226,7 +226,7 @@ def serve_sim(memory=ONCHIP, *, uart=False, out=None, seed=0, work_dir=None):
                     print(f"lpaccel simulated board on {path}", file=out, flush=True)
                     if uart:
                         print("serve-sim: through the UART pins the board moves about 100 "
-                              "bytes/s; pass --baud 1000 to lpaccel --port", file=sys.stderr,
+                              "bytes/s; pass --baud 500 to lpaccel --port", file=sys.stderr,
                               flush=True)
                     announced = True
                 if not announced and time.monotonic() > deadline:
