@@ -149,6 +149,7 @@ class PtyServer:
         self._stop = True
 
     def close(self):
+        """Close both ends of the pseudo-terminal."""
         for fd in (self.master, self._slave):
             with contextlib.suppress(OSError):
                 os.close(fd)
@@ -263,6 +264,12 @@ class PtyServer:
     # -- UART pins -------------------------------------------------------------------------
 
     async def serve_uart(self, should_stop):
+        """Serve through the UART pins: cocotbext-uart at the bridge's bit time.
+
+        No wake-up per cycle: the UART models wake per bit, the loop per
+        frame time (or 64 cycles) while bytes move or the board is busy, and
+        blocks in select() otherwise.
+        """
         from cocotbext.uart import UartSink, UartSource
         d = self.dut
         d.use_uart.value = 1
@@ -294,6 +301,10 @@ class PtyServer:
 
 
 def _stop_condition():
+    """A cheap ``should_stop()``: the stop file exists or the parent process is gone.
+
+    Looks at most every 0.1 s (the serve loop asks far more often).
+    """
     stop_file = os.environ.get("LPACCEL_STOP_FILE")
     parent = int(os.environ.get("LPACCEL_PARENT_PID", "0"))
     state = {"last": 0.0, "stop": False}
