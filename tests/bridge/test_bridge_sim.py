@@ -107,6 +107,7 @@ class Bench:
                 i += 1
             if tx_valid and ready:
                 out.append(tx_byte)
+                self.last_byte_cycle = self.cycle
                 silent = 0
             elif i >= len(data):
                 silent += 1
@@ -474,3 +475,36 @@ def test_matches_golden_model():
         assert all(model.counters[k] for k in ("crc_errors", "resyncs", "duplicates",
                                                "error_responses")), model.counters
     run(scenario)
+
+
+#: Overhead of test_latency (cycles beyond one per byte, measured; the cycle contract):
+#: each register word costs the CSR bank's round trip, a memory command one burst of
+#: (lane offset + words) / 4 beats plus the SRAM's latency.
+OVERHEAD = {"REG_READ x1": 5, "REG_WRITE x1": 6, "REG_READ x8": 26, "MEM_WRITE x256": 70,
+            "MEM_READ x256": 70, "MEM_READ x1": 7}
+
+
+def test_latency():
+    """Cycles from the first request byte to the last response byte with no idle and no
+    back-pressure: the bytes each way plus a small fixed overhead for the bus work
+    (register: the CSR bank's round trip; memory: one burst). Printed for docs/link.md."""
+    results = {}
+
+    async def scenario(t):
+        cases = [("REG_READ x1", Cmd.REG_READ, SCRATCH, None, 1),
+                 ("REG_WRITE x1", Cmd.REG_WRITE, SCRATCH, [1], None),
+                 ("REG_READ x8", Cmd.REG_READ, MAGIC, None, 8),
+                 ("MEM_WRITE x256", Cmd.MEM_WRITE, 0x1000, list(range(256)), None),
+                 ("MEM_READ x256", Cmd.MEM_READ, 0x1000, None, 256),
+                 ("MEM_READ x1", Cmd.MEM_READ, 0x1004, None, 1)]
+        for seq, (name, cmd, addr, words, count) in enumerate(cases):
+            frame = encode_request(seq, cmd, addr, words, count)
+            start = t.cycle
+            raw = await t.exchange(frame)
+            rsp = t.parser.feed(raw)
+            assert len(rsp) == 1 and rsp[0].status == Status.OK, (name, rsp)
+            results[name] = (t.last_byte_cycle - start, len(frame) + len(raw))
+    run(scenario)
+    for name, (cycles, nbytes) in results.items():
+        print(f"{name}: {cycles} cycles for {nbytes} bytes (overhead {cycles - nbytes})")
+        assert cycles - nbytes == OVERHEAD[name], (name, cycles, nbytes)
