@@ -540,6 +540,129 @@ static void step_chain(void)
          (unsigned long)dev.info.job_depth);
 }
 
+/*
+ * Control paths: CONTROL.ABORT with jobs queued (each still gets exactly one
+ * record, NONE or ABORTED, in push order), CONTROL.SOFT_RESET with jobs
+ * queued (no records, the queue empty), WATCHDOG read back, and a job after
+ * all that runs bit-exact with PERF_JOBS_DONE = 1.
+ */
+static void step_control(void)
+{
+    static uint8_t results[4 * 1024];
+    const lpaccel_vector *vec = &lpaccel_vectors[0];
+    uint64_t word = dev.info.word_bits / 8u;
+    lpaccel_job job;
+    lpaccel_completion done;
+    lpaccel_counters c;
+    uint32_t levels, wd, wd_old, r, error_before = 0, error_after = 0;
+    unsigned k, aborted = 0;
+    int err;
+
+    if (!(dev.info.formats >> vec->format & 1u) || dev.info.lanes != LPACCEL_VECTORS_LANES ||
+        dev.info.word_bits != LPACCEL_VECTORS_WORD_BITS) {
+        printf("SKIP control: needs the vectors' format and engine geometry\n");
+        return;
+    }
+    job.weight_addr = 0;
+    job.act_addr = align_up(vec->weight_bytes, word);
+    job.result_addr = align_up(job.act_addr + vec->act_bytes, word);
+    job.rows = vec->rows;
+    job.cols = vec->cols;
+    job.format = vec->format;
+    job.group = vec->group;
+    job.irq = false;
+    if ((err = lpaccel_mem_write(&dev, job.weight_addr, vec->weights, vec->weight_bytes)) ||
+        (err = lpaccel_mem_write(&dev, job.act_addr, vec->act, vec->act_bytes))) {
+        fail("control", "upload: %s", describe(err));
+        return;
+    }
+    /* Abort with three jobs queued. */
+    for (k = 0; k < 3; k++) {
+        if ((err = lpaccel_submit(&dev, &job, NULL, 0))) {
+            fail("control", "submit before the abort: %s", describe(err));
+            return;
+        }
+    }
+    if ((err = lpaccel_abort(&dev, 1u << 24))) {
+        fail("control", "abort: %s", describe(err));
+        return;
+    }
+    for (k = 0; k < 3; k++) {
+        err = lpaccel_wait(&dev, &done, 1u << 24);
+        if (err == LPACCEL_ERR_JOB && done.error == LPACCEL_GEMV_ERROR_ABORTED)
+            aborted++;
+        else if (err) {
+            fail("control", "record %u after the abort: %s (%s)", k, describe(err),
+                 lpaccel_job_error_text(done.error));
+            return;
+        }
+    }
+    /* Soft reset with two jobs queued: no records, an empty queue. */
+    for (k = 0; k < 2; k++) {
+        if ((err = lpaccel_submit(&dev, &job, NULL, 0))) {
+            fail("control", "submit before the soft reset: %s", describe(err));
+            return;
+        }
+    }
+    if ((err = lpaccel_soft_reset(&dev, 1u << 24)) ||
+        (err = lpaccel_reg_read(&dev, REG(JOB_LEVELS), &levels))) {
+        fail("control", "soft reset: %s", describe(err));
+        return;
+    }
+    if (lpaccel_outstanding(&dev) != 0 || (levels & ~(uint32_t)LPACCEL__JOB_LEVELS__FREE_bm) ||
+        (levels & LPACCEL__JOB_LEVELS__FREE_bm) >> LPACCEL__JOB_LEVELS__FREE_bp !=
+            dev.info.job_depth) {
+        fail("control", "after the soft reset JOB_LEVELS is 0x%08lx", (unsigned long)levels);
+        return;
+    }
+    /* An aborted job leaves its code in the sticky ERROR register: clear it (W1C). */
+    if ((err = lpaccel_read_error(&dev, &error_before)) || (err = lpaccel_clear_error(&dev)) ||
+        (err = lpaccel_read_error(&dev, &error_after))) {
+        fail("control", "ERROR: %s", describe(err));
+        return;
+    }
+    if (error_after != 0) {
+        fail("control", "ERROR reads 0x%08lx after clearing 0x%08lx", (unsigned long)error_after,
+             (unsigned long)error_before);
+        return;
+    }
+    /* The watchdog register holds what is written. */
+    if ((err = lpaccel_reg_read(&dev, REG(WATCHDOG), &wd_old)) ||
+        (err = lpaccel_set_watchdog(&dev, 123457u)) ||
+        (err = lpaccel_reg_read(&dev, REG(WATCHDOG), &wd)) ||
+        (err = lpaccel_set_watchdog(&dev, wd_old))) {
+        fail("control", "WATCHDOG: %s", describe(err));
+        return;
+    }
+    if (wd != 123457u) {
+        fail("control", "WATCHDOG reads %lu after writing 123457", (unsigned long)wd);
+        return;
+    }
+    /* And the device works: one job, counted. */
+    if ((err = lpaccel_clear_counters(&dev)) ||
+        (err = lpaccel_gemv(&dev, &job, results, &done, 1u << 24)) ||
+        (err = lpaccel_read_counters(&dev, &c))) {
+        fail("control", "job after the soft reset: %s", describe(err));
+        return;
+    }
+    for (r = 0; r < vec->rows; r++) {
+        if (get32le(results + 4 * r) != vec->expected[r]) {
+            fail("control", "job after the soft reset: row %lu differs from the golden model",
+                 (unsigned long)r);
+            return;
+        }
+    }
+    if (c.jobs_done != 1u || c.busy_cycles == 0u) {
+        fail("control", "PERF_JOBS_DONE %llu, PERF_BUSY_CYCLES %llu after one job",
+             (unsigned long long)c.jobs_done, (unsigned long long)c.busy_cycles);
+        return;
+    }
+    pass("control", "abort with 3 jobs queued: 3 records in push order (%u ABORTED); soft "
+         "reset with 2 queued: queue empty, no records; ERROR 0x%08lx cleared; WATCHDOG read "
+         "back; then a job bit-exact, PERF_JOBS_DONE 1, %llu busy cycles", aborted,
+         (unsigned long)error_before, (unsigned long long)c.busy_cycles);
+}
+
 static void step_idle(void)
 {
     uint32_t levels, error;
@@ -568,6 +691,7 @@ static int cmd_selftest(const options *opt)
         step_memory(opt);
         step_gemv_vectors();
         step_chain();
+        step_control();
         step_idle();
     }
     print_link_stats("link");

@@ -2,7 +2,8 @@
 
 - ``lpaccel-fw --port PTY selftest`` passes: link, identification, register
   walk, memory test, one GEMV per format bit-exact vs the golden model, a
-  chain of 20 jobs through the 8-deep queue, idle;
+  chain of 20 jobs through the 8-deep queue, abort and soft reset with jobs
+  queued, idle;
 - ``lpaccel-fw gemv BUNDLE OUT`` on a bundle gives results bit-identical to
   the Python driver's (``lpaccel.transports.open_device`` + ``Device.gemv``)
   on the same board, and to the golden model.
@@ -68,7 +69,7 @@ def test_selftest(board):
     assert r.returncode == 0, r.stdout + r.stderr
     lines = r.stdout.splitlines()
     for step in ("link", "identify", "registers", "memory", "gemv Q4_0", "gemv Q8_0",
-                 "gemv Q4_1", "gemv INT4", "gemv INT8", "chain", "idle"):
+                 "gemv Q4_1", "gemv INT4", "gemv INT8", "chain", "control", "idle"):
         assert any(line.startswith(f"PASS {step}:") for line in lines), (step, r.stdout)
     assert "FAIL" not in r.stdout and lines[-1] == "selftest: PASS"
 

@@ -6,10 +6,10 @@ and a job queue with the semantics of docs/soc.md, results from the golden
 GEMV on the bytes in its memory). Checked:
 
 - the selftest passes (identify, register walk, memory, one GEMV per format
-  bit-exact, a chain of 20 jobs through the 8-deep queue, idle) on a clean
-  line and on one with faults both ways, where JOB_PUSH and JOB_POP must
-  still happen exactly once each (the bridge's replay record): 25 jobs
-  pushed, 25 records popped, no queue overflow;
+  bit-exact, a chain of 20 jobs through the 8-deep queue, abort and soft
+  reset with jobs queued, idle) on a clean line and on one with faults both
+  ways, where JOB_PUSH and JOB_POP must still happen exactly once each (the
+  bridge's replay record): 31 jobs pushed, 29 records popped, no overflow;
 - ``gemv`` on a bundle equals the golden model;
 - refusals before anything is written: a register map of another major
   version, a wrong MAGIC, a bundle repacked for another engine geometry,
@@ -69,12 +69,14 @@ def test_selftest_clean(firmware, tmp_path):
     assert text.count("\nPASS gemv ") == 5 and "selftest: PASS" in text
     assert "PASS memory: 65536 bytes" in text
     assert "PASS chain: 20 jobs (every format x 4) queued back to back through a 8-deep" in text
-    # Chained jobs of one vector share weights, activations and shape: the driver
-    # rewrote only what changed (at most 5 single jobs + 5 vectors in the chain, 2
-    # words each, instead of 25 jobs x 2 words); the tag changes every job.
+    assert "PASS control: abort with 3 jobs queued: 3 records in push order" in text
+    # Jobs of one vector share weights, activations and shape: the driver rewrote
+    # only what changed: at most 12 times (5 single jobs, 5 vectors in the chain,
+    # the control step's first job and its job after the soft reset, which makes
+    # the driver forget what it wrote), 2 words each, instead of 31 jobs x 2 words.
     for reg in ("JOB_WEIGHT_ADDR", "JOB_ACT_ADDR", "JOB_ROWS", "JOB_COLS", "JOB_FORMAT"):
-        assert 0 < len([e for e in soc.log if e[:2] == ("w", reg)]) <= 20, reg
-    assert len([e for e in soc.log if e[:2] == ("w", "JOB_TAG")]) == 25
+        assert 0 < len([e for e in soc.log if e[:2] == ("w", reg)]) <= 24, reg
+    assert len([e for e in soc.log if e[:2] == ("w", "JOB_TAG")]) == 31
 
 
 @pytest.mark.parametrize("seed", [1, 2])
@@ -88,9 +90,10 @@ def test_selftest_under_link_faults(firmware, tmp_path, seed):
     pops = [e for e in soc.log if e[:2] == ("w", "JOB_POP")]
     # Exactly once each, although their frames were resent (duplicates answered
     # from the replay record, not executed).
-    # 5 single GEMVs, then the chain of 20 (more than the queue's 8).
-    assert "PASS chain: 20 jobs" in text
-    assert len(pushes) == 25 and len(pops) == 25
+    # 5 single GEMVs, the chain of 20 (more than the queue's 8), 3 aborted, 2 ended
+    # by the soft reset (no records to pop), 1 after it.
+    assert "PASS chain: 20 jobs" in text and "PASS control:" in text
+    assert len(pushes) == 31 and len(pops) == 29
     assert soc.error["OVERFLOW"] == 0
     assert model.counters["crc_errors"] > 0
     assert sum(faults["to_device"].counts[k] for k in FaultInjector.KINDS) > 0
