@@ -20,7 +20,7 @@ demo: $(STAMP)
 	$(BIN)/lpaccel build --board $(BOARD)
 
 test: lint
-	$(BIN)/python -m pytest -n $(JOBS) tests
+	$(BIN)/python -m pytest -n $(JOBS) --durations=30 tests
 
 # ruff with the project's rules, then the layer contracts (docs/architecture.md).
 lint: $(STAMP)
