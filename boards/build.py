@@ -140,8 +140,7 @@ def build_board(board, *, design=None, out_dir=None, top=None, seed=1, core_mhz=
     started = time.monotonic()
     plan = platform.prepare(top, name=_BUILD_NAME,
                             **entry.yosys_overrides,
-                            nextpnr_opts=f"--seed {int(seed)} --report {report_file} "
-                                         f"{spec.nextpnr_opts}".rstrip())
+                            nextpnr_opts=f"--seed {int(seed)} --report {report_file}")
     elaborate_seconds = time.monotonic() - started
     env = tool_environment()
     error = None

@@ -65,16 +65,12 @@ class BoardDesign:
     variants : tuple of str
         Tops ``make_top`` knows; the first is the default. The report's
         ``top`` is the variant built.
-    nextpnr_opts : str
-        Extra nextpnr options of this design (e.g. ``"--router router2"``
-        for a design whose routing congestion router1 is slow to resolve).
     """
 
     make_top: object
     core_mhz: float
     fixed_clock: bool = False
     variants: tuple = ("selftest",)
-    nextpnr_opts: str = ""
 
 
 @dataclass(frozen=True)
