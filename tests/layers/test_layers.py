@@ -40,13 +40,19 @@ def test_contracts_kept(tree):
 @pytest.mark.parametrize("rel,line,contract", [
     # gateware importing verification
     ("lpaccel/rtl/config.py", "from lpaccel.sim.golden import gemv as _g",
-     "layers: cli > boards > sim > driver > host library > rtl"),
+     "layers: cli > boards > sim > transports > driver > host library > rtl"),
     # host library importing the simulator glue
     ("lpaccel/quant.py", "import lpaccel.sim.infra.harness as _h",
-     "layers: cli > boards > sim > driver > host library > rtl"),
+     "layers: cli > boards > sim > transports > driver > host library > rtl"),
     # verification importing the board flow
     ("lpaccel/sim/golden/gemv.py", "import lpaccel.boards.build as _b",
-     "layers: cli > boards > sim > driver > host library > rtl"),
+     "layers: cli > boards > sim > transports > driver > host library > rtl"),
+    # the link protocol (host library) importing the serial transports above it
+    ("lpaccel/link.py", "import lpaccel.transports as _t",
+     "layers: cli > boards > sim > transports > driver > host library > rtl"),
+    # a transport importing the simulator
+    ("lpaccel/transports.py", "import lpaccel.sim.golden.link as _m",
+     "layers: cli > boards > sim > transports > driver > host library > rtl"),
     # host library needing a development tool
     ("lpaccel/repack.py", "import cocotb as _c",
      "gateware and host library need no development tools"),
