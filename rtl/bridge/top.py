@@ -107,8 +107,8 @@ class LinkedSoc(wiring.Component):
         urx, utx = self.uart_receiver, self.uart_transmitter
         m.submodules.soc = soc
         m.submodules.bridge = bridge
-        m.submodules.uart_rx = urx
-        m.submodules.uart_tx = utx
+        m.submodules.uart_receiver = urx
+        m.submodules.uart_transmitter = utx
 
         wiring.connect(m, bridge.csr, soc.csr)
         wiring.connect(m, bridge.mem, soc.host)

@@ -340,6 +340,7 @@ def test_serve_sim_tensor_too_large(board, tmp_path):
     assert r.returncode == 2 and "CAP_MEM_SIZE" in r.stderr and "Traceback" not in r.stderr
 
 
+@pytest.mark.slow  # the UART PHY runs in make test in tests/bridge (test_link_top)
 def test_serve_sim_uart_pins():
     sim = ServeSim("--uart")
     try:
