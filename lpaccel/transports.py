@@ -21,6 +21,7 @@ import os
 import struct
 import sys
 import time
+import warnings
 
 import serial
 
@@ -36,8 +37,8 @@ from lpaccel.link import (
     split_transfer,
 )
 
-__all__ = ["DEFAULT_BAUD", "LinkTransport", "PortError", "SerialPort", "open_device",
-           "serial_candidates"]
+__all__ = ["DEFAULT_BAUD", "LinkTransport", "PortError", "SerialPort", "latency_timer_ms",
+           "open_device", "serial_candidates"]
 
 #: The ULX3S's FT231X runs 3 Mbaud.
 DEFAULT_BAUD = 3_000_000
@@ -50,6 +51,26 @@ class PortError(LinkError):
 def serial_candidates():
     """Serial devices present on this machine (``/dev/ttyUSB*``, ``/dev/ttyACM*``)."""
     return sorted(glob.glob("/dev/ttyUSB*") + glob.glob("/dev/ttyACM*"))
+
+
+#: Where Linux lists USB serial adapters (FTDI's ``latency_timer`` lives there).
+USB_SERIAL_SYSFS = "/sys/bus/usb-serial/devices"
+
+
+def latency_timer_ms(path, sysfs=USB_SERIAL_SYSFS):
+    """The FTDI latency timer of serial device ``path`` in ms, or None if it has none.
+
+    An FTDI adapter (the ULX3S's FT231X) holds a short response until this
+    timer runs out, 16 ms by default on Linux: with stop-and-wait frames that
+    caps the link at a few hundred operations per second, whatever the baud
+    rate. ``1`` is what the link wants.
+    """
+    name = os.path.basename(os.path.realpath(path))
+    try:
+        with open(os.path.join(sysfs, name, "latency_timer")) as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None
 
 
 class SerialPort:
@@ -84,6 +105,13 @@ class SerialPort:
                             f"that no other program holds it, that you may open it (group "
                             f"dialout), and that the baud rate is supported") from None
         self._serial.reset_input_buffer()
+        latency = latency_timer_ms(path)
+        if latency is not None and latency > 1:
+            name = os.path.basename(os.path.realpath(path))
+            warnings.warn(f"serial port {path}: the USB adapter's latency timer is {latency} ms, "
+                          f"which holds every short response that long; set it to 1 ms: "
+                          f"`echo 1 | sudo tee {USB_SERIAL_SYSFS}/{name}/latency_timer` "
+                          f"(docs/boards.md)", stacklevel=2)
 
     def _failed(self, error):
         return PortError(f"serial port {self.path}: {error}; the device was unplugged or the "

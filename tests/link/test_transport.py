@@ -189,6 +189,30 @@ def test_serial_port_that_does_not_answer():
         os.close(slave)
 
 
+def test_ftdi_latency_timer_is_read_and_warned_about(tmp_path, monkeypatch):
+    from lpaccel import transports
+    master, slave = os.openpty()
+    name = os.path.basename(os.ttyname(slave))
+    sysfs = tmp_path / "usb-serial"
+    (sysfs / name).mkdir(parents=True)
+    try:
+        assert transports.latency_timer_ms(os.ttyname(slave), sysfs) is None
+        (sysfs / name / "latency_timer").write_text("16\n")
+        assert transports.latency_timer_ms(os.ttyname(slave), sysfs) == 16
+        monkeypatch.setattr(transports, "USB_SERIAL_SYSFS", str(sysfs))
+        monkeypatch.setattr(transports.latency_timer_ms, "__defaults__", (str(sysfs),))
+        with pytest.warns(UserWarning, match=f"latency timer is 16 ms.*echo 1 .*{name}"):
+            SerialPort(os.ttyname(slave)).close()
+        (sysfs / name / "latency_timer").write_text("1\n")
+        import warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            SerialPort(os.ttyname(slave)).close()
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
 def test_device_over_a_pty():
     soc = SocModel(_soc())
     model = LinkDeviceModel.over_transport(soc, bus_errors=(SocBusError,))
