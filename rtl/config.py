@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from amaranth.lib import enum
 
 __all__ = ["WeightFormat", "GemvConfig", "BLOCK", "ACC_BITS", "ACC_FRAC", "GROUP_SIZES",
-           "MSUM_BITS", "SH_MAX", "LANE_PRODUCT_BITS", "DOT_BITS", "SCALED_BITS", "MAX_RSH"]
+           "MSUM_BITS", "SH_MAX", "LANE_PRODUCT_BITS", "DOT_BITS", "SCALED_BITS", "MAX_RSH",
+           "BCQ_PLANES", "WIDE_SH", "WIDE_BITS", "F16_WIDE_BITS"]
 
 #: Elements per activation block, and per GGUF quantization block.
 BLOCK = 32
@@ -40,6 +41,18 @@ SCALED_BITS = DOT_BITS + 12
 #: leaves only the sign of a ``SCALED_BITS`` product, as this one does.
 MAX_RSH = SCALED_BITS - 1 + SH_MAX
 
+# F16 and BCQ (``docs/arithmetic.md`` sections 7 and 8): a block's exact sum
+# ``W`` (the dot product times ``2^24``), shifted by ``e + ACC_FRAC - WIDE_SH``.
+
+#: Plane counts of a BCQ job.
+BCQ_PLANES = (1, 2, 3, 4)
+#: The fixed part of a wide block term's shift: ``sh = e + ACC_FRAC - WIDE_SH``.
+WIDE_SH = 24
+#: Signed width of a BCQ block sum ``W`` (four planes and the offset: ``|W| < 2^64``).
+WIDE_BITS = 65
+#: Signed width of an F16 block sum ``W`` (``|W| < 2^61``).
+F16_WIDE_BITS = 62
+
 
 class WeightFormat(enum.IntEnum, shape=3):
     """Weight format codes, as the hardware and the register map see them.
@@ -59,11 +72,14 @@ class WeightFormat(enum.IntEnum, shape=3):
     Q4_1 = 2
     INT4 = 3
     INT8 = 4
+    F16 = 5
+    BCQ = 6
 
     @property
     def qbits(self):
-        """Bits per stored quantized element."""
-        return 8 if self in (WeightFormat.Q8_0, WeightFormat.INT8) else 4
+        """Bits per stored element in a quant beat (one plane's bit for BCQ)."""
+        return {WeightFormat.Q8_0: 8, WeightFormat.INT8: 8, WeightFormat.F16: 16,
+                WeightFormat.BCQ: 1}.get(self, 4)
 
     @property
     def is_gguf(self):
@@ -72,17 +88,25 @@ class WeightFormat(enum.IntEnum, shape=3):
 
     @property
     def grouped(self):
-        """True for the group-wise affine formats (a group size is needed)."""
-        return not self.is_gguf
+        """True for the formats that need a group size (INT4, INT8, BCQ)."""
+        return self in (WeightFormat.INT4, WeightFormat.INT8, WeightFormat.BCQ)
+
+    @property
+    def wide(self):
+        """True for the formats summed per block exactly before one floor (F16, BCQ)."""
+        return self in (WeightFormat.F16, WeightFormat.BCQ)
 
     @property
     def slot_bits(self):
         """Bits of one scale slot in the hardware stream (section 6 of the docs).
 
-        16 for a lone float16 scale (Q4_0, Q8_0); 32 for a scale with a
-        second field: Q4_1's float16 minimum, or the integer zero point.
+        16 for a lone float16 scale (Q4_0, Q8_0, and BCQ's per-plane scale
+        beats); 32 for a scale with a second field: Q4_1's float16 minimum, or
+        the integer zero point. 0 for F16, which has no scale beats.
         """
-        return 16 if self in (WeightFormat.Q4_0, WeightFormat.Q8_0) else 32
+        if self is WeightFormat.F16:
+            return 0
+        return 16 if self in (WeightFormat.Q4_0, WeightFormat.Q8_0, WeightFormat.BCQ) else 32
 
     @property
     def block_bytes(self):
@@ -143,7 +167,11 @@ class GemvConfig:
     max_rows : int
         Largest row count a job may ask for (at most 65535).
     formats : tuple of WeightFormat
-        Formats compiled into the hardware; default all five.
+        Formats compiled into the hardware; default all seven.
+    lut_width : int
+        BCQ's LUT-GEMM sharing ``μ``: activations per lookup table (4 or 8);
+        a table of ``2^(μ-1)`` entries serves ``μ`` plane bits of every row
+        (``docs/arithmetic.md`` section 8.3).
     """
 
     lanes: int = 32
@@ -151,11 +179,14 @@ class GemvConfig:
     max_cols: int = 8192
     max_rows: int = 65535
     formats: tuple = ALL_FORMATS
+    lut_width: int = 4
 
     #: Lane counts the engine can be built with.
     LANES = (8, 16, 32, 64, 128)
     #: Weight-port widths the engine can be built with.
     WORD_BITS = (64, 128, 256, 512)
+    #: LUT-GEMM table widths (activations per table) the engine can be built with.
+    LUT_WIDTHS = (4, 8)
 
     def __post_init__(self):
         if not isinstance(self.lanes, int) or self.lanes not in self.LANES:
@@ -184,6 +215,9 @@ class GemvConfig:
         if not formats:
             raise ValueError("formats must name at least one weight format")
         object.__setattr__(self, "formats", formats)
+        if self.lut_width not in self.LUT_WIDTHS:
+            raise ValueError(f"lut_width must be one of "
+                             f"{', '.join(map(str, self.LUT_WIDTHS))}, not {self.lut_width!r}")
 
     @classmethod
     def sized_for(cls, cols, *, lanes=32, word_bits=None, at_least=None, **kwargs):
@@ -237,14 +271,16 @@ class GemvConfig:
         return self.beat_bits // WeightFormat.parse(fmt).qbits
 
     def slots_per_beat(self, fmt):
-        """Scale slots in one scale beat of format ``fmt``."""
-        return self.beat_bits // WeightFormat.parse(fmt).slot_bits
+        """Scale slots in one scale beat of format ``fmt`` (0 for F16: no scale beats)."""
+        fmt = WeightFormat.parse(fmt)
+        return self.beat_bits // fmt.slot_bits if fmt.slot_bits else 0
 
-    def check_job(self, fmt, rows, cols, group=None):
+    def check_job(self, fmt, rows, cols, group=None, planes=None):
         """Validate a job against this engine; return ``(fmt, group)``.
 
         ``group`` is the scale group in elements: 32 for the GGUF formats
-        (``None`` accepted), one of 32/64/128 for INT4/INT8.
+        and F16 (``None`` accepted), one of 32/64/128 for INT4/INT8/BCQ.
+        ``planes`` is BCQ's plane count, 1 to 4 (``None`` for the others).
 
         Raises
         ------
@@ -257,7 +293,7 @@ class GemvConfig:
             raise ValueError(f"format {fmt.name} is not compiled into this engine "
                              f"(formats: {', '.join(f.name for f in self.formats)}); "
                              f"rebuild with it in GemvConfig.formats")
-        if fmt.is_gguf:
+        if not fmt.grouped:
             if group not in (None, BLOCK):
                 raise ValueError(f"group = {group!r}: {fmt.name} has fixed 32-element "
                                  f"blocks; leave the group unset")
@@ -265,6 +301,13 @@ class GemvConfig:
         elif group not in GROUP_SIZES:
             raise ValueError(f"group = {group!r}: {fmt.name} needs a group size of "
                              f"32, 64 or 128 elements")
+        if fmt is WeightFormat.BCQ:
+            if planes not in BCQ_PLANES:
+                raise ValueError(f"planes = {planes!r}: a BCQ job needs 1 to 4 binary "
+                                 f"planes; pass the plane count of the quantized tensor")
+        elif planes is not None:
+            raise ValueError(f"planes = {planes!r}: only BCQ weights have planes; leave "
+                             f"it unset for {fmt.name}")
         if not isinstance(rows, int) or not 1 <= rows <= self.max_rows:
             raise ValueError(f"rows = {rows!r}: must be from 1 to {self.max_rows}")
         if not isinstance(cols, int) or cols < 1 or cols % group != 0:

@@ -47,11 +47,12 @@ def test_derived_enum_is_the_rdl_enum(cls, path, width):
 
 def test_gemv_error_codes():
     # Codes 1-5: what the GEMV engine's error port has always reported;
-    # 6-11: the job sequencer's (address checks, DMA failures, abort, watchdog).
+    # 6-11: the job sequencer's (address checks, DMA failures, abort, watchdog);
+    # 12: BCQ's plane count (the engine's, found after the format and group).
     assert {m.name: m.value for m in GemvError} == {
         "NONE": 0, "BAD_FORMAT": 1, "BAD_COLS": 2, "COLS_TOO_LARGE": 3, "BAD_ROWS": 4,
         "BAD_GROUP": 5, "BAD_ADDRESS": 6, "MISALIGNED": 7, "DMA_READ": 8, "DMA_WRITE": 9,
-        "ABORTED": 10, "TIMEOUT": 11}
+        "ABORTED": 10, "TIMEOUT": 11, "BAD_PLANES": 12}
     assert "multiple of the group (32 for the GGUF formats)" in GemvError.BAD_COLS.desc
 
 
