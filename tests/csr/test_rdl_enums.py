@@ -81,7 +81,7 @@ def test_describe():
     assert DmaError.describe(1).startswith("WINDOW (1): [addr, addr + length) is not inside")
     assert DmaError.describe(DmaError.ABORTED) == \
         "ABORTED (4): An abort was requested before the descriptor completed."
-    assert GemvError.describe(12) == "reserved gemv_error_e code 12"
+    assert GemvError.describe(13) == "reserved gemv_error_e code 13"
     assert GemvError.describe(6).startswith("BAD_ADDRESS (6): A buffer of the job")
     assert MemoryKind.DDR3.desc == "DDR3 through LiteDRAM."
     assert DmaError.rdl_type == "dma_error_e"
