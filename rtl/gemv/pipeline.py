@@ -29,12 +29,13 @@ from ..config import (
     LANE_PRODUCT_BITS,
     MAX_RSH,
     MSUM_BITS,
+    WIDE_BITS,
     GemvConfig,
     WeightFormat,
 )
 
 __all__ = ["SlotKind", "EngineGeometry", "EngineBlock", "ActivationLayout", "BeatFlags",
-           "RowFlags"]
+           "RowFlags", "WideTerm"]
 
 
 class SlotKind(enum.IntEnum, shape=2):
@@ -80,6 +81,11 @@ BeatFlags = data.StructLayout({
 #: The flags that matter once blocks are summed.
 RowFlags = data.StructLayout({"row_first": 1, "row_last": 1, "final": 1})
 
+#: A block's exact sum ``W`` of an F16 or BCQ job and its activation exponent:
+#: the accumulator adds ``floor(W * 2^(exp + ACC_FRAC - WIDE_SH))``
+#: (``docs/arithmetic.md`` sections 7 and 8).
+WideTerm = data.StructLayout({"w": signed(WIDE_BITS), "exp": signed(8)})
+
 
 class EngineGeometry:
     """Sizes derived from a :class:`~lpaccel.rtl.config.GemvConfig`, and the stage layouts.
@@ -111,6 +117,20 @@ class EngineGeometry:
         Width of a buffered block's mantissa sum (1 without Q4_1: unused).
     slot_kinds : tuple of SlotKind
         The scale-slot kinds the built-in formats use.
+    has_f16, has_bcq : bool
+        Whether F16 or BCQ is built in.
+    n16 : int
+        Weights in one F16 beat (``lanes / 4``).
+    lut_width : int
+        BCQ's activations per lookup table (``μ``).
+    tile_blocks : int
+        Activation blocks a BCQ plane beat covers (``beat_bits / 32``).
+    tile_depth : int
+        BCQ tiles (``beat_bits`` columns) in one activation buffer
+        (``ceil(max_cols / beat_bits)``).
+    wide_terms : int
+        Wide block terms the accumulator adds per cycle: ``tile_blocks``
+        with BCQ, 1 with F16 alone, else 0.
     """
 
     def __init__(self, config):
@@ -140,6 +160,13 @@ class EngineGeometry:
         if self.has_int:
             kinds += [SlotKind.PAIR_X2, SlotKind.PAIR_X4]
         self.slot_kinds = tuple(kinds)
+        self.has_f16 = WeightFormat.F16 in formats
+        self.has_bcq = WeightFormat.BCQ in formats
+        self.n16 = self.lanes // 4
+        self.lut_width = config.lut_width
+        self.tile_blocks = self.beat_bits // BLOCK
+        self.tile_depth = -(-config.max_cols // self.beat_bits)
+        self.wide_terms = self.tile_blocks if self.has_bcq else (1 if self.has_f16 else 0)
 
     # Activation buffer ------------------------------------------------------
 
@@ -236,6 +263,19 @@ class EngineGeometry:
                                       self.scale_terms),
             "msum": data.ArrayLayout(signed(self.msum_bits), self.segments),
             "dot": data.ArrayLayout(signed(DOT_BITS), self.segments),
+        })
+
+    @property
+    def wide_layout(self):
+        """Wide block terms (F16, BCQ) entering :class:`RowAccumulator`.
+
+        Valid once per finished tile (BCQ: on its last plane) or block (F16),
+        at the same pipeline depth as :attr:`block_layout`.
+        """
+        return data.StructLayout({
+            "valid": 1,
+            "flags": RowFlags,
+            "terms": data.ArrayLayout(WideTerm, max(1, self.wide_terms)),
         })
 
     @property
