@@ -106,7 +106,9 @@ typedef struct lpaccel_job {
     uint64_t result_addr;       /* rows float32, a multiple of 4 */
     uint32_t rows, cols;
     uint32_t format;            /* LPACCEL_FORMAT_* */
-    uint32_t group;             /* 32 for the GGUF formats; 32/64/128 for INT4/INT8 */
+    uint32_t group;             /* 32 for the GGUF formats and F16; 32/64/128 for INT4/INT8/BCQ */
+    uint32_t planes;            /* BCQ: binary planes, 1 to 4; 0 for every other format */
+    bool offset;                /* BCQ: the groups carry a float16 offset */
     bool irq;                   /* JOB_FLAGS.IRQ */
 } lpaccel_job;
 

@@ -236,6 +236,10 @@ int lpaccel_check_job(const lpaccel_dev *dev, const lpaccel_job *job)
         return LPACCEL_ERR_SHAPE;
     if (job->group < 1u || job->group > MAXV(JOB_GROUP, SIZE))
         return LPACCEL_ERR_SHAPE;
+    /* BCQ needs 1 to 4 planes; the other formats none (the hardware's BAD_PLANES). */
+    if (job->format == LPACCEL_FORMAT_BCQ ? job->planes < 1u || job->planes > 4u
+                                           : job->planes != 0u || job->offset)
+        return LPACCEL_ERR_SHAPE;
     if (job->cols < 1u || job->cols > dev->info.max_cols || job->cols % job->group ||
         job->cols % ACT_BLOCK)
         return LPACCEL_ERR_SHAPE;
@@ -374,7 +378,9 @@ int lpaccel_submit(lpaccel_dev *dev, const lpaccel_job *job, uint16_t *tag,
         (err = write_job_reg(dev, J_COLS, REG(JOB_COLS), PUT(job->cols, JOB_COLS, COUNT),
                              false)) ||
         (err = write_job_reg(dev, J_FORMAT, REG(JOB_FORMAT),
-                             PUT(job->format, JOB_FORMAT, CODE), false)) ||
+                             PUT(job->format, JOB_FORMAT, CODE) |
+                             PUT(job->planes, JOB_FORMAT, PLANES) |
+                             PUT(job->offset ? 1u : 0u, JOB_FORMAT, OFFSET), false)) ||
         (err = write_job_reg(dev, J_GROUP, REG(JOB_GROUP), PUT(job->group, JOB_GROUP, SIZE),
                              false)) ||
         (err = write_job_reg(dev, J_TAG, REG(JOB_TAG), PUT(t, JOB_TAG, VALUE), false)) ||
