@@ -183,7 +183,19 @@ def _demo_engine_only(args):
 
 
 def _cmd_bench(args):
-    from lpaccel.cli.bench import run_bench
+    from lpaccel.cli.bench import run_bench, run_ladder
+    log = lambda text: print(text, file=sys.stderr)  # noqa: E731
+    if args.ladder:
+        memory = args.memory or "lpddr4-3200"
+        rows = run_ladder(args.out, rows=args.rows or 4096, cols=args.cols or 4096,
+                          memory=None if memory == "engine" else memory,
+                          lanes=args.lanes if args.memory == "engine" else None,
+                          seed=args.seed, log=log)
+        with open(f"{args.out}/ladder.md") as md:
+            print(md.read(), end="")
+        return 0 if all(r["bit_exact"] for r in rows) else 1
+    if args.memory is not None or args.rows is not None or args.cols is not None:
+        raise ValueError("--memory, --rows and --cols choose the ladder's run: add --ladder")
     reports = run_bench(args.out, quick=args.quick, lanes=args.lanes, seed=args.seed,
                         log=lambda text: print(text, file=sys.stderr))
     print(f"wrote {args.out}/bench.json and {args.out}/bench.md")
@@ -304,6 +316,14 @@ def _parser():
     k.add_argument("--quick", action="store_true", help="only the 64 x 4096 shape")
     k.add_argument("--lanes", type=int, choices=LANES, default=32)
     k.add_argument("--seed", type=int, default=1)
+    k.add_argument("--ladder", action="store_true",
+                   help="the speed-up ladder F16 -> Q8_0 -> Q4_0/INT4 -> BCQ3 -> BCQ2 -> BCQ1, "
+                        "each against its byte ratio to F16 -> ladder.json and ladder.md")
+    k.add_argument("--memory", choices=(*SOC_MEMORIES, "engine"), default=None,
+                   help="--ladder: the memory holding the weights (default lpddr4-3200), or "
+                        "'engine' for the engine alone at one word per cycle")
+    k.add_argument("--rows", type=_positive_int, default=None, help="--ladder: rows (4096)")
+    k.add_argument("--cols", type=_cols, default=None, help="--ladder: columns (4096)")
     k.set_defaults(func=_cmd_bench)
 
     b = sub.add_parser("build", help="bitstream and timing/resource report for a board")
