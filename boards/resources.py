@@ -13,10 +13,21 @@ import subprocess
 from pathlib import Path
 
 from ..paths import build_dir, check_toolchain_visible
-from ..rtl.config import GemvConfig
+from ..rtl.config import GemvConfig, WeightFormat
 from .toolchain import ECP5_YOSYS_OVERRIDES, tool_environment
 
-__all__ = ["synth_engine_resources"]
+__all__ = ["synth_engine_resources", "FORMAT_SETS"]
+
+#: Named format sets for comparing datapaths at one weight bandwidth (one
+#: ``4 * lanes``-bit word per cycle): the multiply-accumulate lanes' formats,
+#: BCQ's LUT-GEMM path alone, F16 alone, and everything.
+FORMAT_SETS = {
+    "mac": (WeightFormat.Q4_0, WeightFormat.Q8_0, WeightFormat.Q4_1, WeightFormat.INT4,
+            WeightFormat.INT8),
+    "bcq": (WeightFormat.BCQ,),
+    "f16": (WeightFormat.F16,),
+    "all": tuple(WeightFormat),
+}
 
 
 class _Ecp5Family:
@@ -72,7 +83,10 @@ def synth_engine_resources(config, *, out_dir=None):
 
     if not isinstance(config, GemvConfig):
         raise ValueError(f"config is {config!r}: pass a GemvConfig")
-    tag = f"gemv-l{config.lanes}-w{config.word_bits}-k{config.max_cols}"
+    fmts = "".join(str(int(f)) for f in config.formats)
+    tag = f"gemv-l{config.lanes}-w{config.word_bits}-k{config.max_cols}-f{fmts}"
+    if WeightFormat.BCQ in config.formats:
+        tag += f"-mu{config.lut_width}"
     out = check_toolchain_visible(Path(out_dir) if out_dir else build_dir("resources", tag))
     out.mkdir(parents=True, exist_ok=True)
     (out / "engine.il").write_text(rtlil.convert(GemvEngine(config), name="top",
@@ -94,13 +108,24 @@ def synth_engine_resources(config, *, out_dir=None):
     text = (out / "stat.json").read_text()
     stat = json.loads(text[text.index("{"):])
     return {"lanes": config.lanes, "word_bits": config.word_bits,
-            "max_cols": config.max_cols, **_cell_counts(stat)}
+            "max_cols": config.max_cols, "formats": [f.name for f in config.formats],
+            "lut_width": config.lut_width, **_cell_counts(stat)}
 
 
-def _main():                          # python -m lpaccel.boards.resources LANES...
-    import sys
-    for lanes in map(int, sys.argv[1:] or ["32"]):
-        r = synth_engine_resources(GemvConfig(lanes=lanes))
+def _main():          # python -m lpaccel.boards.resources [--formats SET] [--max-cols K] LANES...
+    import argparse
+    p = argparse.ArgumentParser(prog="python -m lpaccel.boards.resources",
+                                description="Yosys ECP5 resources of the GEMV engine")
+    p.add_argument("lanes", type=int, nargs="*", default=[32])
+    p.add_argument("--formats", choices=list(FORMAT_SETS), default="all",
+                   help="formats compiled in (mac: the five MAC-lane formats)")
+    p.add_argument("--max-cols", type=int, default=None, help="activation buffer size")
+    p.add_argument("--lut-width", type=int, choices=GemvConfig.LUT_WIDTHS, default=4)
+    args = p.parse_args()
+    for lanes in args.lanes:
+        extra = {"max_cols": args.max_cols} if args.max_cols else {}
+        r = synth_engine_resources(GemvConfig(lanes=lanes, formats=FORMAT_SETS[args.formats],
+                                              lut_width=args.lut_width, **extra))
         print(json.dumps({k: v for k, v in r.items() if k != "cells"}), flush=True)
 
 
