@@ -26,7 +26,7 @@ from amaranth.lib import data, stream
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ..config import BLOCK, GROUP_SIZES, MSUM_BITS, WeightFormat
+from ..config import BCQ_PLANES, BLOCK, GROUP_SIZES, MSUM_BITS, WeightFormat
 from ..regmap import GemvError  # the register map's gemv_error_e: defined once, in the RDL
 from ..utils import tree_reduce
 from .pipeline import ActivationLayout, EngineBlock, SlotKind
@@ -34,12 +34,15 @@ from .pipeline import ActivationLayout, EngineBlock, SlotKind
 __all__ = ["JobLayout", "JobLoader", "ActivationBuffers"]
 
 
-#: A job descriptor: format, shape and (INT4/INT8) group size.
+#: A job descriptor: format, shape, (INT4/INT8/BCQ) group size and BCQ's
+#: plane count and offset flag.
 JobLayout = data.StructLayout({
     "fmt": WeightFormat,
     "rows": unsigned(16),
     "cols": unsigned(17),
     "group": unsigned(8),
+    "planes": unsigned(3),
+    "offset": 1,
 })
 
 #: Width of the block counters (up to ``65536 / 32`` blocks of a row).
@@ -186,12 +189,18 @@ class JobLoader(EngineBlock):
         # Checks of the offered job.
         fmt_ok = Signal()
         m.d.comb += fmt_ok.eq(Cat(*(job.fmt == f for f in cfg.formats)).any())
-        is_int_job = Signal()
-        m.d.comb += is_int_job.eq((job.fmt == WeightFormat.INT4) | (job.fmt == WeightFormat.INT8))
+        is_grouped = Signal()              # INT4, INT8, BCQ: a group size of 32/64/128
+        m.d.comb += is_grouped.eq((job.fmt == WeightFormat.INT4) |
+                                  (job.fmt == WeightFormat.INT8) |
+                                  (job.fmt == WeightFormat.BCQ))
         group_ok = Signal()
         m.d.comb += group_ok.eq(Cat(*(job.group == size for size in GROUP_SIZES)).any())
+        planes_ok = Signal()               # BCQ: 1 to 4 planes; every other format: 0
+        m.d.comb += planes_ok.eq(Mux(job.fmt == WeightFormat.BCQ,
+                                     Cat(*(job.planes == q for q in BCQ_PLANES)).any(),
+                                     job.planes == 0))
         group_low = Signal(7)              # group - 1 as a mask on cols
-        m.d.comb += group_low.eq(Mux(is_int_job, job.group - 1, BLOCK - 1))
+        m.d.comb += group_low.eq(Mux(is_grouped, job.group - 1, BLOCK - 1))
         kind = Signal(SlotKind)
         with m.Switch(job.fmt):
             with m.Case(WeightFormat.Q4_0, WeightFormat.Q8_0):
@@ -219,8 +228,10 @@ class JobLoader(EngineBlock):
                 with m.If(self.job.valid & self.job.ready):
                     with m.If(~fmt_ok):
                         m.d.sync += self.error.eq(GemvError.BAD_FORMAT)
-                    with m.Elif(is_int_job & ~group_ok):
+                    with m.Elif(is_grouped & ~group_ok):
                         m.d.sync += self.error.eq(GemvError.BAD_GROUP)
+                    with m.Elif(~planes_ok):
+                        m.d.sync += self.error.eq(GemvError.BAD_PLANES)
                     with m.Elif((job.cols == 0) | ((job.cols & group_low) != 0)):
                         m.d.sync += self.error.eq(GemvError.BAD_COLS)
                     with m.Elif(job.cols > cfg.max_cols):
@@ -230,7 +241,9 @@ class JobLoader(EngineBlock):
                     with m.Else():
                         slot = self.jobs[wsel]
                         m.d.sync += [slot.fmt.eq(job.fmt), slot.rows.eq(job.rows),
-                                     slot.cols.eq(job.cols), slot.kind.eq(kind)]
+                                     slot.cols.eq(job.cols), slot.kind.eq(kind),
+                                     slot.planes.eq(job.planes),
+                                     slot.offset.eq(job.offset & (job.fmt == WeightFormat.BCQ))]
                         m.d.comb += accept_rows.eq(job.rows)
                         m.d.sync += [nblocks.eq(job.cols[5:]), blk.eq(0)]
                         m.next = "LOAD"

@@ -186,12 +186,17 @@ class EngineGeometry:
 
     @property
     def job_params_layout(self):
-        """A loaded job as the sequencer needs it."""
+        """A loaded job as the sequencer needs it.
+
+        ``kind`` is also BCQ's group: ``kind.blocks`` blocks per scale slot.
+        """
         return data.StructLayout({
             "fmt": WeightFormat,
             "rows": unsigned(16),
             "cols": unsigned(17),
             "kind": SlotKind,
+            "planes": unsigned(3),
+            "offset": 1,
         })
 
     # Pipeline stages --------------------------------------------------------

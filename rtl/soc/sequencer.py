@@ -48,7 +48,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
 
-from ..config import BLOCK, GROUP_SIZES, WeightFormat
+from ..config import BCQ_PLANES, BLOCK, GROUP_SIZES, WeightFormat
 from ..gemv.engine import GemvEngine
 from ..regmap import DmaError, GemvError
 from ..soc_config import SocConfig
@@ -67,6 +67,8 @@ def job_layout():
     return data.StructLayout({
         "fmt": unsigned(4),
         "group": unsigned(16),
+        "planes": unsigned(3),
+        "offset": unsigned(1),
         "rows": unsigned(16),
         "cols": unsigned(17),
         "weight_addr": unsigned(64),
@@ -202,10 +204,16 @@ class _Planner(wiring.Component):
         # -- CHECK: the engine's rules, in the engine's order ----------------------------
         fmt_ok = Signal()
         m.d.comb += fmt_ok.eq(Cat(*(job.fmt == int(f) for f in g.formats)).any())
-        is_int = Signal()
-        m.d.comb += is_int.eq((job.fmt == WeightFormat.INT4) | (job.fmt == WeightFormat.INT8))
+        is_bcq = Signal()
+        m.d.comb += is_bcq.eq(job.fmt == WeightFormat.BCQ)
+        is_int = Signal()                  # a group size of 32/64/128: INT4, INT8, BCQ
+        m.d.comb += is_int.eq((job.fmt == WeightFormat.INT4) | (job.fmt == WeightFormat.INT8) |
+                              is_bcq)
         group_ok = Signal()
         m.d.comb += group_ok.eq(Cat(*(job.group == size for size in GROUP_SIZES)).any())
+        planes_ok = Signal()
+        m.d.comb += planes_ok.eq(Mux(is_bcq, Cat(*(job.planes == q for q in BCQ_PLANES)).any(),
+                                     job.planes == 0))
         lg_group = Signal(range(8))
         m.d.comb += lg_group.eq(Mux(is_int, Mux(job.group == 128, 7,
                                                 Mux(job.group == 64, 6, 5)), 5))
@@ -216,6 +224,8 @@ class _Planner(wiring.Component):
             m.d.comb += check.eq(GemvError.BAD_FORMAT)
         with m.Elif(is_int & ~group_ok):
             m.d.comb += check.eq(GemvError.BAD_GROUP)
+        with m.Elif(~planes_ok):
+            m.d.comb += check.eq(GemvError.BAD_PLANES)
         with m.Elif((job.cols == 0) | ((job.cols & group_mask) != 0)):
             m.d.comb += check.eq(GemvError.BAD_COLS)
         with m.Elif(job.cols > g.max_cols):
@@ -246,6 +256,27 @@ class _Planner(wiring.Component):
         tail_beats = Signal(18)
         m.d.comb += tail_beats.eq(Mux(tail != 0,
                                       1 + (((tail << lg_group) + (1 << lg_n) - 1) >> lg_n), 0))
+        # F16 (section 7): 16 bits per weight, rows are whole beats.
+        f16_beats = Signal(18)
+        m.d.comb += f16_beats.eq(job.cols >> (lg_beat - 4))
+        # BCQ (section 8.2): a chunk of C = (B / 16) * G columns is q + offset scale
+        # beats and ceil(chunk_cols / B) tiles of q plane beats (a whole chunk: G / 16).
+        lg_bcq_chunk = Signal(range(lg_beat + 8))
+        m.d.comb += lg_bcq_chunk.eq(lg_beat - 4 + lg_group)
+        bcq_full = Signal(17)
+        bcq_tail = Signal(17)
+        m.d.comb += [bcq_full.eq(job.cols >> lg_bcq_chunk),
+                     bcq_tail.eq(job.cols & ((Const(1, 18) << lg_bcq_chunk) - 1))]
+        bcq_heads = Signal(18)             # chunks of the row
+        bcq_tiles = Signal(18)             # tiles of the row
+        m.d.comb += [
+            bcq_heads.eq(bcq_full + (bcq_tail != 0)),
+            bcq_tiles.eq((bcq_full << (lg_group - 4)[:3]) +
+                         ((bcq_tail + (1 << lg_beat) - 1) >> lg_beat)),
+        ]
+        bcq_beats = Signal(24)
+        m.d.comb += bcq_beats.eq(bcq_heads * (job.planes + job.offset) +
+                                 bcq_tiles * job.planes)
         row_beats = Signal(24)
         beats = Signal(40)
 
@@ -285,7 +316,10 @@ class _Planner(wiring.Component):
             with m.State("CHECK"):
                 m.d.sync += [
                     error.eq(check),
-                    row_beats.eq(full_chunks + (full_chunks << lg_chunk_q) + tail_beats),
+                    row_beats.eq(Mux(job.fmt == WeightFormat.F16, f16_beats,
+                                     Mux(is_bcq, bcq_beats,
+                                         full_chunks + (full_chunks << lg_chunk_q) +
+                                         tail_beats))),
                 ]
                 m.next = "SIZE"
                 with m.If(check != GemvError.NONE):
@@ -336,7 +370,7 @@ class _Planner(wiring.Component):
                 m.d.comb += [
                     wr.addr.eq(job.result_addr), wr.rows.eq(job.rows),
                     ej.fmt.eq(job.fmt), ej.rows.eq(job.rows), ej.cols.eq(job.cols),
-                    ej.group.eq(job.group),
+                    ej.group.eq(job.group), ej.planes.eq(job.planes), ej.offset.eq(job.offset),
                     sp.hdr_words.eq(hdr >> exact_log2(word_bytes)),
                     sp.act_words.eq(a_len >> exact_log2(word_bytes)),
                     sp.weight_words.eq(w_len >> exact_log2(word_bytes)),

@@ -211,6 +211,8 @@ class Soc(wiring.Component):
         m.d.comb += [
             job.fmt.eq(f("JOB_FORMAT", "CODE").value),
             job.group.eq(f("JOB_GROUP", "SIZE").value),
+            job.planes.eq(f("JOB_FORMAT", "PLANES").value),
+            job.offset.eq(f("JOB_FORMAT", "OFFSET").value),
             job.rows.eq(f("JOB_ROWS", "COUNT").value),
             job.cols.eq(f("JOB_COLS", "COUNT").value),
             job.weight_addr.eq(f("JOB_WEIGHT_ADDR", "ADDR").value),

@@ -56,7 +56,8 @@ def simulate(config, jobs, *, stall=0.0, seed=0, raw_jobs=()):
         for w, mant, exp, _ in prepared:
             await idle(ctx)
             ctx.set(dut.job.payload, {"fmt": int(w.fmt), "rows": w.rows, "cols": w.cols,
-                                      "group": w.group})
+                                      "group": w.group, "planes": getattr(w, "planes", 0),
+                                      "offset": int(getattr(w, "offset", False))})
             ctx.set(dut.job.valid, 1)
             await ctx.tick().until(dut.job.ready)
             ctx.set(dut.job.valid, 0)
@@ -176,6 +177,11 @@ def test_double_buffering_leaves_no_gap():
     ({"fmt": 4, "rows": 1, "cols": 128, "group": 16}, GemvError.BAD_GROUP),
     ({"fmt": 7, "rows": 1, "cols": 64, "group": 0}, GemvError.BAD_FORMAT),
     ({"fmt": 2, "rows": 0, "cols": 64, "group": 0}, GemvError.BAD_ROWS),
+    ({"fmt": 6, "rows": 1, "cols": 64, "group": 32, "planes": 0}, GemvError.BAD_PLANES),
+    ({"fmt": 6, "rows": 1, "cols": 48, "group": 32, "planes": 5}, GemvError.BAD_PLANES),
+    ({"fmt": 6, "rows": 1, "cols": 64, "group": 16, "planes": 2}, GemvError.BAD_GROUP),
+    ({"fmt": 5, "rows": 1, "cols": 64, "group": 0, "planes": 1}, GemvError.BAD_PLANES),
+    ({"fmt": 0, "rows": 1, "cols": 48, "group": 0, "planes": 2}, GemvError.BAD_PLANES),
 ])
 def test_rejected_job_sets_error_and_next_job_runs(desc, code):
     rng = np.random.default_rng(1)

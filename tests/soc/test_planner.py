@@ -33,7 +33,8 @@ def _run(cfg, jobs, stall_seed=None):
 
     async def bench(ctx):
         for job in jobs:
-            full = {"fmt": 0, "group": 32, "rows": 1, "cols": 32, "weight_addr": 0,
+            full = {"fmt": 0, "group": 32, "planes": 0, "offset": 0, "rows": 1, "cols": 32,
+                    "weight_addr": 0,
                     "act_addr": 0, "result_addr": 0, "tag": 0, "irq": 0}
             full.update(job)
             ctx.set(dut.jobs.payload, full)
@@ -64,6 +65,19 @@ def _run(cfg, jobs, stall_seed=None):
     return got
 
 
+def _wide_stream_bytes(fmt, rows, cols, g, group, planes, offset):
+    """Weight bytes of an F16 or BCQ job, straight from docs/arithmetic.md 7 and 8.2."""
+    B = g.beat_bits
+    if fmt is F.F16:
+        row_beats = cols * 16 // B
+    else:
+        chunk = B // 16 * group
+        row_beats = 0
+        for start in range(0, cols, chunk):
+            row_beats += planes + offset + -(-min(chunk, cols - start) // B) * planes
+    return -(-rows * row_beats * B // g.word_bits) * g.word_bytes
+
+
 @pytest.mark.parametrize("lanes,word_bits", [(32, None), (8, 64), (64, 256), (16, 128)])
 def test_lengths_match_the_host(lanes, word_bits):
     cfg = _soc(lanes=lanes, word_bits=word_bits)
@@ -75,11 +89,17 @@ def test_lengths_match_the_host(lanes, word_bits):
         group = rng.choice((32, 64, 128)) if fmt.grouped else 32
         cols = group * rng.randint(1, 4096 // group)
         rows = rng.randint(1, 300)
-        lay = StreamLayout(fmt, rows, cols, g, group if fmt.grouped else None)
+        planes = rng.randint(1, 4) if fmt is F.BCQ else 0
+        offset = rng.randint(0, 1) if fmt is F.BCQ else 0
+        if fmt.wide:
+            w_bytes = _wide_stream_bytes(fmt, rows, cols, g, group, planes, offset)
+        else:
+            w_bytes = StreamLayout(fmt, rows, cols, g, group if fmt.grouped else None).bytes
         jobs.append({"fmt": int(fmt), "group": group, "rows": rows, "cols": cols,
+                     "planes": planes, "offset": offset,
                      "weight_addr": 0x1000 + i * g.word_bytes, "act_addr": 0x40,
                      "result_addr": 0x4, "tag": i, "irq": i & 1})
-        expect.append((lay.bytes, act_bytes(cols), 4 * rows, act_header_bytes(cols)))
+        expect.append((w_bytes, act_bytes(cols), 4 * rows, act_header_bytes(cols)))
     got = _run(cfg, jobs, stall_seed=lanes)
     assert len(got["flight"]) == len(jobs)
     for i, (w_len, a_len, r_len, hdr) in enumerate(expect):
@@ -103,6 +123,14 @@ def test_each_error_code():
     cases = [
         ({"fmt": 7}, GemvError.BAD_FORMAT),
         ({"fmt": int(F.INT4), "group": 48}, GemvError.BAD_GROUP),
+        ({"fmt": int(F.BCQ), "group": 48, "planes": 0}, GemvError.BAD_GROUP),
+        ({"fmt": int(F.BCQ), "planes": 0}, GemvError.BAD_PLANES),
+        ({"fmt": int(F.BCQ), "planes": 5, "cols": 48}, GemvError.BAD_PLANES),
+        ({"planes": 1}, GemvError.BAD_PLANES),
+        ({"fmt": int(F.F16), "planes": 2}, GemvError.BAD_PLANES),
+        ({"fmt": int(F.BCQ), "planes": 3, "group": 64, "cols": 96}, GemvError.BAD_COLS),
+        ({"fmt": int(F.BCQ), "planes": 4, "offset": 1, "group": 128}, GemvError.NONE),
+        ({"fmt": int(F.F16), "cols": 96}, GemvError.NONE),
         ({"cols": 0}, GemvError.BAD_COLS),
         ({"cols": 48}, GemvError.BAD_COLS),
         ({"fmt": int(F.INT8), "group": 128, "cols": 192}, GemvError.BAD_COLS),

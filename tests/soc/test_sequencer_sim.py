@@ -207,7 +207,7 @@ def test_bad_jobs_complete_with_their_code_and_the_queue_goes_on():
     image = bytearray(MEM)
     for c in cs:
         c.place(image)
-    jobs = [cs[0].job(0, fmt=6), cs[0].job(1, weight_addr=4), cs[0].job(2),
+    jobs = [cs[0].job(0, fmt=7), cs[0].job(1, weight_addr=4), cs[0].job(2),
             cs[1].job(3, result_addr=2 * MEM - 8), cs[1].job(4)]
     done, state = run(jobs, image)
     assert [(d.tag, d.error) for d in done] == [
