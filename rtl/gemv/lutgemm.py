@@ -1,0 +1,355 @@
+"""LUT-GEMM datapath of BCQ jobs: lookup tables, table lookups, exact block sums.
+
+A BCQ weight is a sum of binary planes times float16 scales
+(``docs/arithmetic.md`` section 8). For every ``μ`` consecutive activations
+(``μ = geometry.lut_width``) this block holds a table of the signed sums
+``T[k] = Σ_{j<μ} (2 · bit_j(k) − 1) · m[j]``; since ``T[~k] = −T[k]`` only
+the ``E = 2^(μ−1)`` entries with the top index bit clear are stored. A plane
+beat of ``B`` bits is cut into ``NT = B / μ`` indices, each reading its own
+table bank, and the ``32 / μ`` lookups of a block add up to the plane's block
+dot product ``dot``. Per block the plane scale is applied by one multiply
+(and, with an offset, the block's mantissa sum by the offset's), then the
+planes of a tile are summed exactly into ``W`` (section 8.1), which leaves
+on ``wide`` for :class:`~.accumulator.RowAccumulator`::
+
+    load ─► entry writer (E cycles per block) ─► NT table banks, NB info memories
+                                                      │ read (beat.tile, index)
+    beat ─► c1 addresses ─► c2 lookups ─► c3 negate ─► c4 block sums ─► c5,c6 × md
+            ─► c7 × 2^u, offset ─► c8 sum of planes ─► wide
+
+Tables: bank ``n`` (``n = (block % NB) · 32/μ + c`` for chunk ``c`` of a
+block) holds, at address ``(buffer · D + block // NB) · E + i``, entry ``i``
+of its chunk: ``Σ_{j<μ−1} ±m[μc+j] − m[μc+μ−1]`` (``+`` where bit ``j`` of
+``i`` is set). Memory shape ``signed(18)`` for ``μ = 4`` (``signed(19)`` for
+``μ = 8``), depth ``2 · D · E``: at 32 lanes and ``max_cols`` 8192 each of
+the 32 banks is 1024 × 18 bits, one ECP5 DP16KD. Beside them, per block slot
+(``block % NB``) a memory of depth ``2 · D`` holds the block's exponent and
+mantissa sum ``msum`` (the offset term's operand).
+
+Multipliers: ``dot`` and ``msum`` are 21-bit signed, wider than a
+MULT18X18D, so each product is split: the low 17 bits (zero-extended) and
+the signed top 4 bits each go through a
+:class:`~lpaccel.rtl.dsp.RegisteredMultiplier` with the signed scale
+mantissa (the sign of the scale is applied to the mantissa before the
+multiply); the two products are recombined after the shift. Four
+multipliers per block: 16 MULT18X18D at 32 lanes.
+
+Latency: ``wide`` is valid :attr:`LutGemm.LATENCY` (7) enabled cycles after
+the ``beat`` that is its tile's last plane (cycle 8 of the engine timeline,
+where :class:`~.blockdot.BlockDot`'s ``block`` is); every stage advances on
+``en`` and the table read ports are enabled by ``en`` too. A block offered
+on ``load`` is taken when ``ready`` and written over the next ``E`` cycles;
+``settling`` is high until its entries, exponent and ``msum`` are all in
+memory.
+"""
+
+from amaranth.hdl import Cat, Const, MemoryData, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import exact_log2
+
+from ..config import BLOCK, MSUM_BITS, WIDE_BITS
+from ..dsp import RegisteredMultiplier
+from ..utils import tree_reduce
+from .pipeline import EngineBlock
+
+__all__ = ["LutGemm", "LutLoadLayout", "BcqFlags"]
+
+#: One activation block offered to the tables: the buffer it belongs to, its
+#: index inside the job (``0 .. K/32 − 1``), mantissas and exponent.
+LutLoadLayout = data.StructLayout({
+    "buffer": 1,
+    "block": unsigned(13),
+    "mant": data.ArrayLayout(signed(16), BLOCK),
+    "exp": signed(8),
+})
+
+#: Where a BCQ plane beat sits in its tile, row and job.
+BcqFlags = data.StructLayout({
+    "plane_first": 1,    # plane 0 of a tile: the tile's sum restarts, the offset is added
+    "plane_last": 1,     # the tile's last plane: its sums leave on ``wide``
+    "row_first": 1,
+    "row_last": 1,
+    "final": 1,
+})
+
+#: Signed width of a block dot product of one plane, or of a block's mantissa
+#: sum: ``|dot|, |msum| <= 32 · 32767 < 2^20``.
+BCQ_DOT_BITS = MSUM_BITS
+#: Low bits of ``dot``/``msum`` that go (zero-extended) into one multiplier;
+#: the signed rest goes into a second one.
+LOW_BITS = 17
+#: Signed width of a float16 mantissa with the scale's sign applied.
+MD_BITS = 12
+#: Width of the shift ``u = max(E, 1) − 1`` (0 .. 30).
+U_BITS = 5
+#: Signed width of one scaled term ``±md · dot · 2^u`` (``< 2^61``).
+TERM_BITS = 62
+
+#: A float16 scale decoded: signed 11-bit mantissa and shift.
+Decoded = data.StructLayout({"md": signed(MD_BITS), "u": unsigned(U_BITS)})
+#: What the per-block info memories hold.
+BlockInfo = data.StructLayout({"exp": signed(8), "msum": signed(BCQ_DOT_BITS)})
+
+
+def decode_f16(h):
+    """Signed mantissa and shift of float16 bits ``h`` (``docs/arithmetic.md`` section 8.1).
+
+    ``|h| = md · 2^(u − 24)`` with ``md = frac + 1024·(E ≠ 0)`` and
+    ``u = max(E, 1) − 1``; the sign is applied to ``md``.
+    """
+    e_field = h[10:15]
+    md = Cat(h[:10], e_field != 0)
+    return {"md": Mux(h[15], -md, md),
+            "u": Mux(e_field == 0, 0, e_field - 1)}
+
+
+class LutGemm(EngineBlock):
+    """BCQ plane beats to exact block sums ``W`` by table lookups.
+
+    Parameters
+    ----------
+    geometry : EngineGeometry
+        Beat width, ``lut_width`` (``μ``), ``tile_blocks`` (``NB``) and
+        ``tile_depth`` (``D``); BCQ must be built in.
+
+    Attributes
+    ----------
+    en : In(1)
+        Pipeline enable.
+    load : In(stream.Signature(LutLoadLayout))
+        Activation blocks of a BCQ job (from the loader). One block is
+        taken every ``E = 2^(μ−1)`` cycles at most: ``ready`` is low while
+        a block's entries are written (it rises again in the cycle the
+        block's last entry is written).
+    settling : Out(1)
+        A taken block still has entries, its exponent or its ``msum`` to
+        write.
+    beat : In(LutGemm.beat_layout(geometry))
+        A plane beat, registered (changes only when ``en``): ``valid``,
+        ``buffer``, ``tile`` (column // B), the plane ``bits``, flags, and
+        per block of the tile the plane scale ``alpha`` and the ``offset``
+        (float16 bits; 0 past the row's end, or without offset).
+    wide : Out(geometry.wide_layout)
+        Valid :attr:`LATENCY` enabled cycles after a tile's ``plane_last``
+        beat, with that beat's row flags and per block ``W`` and the
+        block's activation exponent.
+
+    Raises
+    ------
+    ValueError
+        If the geometry has no BCQ format built in.
+    """
+
+    #: Enabled cycles from ``beat`` to ``wide``.
+    LATENCY = 7
+
+    LoadLayout = LutLoadLayout
+
+    def __init__(self, geometry):
+        if not geometry.has_bcq:
+            raise ValueError("LutGemm needs a geometry with WeightFormat.BCQ in "
+                             "config.formats; add it or do not build the LUT-GEMM datapath")
+        mu = geometry.lut_width
+        self.entries = 1 << (mu - 1)
+        self.chunks = BLOCK // mu
+        self.banks = geometry.beat_bits // mu
+        #: Signed width of a table entry (``|T| <= μ · 32767``).
+        self.entry_bits = 16 + exact_log2(mu)
+        depth = 2 * geometry.tile_depth
+        #: The table banks' contents, one ``MemoryData`` per bank (tests read
+        #: and corrupt them through the simulator).
+        self.tables = [MemoryData(shape=signed(self.entry_bits), depth=depth * self.entries,
+                                  init=[])
+                       for _ in range(self.banks)]
+        #: Per block slot: the blocks' exponents and mantissa sums.
+        self.infos = [MemoryData(shape=BlockInfo, depth=depth, init=[])
+                      for _ in range(geometry.tile_blocks)]
+        super().__init__(geometry, {
+            "load": In(stream.Signature(LutLoadLayout)),
+            "settling": Out(1),
+            "beat": In(self.beat_layout(geometry)),
+            "wide": Out(geometry.wide_layout),
+        }, pipelined=True)
+
+    @staticmethod
+    def beat_layout(geometry):
+        """A BCQ plane beat from the sequencer (stage 1 of the engine timeline)."""
+        nb = geometry.tile_blocks
+        return data.StructLayout({
+            "valid": 1,
+            "buffer": 1,
+            "tile": unsigned(16),
+            "bits": unsigned(geometry.beat_bits),
+            "flags": BcqFlags,
+            "alpha": data.ArrayLayout(unsigned(16), nb),
+            "offset": data.ArrayLayout(unsigned(16), nb),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        g = self.geometry
+        mu, nent, nchunk, nbank = g.lut_width, self.entries, self.chunks, self.banks
+        nb, depth = g.tile_blocks, g.tile_depth
+        nb_bits = exact_log2(nb)
+        en = self.en
+
+        def stage(*pairs):
+            with m.If(en):
+                m.d.sync += [dst.eq(src) for dst, src in pairs]
+
+        def base_of(buffer, tile):
+            # Row of a tile in both buffers: buffer * D + tile.
+            return Mux(buffer, depth, 0) + tile
+
+        table_ports, info_ports = [], []
+        for n, mem_data in enumerate(self.tables):
+            m.submodules[f"table{n}"] = mem = Memory(data=mem_data)
+            table_ports.append((mem.write_port(), mem.read_port(transparent_for=())))
+        for k, mem_data in enumerate(self.infos):
+            m.submodules[f"info{k}"] = mem = Memory(data=mem_data)
+            info_ports.append((mem.write_port(), mem.read_port(transparent_for=())))
+
+        # Table writer: a taken block is written over the next E cycles,
+        # entry `count` of all its chunks per cycle; its exponent and mantissa
+        # sum (two adder stages, ready long before) with the last entry.
+        cur = Signal(LutLoadLayout, name="load_block")
+        busy = Signal()
+        count = Signal(range(nent))
+        last = Signal()
+        m.d.comb += [last.eq(count == nent - 1),
+                     self.load.ready.eq(~busy | last),
+                     self.settling.eq(busy)]
+        with m.If(busy):
+            m.d.sync += count.eq(count + 1)
+            with m.If(last):
+                m.d.sync += busy.eq(0)
+        with m.If(self.load.valid & self.load.ready):
+            m.d.sync += [cur.eq(self.load.payload), busy.eq(1), count.eq(0)]
+
+        msum_parts = Signal(data.ArrayLayout(signed(BCQ_DOT_BITS), 4), name="msum_parts")
+        msum = Signal(signed(BCQ_DOT_BITS))
+        m.d.sync += [msum_parts[p].eq(tree_reduce(cur.mant[8 * p + i] for i in range(8)))
+                     for p in range(4)]
+        m.d.sync += msum.eq(tree_reduce(msum_parts[p] for p in range(4)))
+
+        slot = cur.block[:nb_bits] if nb > 1 else Const(0, 1)
+        wbase = Signal(range(2 * depth), name="write_base")
+        m.d.comb += wbase.eq(base_of(cur.buffer, cur.block[nb_bits:]))
+        for n, (wp, _) in enumerate(table_ports):
+            k, c = divmod(n, nchunk)
+            mant = [cur.mant[mu * c + j] for j in range(mu)]
+            entry = tree_reduce([Mux(count[j], mant[j], -mant[j]) for j in range(mu - 1)] +
+                                [-mant[mu - 1]])
+            m.d.comb += [wp.addr.eq(Cat(count, wbase)), wp.data.eq(entry),
+                         wp.en.eq(busy & (slot == k))]
+        for k, (wp, _) in enumerate(info_ports):
+            m.d.comb += [wp.addr.eq(wbase), wp.data.exp.eq(cur.exp), wp.data.msum.eq(msum),
+                         wp.en.eq(busy & last & (slot == k))]
+
+        # c1: the beat's table addresses; an index with its top bit set reads
+        # the entry of its complement and negates it.
+        beat = self.beat
+        rbase = Signal(range(2 * depth), name="read_base")
+        m.d.comb += rbase.eq(base_of(beat.buffer, beat.tile))
+        tops = Signal(nbank)
+        for n, (_, rp) in enumerate(table_ports):
+            index = beat.bits[mu * n:mu * (n + 1)]
+            top = index[mu - 1]
+            m.d.comb += [tops[n].eq(top),
+                         rp.addr.eq(Cat(Mux(top, ~index[:mu - 1], index[:mu - 1]), rbase)),
+                         rp.en.eq(en)]
+        for _, rp in info_ports:
+            m.d.comb += [rp.addr.eq(rbase), rp.en.eq(en)]
+
+        def side(name, **fields):
+            return Signal(data.StructLayout({"valid": 1, "flags": BcqFlags, **fields}),
+                          name=name)
+
+        scales = data.ArrayLayout(Decoded, nb)
+        s2 = side("bcq_2", tops=nbank, alpha=beat.alpha.shape(), offset=beat.offset.shape())
+        stage((s2.valid, beat.valid), (s2.flags, beat.flags), (s2.tops, tops),
+              (s2.alpha, beat.alpha), (s2.offset, beat.offset))
+
+        # c2: lookups out of the tables, negated by their index's top bit;
+        # the scales decoded alongside.
+        s3 = side("bcq_3", look=data.ArrayLayout(signed(self.entry_bits), nbank),
+                  scale=scales, oscale=scales, info=data.ArrayLayout(BlockInfo, nb))
+        pairs = [(s3.valid, s2.valid), (s3.flags, s2.flags)]
+        for n, (_, rp) in enumerate(table_ports):
+            pairs.append((s3.look[n], Mux(s2.tops[n], -rp.data, rp.data)))
+        for k, (_, rp) in enumerate(info_ports):
+            pairs.append((s3.info[k], rp.data))
+            for dst, h in ((s3.scale[k], s2.alpha[k]), (s3.oscale[k], s2.offset[k])):
+                fields = decode_f16(h)
+                pairs += [(dst.md, fields["md"]), (dst.u, fields["u"])]
+        stage(*pairs)
+
+        # c3: the 32/μ lookups of each block add up to its dot product.
+        s4 = side("bcq_4", dot=data.ArrayLayout(signed(BCQ_DOT_BITS), nb),
+                  scale=scales, oscale=scales, info=data.ArrayLayout(BlockInfo, nb))
+        stage((s4.valid, s3.valid), (s4.flags, s3.flags), (s4.scale, s3.scale),
+              (s4.oscale, s3.oscale), (s4.info, s3.info),
+              *((s4.dot[k], tree_reduce(s3.look[k * nchunk + c] for c in range(nchunk)))
+                for k in range(nb)))
+
+        # c4 -> c6: dot * md and msum * md_o, each split into a low and a high
+        # product (21-bit operands, 18-bit multipliers).
+        products = []
+        for k in range(nb):
+            pair = []
+            for name, operand, scale in (("plane", s4.dot[k], s4.scale[k]),
+                                         ("offset", s4.info[k].msum, s4.oscale[k])):
+                lo = RegisteredMultiplier(LOW_BITS + 1, MD_BITS)
+                hi = RegisteredMultiplier(BCQ_DOT_BITS - LOW_BITS, MD_BITS)
+                m.submodules[f"{name}{k}_lo"] = lo
+                m.submodules[f"{name}{k}_hi"] = hi
+                m.d.comb += [lo.en.eq(en), lo.a.eq(Cat(operand[:LOW_BITS], Const(0, 1))),
+                             lo.b.eq(scale.md),
+                             hi.en.eq(en), hi.a.eq(operand[LOW_BITS:]), hi.b.eq(scale.md)]
+                pair.append((lo.p, hi.p))
+            products.append(pair)
+
+        shifts = data.ArrayLayout(data.StructLayout({"u": U_BITS, "uo": U_BITS, "exp": signed(8)}),
+                                  nb)
+        s5 = side("bcq_5", blk=shifts)
+        s6 = side("bcq_6", blk=shifts)
+        pairs = [(s5.valid, s4.valid), (s5.flags, s4.flags)]
+        for k in range(nb):
+            pairs += [(s5.blk[k].u, s4.scale[k].u), (s5.blk[k].uo, s4.oscale[k].u),
+                      (s5.blk[k].exp, s4.info[k].exp)]
+        stage(*pairs)
+        stage((s6, s5))
+
+        # c6: each product times 2^u; the offset's only on a tile's first plane.
+        s7 = side("bcq_7", plane=data.ArrayLayout(signed(TERM_BITS), nb),
+                  off=data.ArrayLayout(signed(TERM_BITS), nb),
+                  exp=data.ArrayLayout(signed(8), nb))
+
+        def scaled(lo_hi, u):
+            lo, hi = lo_hi
+            return ((hi << LOW_BITS) << u) + (lo << u)
+
+        pairs = [(s7.valid, s6.valid), (s7.flags, s6.flags)]
+        for k in range(nb):
+            plane, offset = products[k]
+            pairs += [(s7.plane[k], scaled(plane, s6.blk[k].u)),
+                      (s7.off[k], Mux(s6.flags.plane_first, scaled(offset, s6.blk[k].uo), 0)),
+                      (s7.exp[k], s6.blk[k].exp)]
+        stage(*pairs)
+
+        # c7: the planes of a tile summed exactly; W leaves with the last plane.
+        acc = Signal(data.ArrayLayout(signed(WIDE_BITS), nb), name="bcq_acc")
+        with m.If(en & s7.valid):
+            m.d.sync += [acc[k].eq(Mux(s7.flags.plane_first, 0, acc[k]) + s7.plane[k] +
+                                   s7.off[k])
+                         for k in range(nb)]
+        wide = self.wide
+        stage((wide.valid, s7.valid & s7.flags.plane_last),
+              (wide.flags.row_first, s7.flags.row_first),
+              (wide.flags.row_last, s7.flags.row_last),
+              (wide.flags.final, s7.flags.final),
+              *((wide.terms[k].exp, s7.exp[k]) for k in range(nb)))
+        m.d.comb += [wide.terms[k].w.eq(acc[k]) for k in range(nb)]
+        return m
