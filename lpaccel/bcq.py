@@ -26,7 +26,8 @@ import numpy as np
 
 from lpaccel.rtl.config import GROUP_SIZES
 
-__all__ = ["MAX_PLANES", "BCQ_VERSION", "quantize_bcq", "bcq_weights",
+__all__ = ["MAX_PLANES", "BCQ_VERSION", "PLANES_SUFFIX", "ALPHA_SUFFIX", "OFFSET_SUFFIX",
+           "quantize_bcq", "bcq_weights",
            "write_bcq_gguf", "read_bcq_tensors", "bcq_tensor_names", "bits_per_weight"]
 
 #: Planes a BCQ tensor may have (the engine's ``JOB_FORMAT.PLANES``).
@@ -329,3 +330,229 @@ def quantize_bcq(w, planes, group=128, offset=False, iterations=15):
 def bits_per_weight(planes, group, offset=False):
     """Storage of a BCQ weight with whole chunks: ``q + 16 (q + offset) / G``."""
     return planes + 16 * (planes + int(bool(offset))) / group
+
+
+# --- the GGUF container ---------------------------------------------------------------
+
+#: Suffixes of the GGUF tensors that hold BCQ tensor ``NAME``.
+PLANES_SUFFIX, ALPHA_SUFFIX, OFFSET_SUFFIX = ".bcq_planes", ".bcq_alpha", ".bcq_offset"
+_KEY = "lpaccel.bcq."
+_VERSION_KEY = "lpaccel.bcq.version"
+_FIELDS = ("planes", "group", "offset")
+
+
+def _is_bcq(qw):
+    return getattr(qw, "planes", 0) > 0 and getattr(qw, "plane_bits", None) is not None
+
+
+def write_bcq_gguf(path, tensors, extra=None, arch="lpaccel"):
+    """Write BCQ tensors (and other tensors) to a GGUF file.
+
+    For every BCQ tensor ``NAME`` (``docs/bcq.md`` has the layout byte for
+    byte): ``NAME.bcq_planes`` (``I8 [q, R, K/8]``, bit ``i`` of byte ``j`` is
+    column ``8 j + i``, 1 = +1), ``NAME.bcq_alpha`` (``F16 [q, R, K/G]``),
+    ``NAME.bcq_offset`` (``F16 [R, K/G]``, only with an offset) and the keys
+    ``lpaccel.bcq.NAME.planes``/``.group`` (uint32) and ``.offset`` (bool);
+    once per file ``lpaccel.bcq.version`` = 1. Shapes are numpy order; GGUF
+    stores the dimensions reversed (``ne[0]`` the fastest).
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+    tensors : dict
+        ``{name: QuantizedWeights}`` of format BCQ.
+    extra : dict, optional
+        ``{name: numpy.ndarray}`` other tensors written as they are (F32, F16,
+        I8 ... by dtype), e.g. a model's norms and embeddings.
+    arch : str
+        ``general.architecture``.
+
+    Raises
+    ------
+    ValueError
+        On a tensor that is not BCQ, or a name used twice.
+    """
+    import gguf
+    extra = dict(extra or {})
+    names = set()
+    for name, qw in tensors.items():
+        if not _is_bcq(qw):
+            kind = getattr(getattr(qw, "fmt", None), "name", type(qw).__name__)
+            raise ValueError(f"tensor {name} is {kind}, not "
+                             f"BCQ: write_bcq_gguf() stores BCQ tensors (quantize_bcq()); "
+                             f"pass other arrays in extra")
+        names |= {name + s for s in (PLANES_SUFFIX, ALPHA_SUFFIX, OFFSET_SUFFIX)}
+    clash = sorted(names & set(extra))
+    if clash:
+        raise ValueError(f"extra tensor {clash[0]} has the name of a BCQ part; rename it")
+    writer = gguf.GGUFWriter(str(path), arch)
+    writer.add_uint32(_VERSION_KEY, BCQ_VERSION)
+    for name, qw in tensors.items():
+        writer.add_uint32(f"{_KEY}{name}.planes", int(qw.planes))
+        writer.add_uint32(f"{_KEY}{name}.group", int(qw.group))
+        writer.add_bool(f"{_KEY}{name}.offset", bool(qw.offset))
+        packed = np.packbits(np.asarray(qw.plane_bits, np.uint8), axis=-1, bitorder="little")
+        writer.add_tensor(name + PLANES_SUFFIX, packed.view(np.int8))
+        writer.add_tensor(name + ALPHA_SUFFIX,
+                          np.ascontiguousarray(qw.alpha_bits, np.uint16).view(np.float16))
+        if qw.offset:
+            writer.add_tensor(name + OFFSET_SUFFIX,
+                              np.ascontiguousarray(qw.offset_bits, np.uint16).view(np.float16))
+    for name, array in extra.items():
+        writer.add_tensor(name, np.ascontiguousarray(array))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return Path(path)
+
+
+def _reader(reader_or_path):
+    import gguf
+    if isinstance(reader_or_path, gguf.GGUFReader):
+        return reader_or_path, "file"
+    path = Path(reader_or_path)
+    if not path.is_file():
+        raise ValueError(f"{path}: no such file; pass the path of a .gguf file")
+    try:
+        return gguf.GGUFReader(path), str(path)
+    except Exception as error:      # noqa: BLE001 - the reader raises many kinds on bad files
+        raise ValueError(f"{path} is not a readable GGUF file ({type(error).__name__}: "
+                         f"{error}); it may be truncated: write it again") from None
+
+
+def bcq_tensor_names(reader):
+    """Names of the BCQ tensors a GGUF file declares (by keys or by part tensors), sorted.
+
+    Parameters
+    ----------
+    reader : gguf.GGUFReader
+    """
+    names = set()
+    for key in reader.fields:
+        if key.startswith(_KEY) and key != _VERSION_KEY:
+            stem, _, field = key[len(_KEY):].rpartition(".")
+            if stem and field in _FIELDS:
+                names.add(stem)
+    for t in reader.tensors:
+        for suffix in (PLANES_SUFFIX, ALPHA_SUFFIX, OFFSET_SUFFIX):
+            if t.name.endswith(suffix):
+                names.add(t.name[:-len(suffix)])
+    return sorted(names)
+
+
+def _field(reader, key):
+    f = reader.fields.get(key)
+    return None if f is None else f.contents()
+
+
+def _meta(reader, name, field, where):
+    key = f"{_KEY}{name}.{field}"
+    value = _field(reader, key)
+    fix = "write the file with lpaccel.bcq.write_bcq_gguf (or lpaccel quantize-bcq)"
+    if value is None:
+        raise ValueError(f"{where}: BCQ tensor {name} has no key {key}; {fix}")
+    if field == "offset":
+        if not isinstance(value, (bool, np.bool_)):
+            raise ValueError(f"{where}: BCQ tensor {name}: {key} = {value!r} must be a bool; "
+                             f"{fix}")
+        return bool(value)
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{where}: BCQ tensor {name}: {key} = {value!r} must be an integer; "
+                         f"{fix}")
+    allowed = range(1, MAX_PLANES + 1) if field == "planes" else GROUP_SIZES
+    if int(value) not in allowed:
+        raise ValueError(f"{where}: BCQ tensor {name}: {key} = {value} is not one of "
+                         f"{', '.join(map(str, allowed))}; {fix}")
+    return int(value)
+
+
+def _part(tensors, name, suffix, kind, shape, where):
+    import gguf
+    t = tensors.get(name + suffix)
+    fix = "write the file with lpaccel.bcq.write_bcq_gguf (or lpaccel quantize-bcq)"
+    if t is None:
+        raise ValueError(f"{where}: BCQ tensor {name} has no tensor {name}{suffix}; {fix}")
+    kind = gguf.GGMLQuantizationType[kind]
+    data = np.asarray(t.data)
+    if t.tensor_type != kind or data.shape != shape:
+        ttype = getattr(t.tensor_type, "name", t.tensor_type)
+        raise ValueError(f"{where}: tensor {name}{suffix} is {ttype} {list(data.shape)} but "
+                         f"BCQ tensor {name} needs {kind.name} {list(shape)} (numpy order); "
+                         f"{fix}")
+    return data
+
+
+def read_bcq_tensors(reader_or_path):
+    """The BCQ tensors of a GGUF file.
+
+    Parameters
+    ----------
+    reader_or_path : gguf.GGUFReader or str or pathlib.Path
+
+    Returns
+    -------
+    dict
+        ``{name: QuantizedWeights}`` (format BCQ), in name order; empty when
+        the file has none.
+
+    Raises
+    ------
+    ValueError
+        Naming the tensor, the key and the fix, on: a version other than 1
+        or none; a missing ``planes``/``group``/``offset`` key or a bad value;
+        a missing part tensor (``.bcq_planes``, ``.bcq_alpha``, and
+        ``.bcq_offset`` when ``offset`` is true) or one with the wrong type or
+        shape; an offset tensor without the ``offset`` key set; non-finite
+        scales.
+    """
+    reader, where = _reader(reader_or_path)
+    names = bcq_tensor_names(reader)
+    version = _field(reader, _VERSION_KEY)
+    if not names:
+        return {}
+    if version is None:
+        raise ValueError(f"{where} has BCQ tensors ({', '.join(names[:4])}) but no "
+                         f"{_VERSION_KEY} key; write the file with "
+                         f"lpaccel.bcq.write_bcq_gguf")
+    if isinstance(version, (bool, np.bool_)) or version != BCQ_VERSION:
+        raise ValueError(f"{where}: {_VERSION_KEY} = {version!r}, but this lpaccel reads "
+                         f"version {BCQ_VERSION}; convert the file with a matching lpaccel or "
+                         f"quantize the model again (lpaccel quantize-bcq)")
+    tensors = {t.name: t for t in reader.tensors}
+    out = {}
+    for name in names:
+        planes, group, offset = (_meta(reader, name, f, where) for f in _FIELDS)
+        packed = tensors.get(name + PLANES_SUFFIX)
+        if packed is None:
+            _part(tensors, name, PLANES_SUFFIX, "I8", (), where)     # raises: missing
+        pshape = np.asarray(packed.data).shape
+        if len(pshape) != 3 or pshape[0] != planes:
+            raise ValueError(f"{where}: tensor {name}{PLANES_SUFFIX} has shape {list(pshape)} "
+                             f"but BCQ tensor {name} ({_KEY}{name}.planes = {planes}) needs "
+                             f"I8 [{planes}, rows, cols / 8] (numpy order); write the file "
+                             f"with lpaccel.bcq.write_bcq_gguf")
+        rows, cols = int(pshape[1]), 8 * int(pshape[2])
+        if rows < 1 or cols < 1 or cols % group:
+            raise ValueError(f"{where}: BCQ tensor {name} has {cols} columns, not a positive "
+                             f"multiple of its group {group} ({_KEY}{name}.group); write the "
+                             f"file with lpaccel.bcq.write_bcq_gguf")
+        packed = _part(tensors, name, PLANES_SUFFIX, "I8", (planes, rows, cols // 8), where)
+        alpha = _part(tensors, name, ALPHA_SUFFIX, "F16", (planes, rows, cols // group), where)
+        if offset:
+            off = _part(tensors, name, OFFSET_SUFFIX, "F16", (rows, cols // group), where)
+            off = np.ascontiguousarray(off).view(np.uint16)
+        elif name + OFFSET_SUFFIX in tensors:
+            raise ValueError(f"{where}: tensor {name}{OFFSET_SUFFIX} exists but "
+                             f"{_KEY}{name}.offset is false; set the key to true or drop the "
+                             f"tensor (write the file with lpaccel.bcq.write_bcq_gguf)")
+        else:
+            off = None
+        bits = np.unpackbits(np.ascontiguousarray(packed).view(np.uint8), axis=-1,
+                             bitorder="little")
+        try:
+            out[name] = bcq_weights(bits, np.ascontiguousarray(alpha).view(np.uint16), group,
+                                    off)
+        except ValueError as error:
+            raise ValueError(f"{where}: BCQ tensor {name}: {error}") from None
+    return out
