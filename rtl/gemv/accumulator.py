@@ -18,7 +18,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data
 from amaranth.lib.wiring import In, Out
 
-from ..config import ACC_BITS, SCALED_BITS, SH_MAX
+from ..config import ACC_BITS, ACC_FRAC, SCALED_BITS, SH_MAX, WIDE_BITS, WIDE_SH
 from ..utils import tree_reduce
 from .pipeline import EngineBlock, RowFlags
 
@@ -26,6 +26,11 @@ __all__ = ["RowAccumulator"]
 
 #: Bits of the fine step of the two-step shift (0 to 15).
 FINE_SHIFT_BITS = 4
+#: Left shift of a wide term before its right shift: the largest
+#: ``exp + ACC_FRAC - WIDE_SH`` the host produces (``exp <= 1``).
+WIDE_LSH = 9
+#: Largest right shift of ``W << WIDE_LSH``: any larger leaves only the sign.
+WIDE_MAX_RSH = WIDE_BITS + WIDE_LSH - 1
 
 
 class RowAccumulator(EngineBlock):
@@ -51,14 +56,16 @@ class RowAccumulator(EngineBlock):
     def __init__(self, geometry):
         super().__init__(geometry, {
             "block": In(geometry.block_layout),
+            "wide": In(geometry.wide_layout),
             "row": Out(geometry.row_layout),
         }, pipelined=True)
 
     def elaborate(self, platform):
         m = Module()
         g = self.geometry
-        en, block = self.en, self.block
+        en, block, wide_in = self.en, self.block, self.wide
         nseg, nsc = g.segments, g.scale_terms
+        nwide = g.wide_terms
         nterms = nsc * nseg
         wide = ACC_BITS + SH_MAX
 
@@ -71,10 +78,14 @@ class RowAccumulator(EngineBlock):
 
         # Multiply by the scales' 11-bit mantissas: the block dot product by
         # d and (Q4_1) the block's mantissa sum by m.
+        blk7 = Signal()                    # s7 holds a scaled block (not a wide one)
         s7 = beat(data.ArrayLayout(data.StructLayout({
             "p": signed(SCALED_BITS), "neg": 1, "rsh": g.shift_term_layout.members["rsh"],
         }), nterms))
-        pairs = [(s7.valid, block.valid), (s7.flags, block.flags)]
+        # Row flags from whichever input holds a block (never both).
+        pairs = [(s7.valid, block.valid | wide_in.valid),
+                 (s7.flags, Mux(wide_in.valid, wide_in.flags, block.flags)),
+                 (blk7, block.valid)]
         operands = [block.dot, block.msum]
         for c in range(nsc):
             for j in range(nseg):
@@ -83,16 +94,46 @@ class RowAccumulator(EngineBlock):
                           (out.rsh, term.rsh)]
         stage(*pairs)
 
+        # Wide terms (F16, BCQ): term = floor(W * 2^(exp + ACC_FRAC - WIDE_SH)),
+        # i.e. (W << WIDE_LSH) >> (WIDE_LSH - exp - ACC_FRAC + WIDE_SH) with the
+        # right shift clamped to [0, WIDE_MAX_RSH] (beyond it only the sign is left).
+        w7 = Signal(data.ArrayLayout(data.StructLayout({
+            "w": signed(WIDE_BITS), "rsh": range(WIDE_MAX_RSH + 1),
+        }), max(1, nwide)), name="wide_7")
+        w8 = Signal(data.ArrayLayout(data.StructLayout({
+            "t": signed(WIDE_BITS + WIDE_LSH), "fine": FINE_SHIFT_BITS,
+        }), max(1, nwide)), name="wide_8")
+        w9 = Signal(data.ArrayLayout(signed(ACC_BITS), max(1, nwide)), name="wide_9")
+        if nwide:
+            pairs = []
+            for k in range(nwide):
+                src = wide_in.terms[k]
+                rsh = Signal(signed(10), name=f"wide_rsh_{k}")
+                m.d.comb += rsh.eq(WIDE_LSH - ACC_FRAC + WIDE_SH - src.exp)
+                pairs += [(w7[k].w, Mux(wide_in.valid, src.w, 0)),
+                          (w7[k].rsh, Mux(rsh < 0, 0, Mux(rsh > WIDE_MAX_RSH, WIDE_MAX_RSH,
+                                                          rsh)))]
+            stage(*pairs)
+            pairs = []
+            for k in range(nwide):
+                coarse = Cat(Const(0, FINE_SHIFT_BITS), w7[k].rsh[FINE_SHIFT_BITS:])
+                pairs += [(w8[k].t, (w7[k].w << WIDE_LSH) >> coarse),
+                          (w8[k].fine, w7[k].rsh[:FINE_SHIFT_BITS])]
+            stage(*pairs)
+            stage(*((w9[k], (w8[k].t >> w8[k].fine)[:ACC_BITS].as_signed())
+                    for k in range(nwide)))
+
         # Sign, then the coarse shift (multiples of 16) ...
         s8 = beat(data.ArrayLayout(data.StructLayout({
             "t": signed(wide), "fine": FINE_SHIFT_BITS,
         }), nterms))
         pairs = [(s8.valid, s7.valid), (s8.flags, s7.flags)]
+        # A wide block's cycle adds no scaled terms (the dot products are not its).
         for t in range(nterms):
             src = s7.terms[t]
             signed_p = Mux(src.neg, -src.p, src.p)
             coarse = Cat(Const(0, FINE_SHIFT_BITS), src.rsh[FINE_SHIFT_BITS:])
-            pairs += [(s8.terms[t].t, (signed_p.as_signed() << SH_MAX) >> coarse),
+            pairs += [(s8.terms[t].t, Mux(blk7, (signed_p.as_signed() << SH_MAX) >> coarse, 0)),
                       (s8.terms[t].fine, src.rsh[:FINE_SHIFT_BITS])]
         stage(*pairs)
 
@@ -106,7 +147,8 @@ class RowAccumulator(EngineBlock):
         acc = self.row.acc
         acc_next = Signal(signed(ACC_BITS))
         m.d.comb += acc_next.eq(Mux(s9.flags.row_first, 0, acc) +
-                                tree_reduce(s9.terms[t] for t in range(nterms)))
+                                tree_reduce([*(s9.terms[t] for t in range(nterms)),
+                                             *(w9[k] for k in range(nwide))]))
         with m.If(en & s9.valid):
             m.d.sync += acc.eq(acc_next)
         stage((self.row.valid, s9.valid & s9.flags.row_last),

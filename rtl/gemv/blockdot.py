@@ -9,7 +9,11 @@ mantissa ``md``, a sign, and the shift ``sh = ed + e + ACC_FRAC``, kept as
 the clamped right shift ``rsh = SH_MAX - sh`` of ``p << SH_MAX``
 (``0 <= rsh <= MAX_RSH``).
 
-Latency: ``block`` leaves six cycles after ``side`` (four after
+F16 jobs (``docs/arithmetic.md`` section 7) skip the scale: each lane's
+product ``m * (+-md)`` is shifted by its weight's ``u`` and the block's sum
+``W`` (exact) leaves on ``wide`` instead of ``block``, at the same depth.
+
+Latency: ``block`` (and ``wide``) leaves six cycles after ``side`` (four after
 ``products``); every stage advances on ``en``, and ``block.valid`` is high
 once per block, on its last beat.
 """
@@ -19,9 +23,9 @@ from amaranth.lib import data
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
 
-from ..config import ACC_FRAC, DOT_BITS, LANE_PRODUCT_BITS, MAX_RSH, SH_MAX
+from ..config import ACC_FRAC, DOT_BITS, F16_WIDE_BITS, LANE_PRODUCT_BITS, MAX_RSH, SH_MAX
 from ..utils import tree_reduce
-from .pipeline import BeatFlags, EngineBlock
+from .pipeline import F16_PRODUCT_BITS, BeatFlags, EngineBlock
 
 __all__ = ["BlockDot"]
 
@@ -31,6 +35,8 @@ FP16_FRAC_BITS = 10
 FP16_BIAS = 15
 #: Lane products summed in the first register stage of a segment's adder tree.
 PART_LANES = 8
+#: Largest F16 weight shift ``u = max(E, 1) - 1``.
+F16_MAX_U = 30
 #: Signed width of ``sh = ed + e + ACC_FRAC`` (``-120 <= sh <= 165``).
 SH_BITS = 10
 
@@ -57,14 +63,21 @@ class BlockDot(EngineBlock):
     block : Out(geometry.block_layout)
         Per segment the block's dot product and mantissa sum, and each scale
         decoded into mantissa, sign and right shift; valid on a block's last
-        beat.
+        beat (not of an F16 job).
+    f16_products : In(geometry.f16_products_layout)
+        The F16 lanes' full products, with ``products``.
+    wide : Out(geometry.wide_layout)
+        F16: the block's exact ``W`` and activation exponent as term 0,
+        valid on the block's last beat, in the cycle ``block`` would be.
     """
 
     def __init__(self, geometry):
         super().__init__(geometry, {
             "side": In(geometry.lane_layout),
             "products": In(geometry.products_layout),
+            "f16_products": In(geometry.f16_products_layout),
             "block": Out(geometry.block_layout),
+            "wide": Out(geometry.wide_layout),
         }, pipelined=True)
 
     def _beat_layout(self, term):
@@ -147,9 +160,50 @@ class BlockDot(EngineBlock):
             m.d.sync += dot_acc.eq(dot_sum)
 
         block = self.block
-        stage((block.valid, s5.valid & s5.flags.blk_last),
+        stage((block.valid, s5.valid & s5.flags.blk_last & ~s5.flags.wide),
               (block.flags.row_first, s5.flags.row_first),
               (block.flags.row_last, s5.flags.row_last),
               (block.flags.final, s5.flags.final),
               (block.terms, s5.terms), (block.msum, s5.msum), (block.dot, dot_sum))
+        if g.has_f16:
+            self._f16(m, stage, s2r, s3, s4, s5)
         return m
+
+    def _f16(self, m, stage, s2r, s3, s4, s5):
+        """F16 blocks: ``W = sum of (m * (+-md)) << u``, exact, over the block's beats.
+
+        Rides the same stages as the dot products (the beat's flags from
+        ``s3`` to ``s5``) and leaves on ``wide`` term 0 with ``block``.
+        """
+        g = self.geometry
+        en, nf = self.en, g.f16_lanes
+        u3r = Signal(g.f16_side_layout, name="f16_u_3r")
+        u3 = Signal(g.f16_side_layout, name="f16_u_3")
+        exp3r = Signal(signed(8), name="f16_exp_3r")
+        exp3, exp4, exp5 = (Signal(signed(8), name=f"f16_exp_{k}") for k in (3, 4, 5))
+        prod3 = Signal(g.f16_products_layout, name="f16_prod_3")
+        stage((u3r, s2r.u), (exp3r, s2r.seg[0].exp))
+        stage((u3, u3r), (exp3, exp3r), (prod3, self.f16_products), (exp4, exp3), (exp5, exp4))
+
+        # Each product shifted by its u (0..30), summed in parts of eight ...
+        shifted_bits = F16_PRODUCT_BITS + F16_MAX_U
+        part = min(PART_LANES, nf)
+        nparts = nf // part
+        psum4 = Signal(data.ArrayLayout(signed(shifted_bits + exact_log2(part)), nparts),
+                       name="f16_psum_4")
+        stage(*((psum4[p], tree_reduce(prod3[p * part + i] << u3[p * part + i]
+                                       for i in range(part))) for p in range(nparts)))
+        # ... then the beat, then the block's beats (exact: |W| < 2^61).
+        ssum5 = Signal(signed(F16_WIDE_BITS), name="f16_ssum_5")
+        stage((ssum5, tree_reduce(psum4[p] for p in range(nparts))))
+        w_acc = Signal(signed(F16_WIDE_BITS), name="f16_w_acc")
+        w_sum = Signal(signed(F16_WIDE_BITS), name="f16_w_sum")
+        m.d.comb += w_sum.eq(Mux(s5.flags.blk_first, 0, w_acc) + ssum5)
+        with m.If(en & s5.valid):
+            m.d.sync += w_acc.eq(w_sum)
+        wide = self.wide
+        stage((wide.valid, s5.valid & s5.flags.blk_last & s5.flags.wide),
+              (wide.flags.row_first, s5.flags.row_first),
+              (wide.flags.row_last, s5.flags.row_last),
+              (wide.flags.final, s5.flags.final),
+              (wide.terms[0].w, w_sum), (wide.terms[0].exp, exp5))

@@ -2,7 +2,8 @@
 
 For each lane, the weight code of the beat (a nibble, an int8 or a uint8) is
 turned into the integer ``v = q - z`` (``z`` = 8 for Q4_0, the INT zero
-point, else 0) and paired with the activation mantissa it multiplies, taken
+point, else 0; an F16 weight into its signed 11-bit mantissa ``+-md``, on the
+first ``lanes / 4`` lanes, whose multipliers take a 12-bit operand) and paired with the activation mantissa it multiplies, taken
 from the buffer row read for the beat. The products come out of
 :class:`~lpaccel.rtl.dsp.RegisteredMultiplier`\\ s.
 
@@ -44,6 +45,9 @@ class Lanes(EngineBlock):
         sum; the beat's flags and valid bit. One cycle after ``beat``.
     products : Out(geometry.products_layout)
         ``v * mant`` per lane, two cycles after ``side``.
+    f16_products : Out(geometry.f16_products_layout)
+        The first ``n16`` lanes' full products (F16: ``mant * (+-md)``), with
+        ``products``.
     """
 
     def __init__(self, geometry):
@@ -52,6 +56,7 @@ class Lanes(EngineBlock):
             "row": In(geometry.buffer_row_layout),
             "side": Out(geometry.lane_layout),
             "products": Out(geometry.products_layout),
+            "f16_products": Out(geometry.f16_products_layout),
         }, pipelined=True)
 
     def _window(self, flat, width, count, total):
@@ -79,10 +84,18 @@ class Lanes(EngineBlock):
         exps8 = self._window(exp_flat, 8, max(1, n8 // BLOCK), bpr)
         msum4 = self._window(msum_flat, msw, max(1, n4 // BLOCK), bpr)
         msum8 = self._window(msum_flat, msw, max(1, n8 // BLOCK), bpr)
+        if g.has_f16:
+            # An F16 beat (n16 <= 32 weights) lies inside one block of the row.
+            n16 = g.n16
+            mants16 = self._window(mant_flat, 16, n16, g.row_cols)
+            blk16 = self.beat.sub >> exact_log2(BLOCK // n16)
+            exp16 = select([exp_flat[8 * k:8 * k + 8] for k in range(bpr)],
+                           blk16[:exact_log2(bpr)]) if bpr > 1 else exp_flat[:8]
 
         # Per lane: v = q - z (z of the lane's segment), the integer the lane
         # multiplies; q is the nibble, the int8 (Q8_0) or the uint8 (INT8).
         fmt, is8, word = beat.fmt, beat.is8, beat.word
+        is16 = beat.flags.wide
         q8_signed = fmt == WeightFormat.Q8_0
         zero = []
         for j in range(g.segments):
@@ -91,7 +104,8 @@ class Lanes(EngineBlock):
                                  Mux((fmt == WeightFormat.INT4) | (fmt == WeightFormat.INT8),
                                      beat.seg[j].second[:8], 0)))
             zero.append(z)
-        v = [Signal(signed(9), name=f"v_{i}") for i in range(g.lanes)]
+        nf = g.f16_lanes
+        v = [Signal(signed(12 if i < nf else 9), name=f"v_{i}") for i in range(g.lanes)]
         mant = [Signal(signed(16), name=f"mant_{i}") for i in range(g.lanes)]
         pairs = []
         for i in range(g.lanes):
@@ -108,7 +122,19 @@ class Lanes(EngineBlock):
                 a = Mux(is8, 0, mants4.word_select(i, 16))
             else:
                 code, a = Const(0, signed(2)), Const(0, signed(16))
-            pairs += [(v[i], code - z), (mant[i], a.as_signed())]
+            if i < nf:
+                # F16: the lane multiplies +-md (the weight's sign and 11-bit
+                # mantissa, docs/arithmetic.md section 7); u rides beside.
+                h = word[16 * i:16 * i + 16]
+                e_field = h[10:15]
+                md = Cat(h[:10], e_field != 0)
+                signed_md = Mux(h[15], -md, md)
+                a16 = mants16.word_select(i, 16)
+                pairs += [(v[i], Mux(is16, signed_md, code - z)),
+                          (mant[i], Mux(is16, a16, a).as_signed()),
+                          (side.u[i], Mux(e_field == 0, 0, e_field - 1))]
+            else:
+                pairs += [(v[i], code - z), (mant[i], a.as_signed())]
 
         # Per segment: the block's exponent and mantissa sum, and its scales.
         def segment(flat4, flat8, width, j):
@@ -119,7 +145,10 @@ class Lanes(EngineBlock):
         is_q41 = fmt == WeightFormat.Q4_1
         for j in range(g.segments):
             out, src = side.seg[j], beat.seg[j]
-            pairs += [(out.exp, segment(exps4, exps8, 8, j).as_signed()),
+            exp = segment(exps4, exps8, 8, j)
+            if g.has_f16 and j == 0:
+                exp = Mux(is16, exp16, exp)
+            pairs += [(out.exp, exp.as_signed()),
                       (out.msum, segment(msum4, msum8, msw, j).as_signed()),
                       (out.scale, src.scale),
                       (out.min, Mux(is_q41, src.second, 0))]
@@ -129,7 +158,9 @@ class Lanes(EngineBlock):
 
         # One DSP multiplier per lane, with its own input and output registers.
         for i in range(g.lanes):
-            m.submodules[f"mul{i}"] = mul = RegisteredMultiplier(16, 9)
+            m.submodules[f"mul{i}"] = mul = RegisteredMultiplier(16, len(v[i]))
             m.d.comb += [mul.en.eq(self.en), mul.a.eq(mant[i]), mul.b.eq(v[i]),
                          self.products[i].eq(mul.p)]
+            if i < nf:
+                m.d.comb += self.f16_products[i].eq(mul.p)
         return m

@@ -34,6 +34,9 @@ from ..config import (
     WeightFormat,
 )
 
+#: Width of an F16 lane product: a 16-bit mantissa times a signed 12-bit ``+-md``.
+F16_PRODUCT_BITS = 28
+
 __all__ = ["SlotKind", "EngineGeometry", "EngineBlock", "ActivationLayout", "BeatFlags",
            "RowFlags", "WideTerm"]
 
@@ -76,6 +79,7 @@ BeatFlags = data.StructLayout({
     "row_first": 1,      # first beat of a row
     "row_last": 1,       # last beat of a row
     "final": 1,          # last beat of the job
+    "wide": 1,           # an F16 beat: its block leaves as a wide term, not a scaled dot
 })
 
 #: The flags that matter once blocks are summed.
@@ -227,11 +231,13 @@ class EngineGeometry:
         """What rides beside the lane products, leaving the lanes (stage 2).
 
         Per segment: the float16 ``scale``, Q4_1's float16 ``min`` (else 0),
-        the block's activation exponent and mantissa sum.
+        the block's activation exponent and mantissa sum; per F16 lane the
+        weight's shift ``u``.
         """
         return data.StructLayout({
             "valid": 1,
             "flags": BeatFlags,
+            "u": self.f16_side_layout,
             "seg": data.ArrayLayout(data.StructLayout({
                 "scale": unsigned(16),
                 "min": unsigned(16),
@@ -244,6 +250,21 @@ class EngineGeometry:
     def products_layout(self):
         """One product per lane."""
         return data.ArrayLayout(signed(LANE_PRODUCT_BITS), self.lanes)
+
+    @property
+    def f16_lanes(self):
+        """Lanes that multiply F16 weights (``n16`` with F16 built in, else 0)."""
+        return self.n16 if self.has_f16 else 0
+
+    @property
+    def f16_side_layout(self):
+        """Per F16 lane, the weight's shift ``u = max(E, 1) - 1`` (0..30)."""
+        return data.ArrayLayout(unsigned(5), max(1, self.f16_lanes))
+
+    @property
+    def f16_products_layout(self):
+        """The F16 lanes' full products ``m * (+-md)`` (16 x 12 bits signed)."""
+        return data.ArrayLayout(signed(F16_PRODUCT_BITS), max(1, self.f16_lanes))
 
     @property
     def shift_term_layout(self):

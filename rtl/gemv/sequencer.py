@@ -86,6 +86,7 @@ class BeatSequencer(EngineBlock):
         rsel = Signal()                    # the buffer it reads
         job = Signal(g.job_params_layout, name="job")
         is8 = Signal()
+        is16 = Signal()                    # an F16 job: no scale beats, n16 weights a beat
         nblocks = Signal(BLOCK_COUNT_BITS)
         row = Signal(16)
         col = Signal(COL_BITS)
@@ -97,7 +98,7 @@ class BeatSequencer(EngineBlock):
                      self.beats.ready.eq(take)]
 
         n = Signal(range(L + 1))           # weights in a quant beat
-        m.d.comb += n.eq(Mux(is8, n8, n4))
+        m.d.comb += n.eq(Mux(is16, g.n16, Mux(is8, n8, n4)) if g.has_f16 else Mux(is8, n8, n4))
         col_end = Signal(COL_BITS)
         row_last = Signal()
         chunk_end = Signal()
@@ -120,7 +121,9 @@ class BeatSequencer(EngineBlock):
             return [job.eq(params), nblocks.eq(params.cols[5:]),
                     is8.eq((params.fmt == WeightFormat.Q8_0) |
                            (params.fmt == WeightFormat.INT8)),
-                    row.eq(0), col.eq(0), expect_scale.eq(1), active.eq(1)]
+                    is16.eq(params.fmt == WeightFormat.F16),
+                    row.eq(0), col.eq(0), expect_scale.eq(params.fmt != WeightFormat.F16),
+                    active.eq(1)]
 
         with m.If(~active & self.full.bit_select(rsel, 1)):
             m.d.sync += start(self.jobs[rsel])
@@ -128,7 +131,7 @@ class BeatSequencer(EngineBlock):
             with m.If(expect_scale):
                 m.d.sync += [scale_reg.eq(self.beats.payload), expect_scale.eq(0)]
             with m.Else():
-                m.d.sync += expect_scale.eq(chunk_end)
+                m.d.sync += expect_scale.eq(chunk_end & ~is16)
                 with m.If(row_last):
                     m.d.sync += [col.eq(0), row.eq(row + 1)]
                 with m.Else():
@@ -167,15 +170,16 @@ class BeatSequencer(EngineBlock):
         row_cols = g.row_cols
         sub4 = (col % row_cols) >> exact_log2(n4) if n4 < row_cols else Const(0, 1)
         sub8 = (col % row_cols) >> exact_log2(n8) if n8 < row_cols else Const(0, 1)
+        sub16 = (col % row_cols) >> exact_log2(g.n16)
         m.d.comb += [self.read_addr.eq(rsel * g.depth + (col >> exact_log2(row_cols))),
                      self.read_en.eq(self.en)]
 
         flags = out.flags
         pairs += [(out.valid, take & ~expect_scale), (out.word, self.beats.payload),
-                  (out.fmt, job.fmt), (out.is8, is8), (out.sub, Mux(is8, sub8, sub4)),
+                  (out.fmt, job.fmt), (out.is8, is8), (out.sub, Mux(is16, sub16, Mux(is8, sub8, sub4))),
                   (flags.blk_first, col % BLOCK == 0), (flags.blk_last, col_end % BLOCK == 0),
                   (flags.row_first, block0 == 0), (flags.row_last, row_last),
-                  (flags.final, job_last)]
+                  (flags.final, job_last), (flags.wide, is16)]
         with m.If(self.en):
             m.d.sync += [dst.eq(src) for dst, src in pairs]
         m.d.comb += self.beat.eq(out)

@@ -169,6 +169,20 @@ def test_double_buffering_leaves_no_gap():
     assert gaps == [], f"idle cycles between weight words after the first job: {gaps}"
 
 
+@pytest.mark.parametrize("lanes,word_bits,stall", [(8, 64, 0.0), (16, 256, 0.3), (32, 128, 0.0),
+                                                   (128, 512, 0.2)])
+def test_f16_mixed_with_legacy(lanes, word_bits, stall):
+    """F16 jobs (K not a multiple of the beat's columns at 128 lanes) between legacy ones."""
+    rng = np.random.default_rng(lanes + word_bits)
+    config = GemvConfig(lanes=lanes, word_bits=word_bits, max_cols=256)
+    jobs = [random_case(rng, WeightFormat.F16, None, 3, 96),
+            random_case(rng, WeightFormat.Q4_1, None, 2, 64),
+            random_case(rng, WeightFormat.F16, None, 2, 256),
+            random_case(rng, WeightFormat.INT8, 32, 1, 32)]
+    results, _, _ = simulate(config, jobs, stall=stall, seed=lanes)
+    check(jobs, results)
+
+
 @pytest.mark.parametrize("desc,code", [
     ({"fmt": 0, "rows": 1, "cols": 512, "group": 0}, GemvError.COLS_TOO_LARGE),
     ({"fmt": 0, "rows": 1, "cols": 0, "group": 0}, GemvError.BAD_COLS),
@@ -254,7 +268,7 @@ def test_format_names():
     assert WeightFormat.parse("Q4_0") is WeightFormat.Q4_0
     assert WeightFormat.parse(4) is WeightFormat.INT8
     with pytest.raises(ValueError, match=r"'q5_k' is not supported \(supported: q4_0, q8_0, "
-                                         r"q4_1, int4, int8\)"):
+                                         r"q4_1, int4, int8, f16, bcq\)"):
         WeightFormat.parse("q5_k")
 
 
