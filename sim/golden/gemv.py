@@ -1,9 +1,10 @@
 """Numpy golden model of the GEMV engine: the hardware arithmetic, exactly.
 
-This module implements ``docs/arithmetic.md`` sections 2 to 5 exactly: the
-decode of the float16 scales (section 2), the exact integer dot product and
-accumulator (section 3) and the round-to-nearest-even conversion of the
-accumulator to float32 (section 4). The RTL must agree with
+This module implements ``docs/arithmetic.md`` sections 2 to 5, 7 and 8.1
+exactly: the decode of the float16 scales (section 2), the exact integer dot
+product and accumulator (section 3), the exact block sums ``W`` of the wide
+formats F16 and BCQ with one floor per block (sections 7 and 8.1), and the
+round-to-nearest-even conversion of the accumulator to float32 (section 4). The RTL must agree with
 :func:`gemv_golden` bit for bit. The number formats themselves (BFP16
 activations, quantized weights) are the host library's
 (:mod:`lpaccel.quant`), since a driver needs them too.
@@ -22,7 +23,7 @@ import math
 import numpy as np
 
 from lpaccel.quant import QuantizedWeights, _check_activation_blocks, quantize_activations
-from lpaccel.rtl.config import ACC_BITS, ACC_FRAC, BLOCK, SH_MAX, WeightFormat
+from lpaccel.rtl.config import ACC_BITS, ACC_FRAC, BLOCK, SH_MAX, WIDE_SH, WeightFormat
 
 __all__ = [
     "SH_MAX",
@@ -124,6 +125,112 @@ def _scaled_terms(x, bits, exp):
     return p, sh
 
 
+# --- Wide block sums: F16 and BCQ (sections 7 and 8.1) --------------------------------
+#
+# A block sum W can reach 2**64 (BCQ: four planes and the offset), past int64.
+# It is carried as two int64 halves, W = hi * 2**32 + lo with 0 <= lo < 2**32,
+# and each block term floor(W * 2**sh) is formed and summed from the halves.
+
+_LO_BITS = 32
+_LO_MASK = (1 << _LO_BITS) - 1
+
+
+def _split(c):
+    """``(hi, lo)`` halves of int64 ``c``: ``c = hi * 2**32 + lo``, ``0 <= lo < 2**32``."""
+    return c >> _LO_BITS, c & _LO_MASK
+
+
+def _scaled_wide(x, bits):
+    """``(-1)^s * md * x * 2^u`` (``u = max(E, 1) - 1``) as int64 halves.
+
+    ``|md * x| < 2**31`` and ``u <= 30`` keep the product below ``2**61``.
+    """
+    s, md, ed = decode_fp16_scale(bits)
+    c = (md * x) << (ed + WIDE_SH)
+    return _split(np.where(s != 0, -c, c))
+
+
+def _f16_block_sums(weights, mant):
+    """Section 7: ``W[r, b] = sum_i (-1)^s md m 2^u`` as int64 halves ``[R, K/32]``."""
+    rows, cols = weights.rows, weights.cols
+    nb = cols // BLOCK
+    m = mant.astype(np.int64).reshape(nb, BLOCK)
+    hi = np.empty((rows, nb), np.int64)
+    lo = np.empty((rows, nb), np.int64)
+    step = max(1, _DOT_CHUNK_ELEMENTS // cols)
+    for r0 in range(0, rows, step):
+        bits = weights.f16_bits[r0:r0 + step].reshape(-1, nb, BLOCK)
+        s, md, ed = decode_fp16_scale(bits)
+        c = (md * m) << (ed + WIDE_SH)                    # |c| < 2**56
+        w = np.where(s != 0, -c, c).sum(axis=-1)          # |W| < 2**61: exact in int64
+        hi[r0:r0 + step], lo[r0:r0 + step] = _split(w)
+    return hi, lo
+
+
+def _bcq_block_sums(weights, mant):
+    """Section 8.1: ``W[r, b]`` over the planes and the offset, as int64 halves."""
+    per_block = weights.group // BLOCK
+    msum = mant.astype(np.int64).reshape(-1, BLOCK).sum(axis=1)       # |.| < 2**20
+    bits = weights.plane_bits
+    hi = np.zeros((weights.rows, weights.cols // BLOCK), np.int64)
+    lo = np.zeros_like(hi)
+    for p in range(weights.planes):
+        # sum_i (2 b - 1) m = 2 sum_i b m - msum: the LUT-GEMM lookups' result.
+        dot = 2 * _block_dots(bits[p], mant) - msum[None, :]          # |dot| < 2**20
+        h, low = _scaled_wide(dot, np.repeat(weights.alpha_bits[p], per_block, axis=1))
+        hi += h
+        lo += low
+    if weights.offset:
+        h, low = _scaled_wide(np.broadcast_to(msum, hi.shape),
+                              np.repeat(weights.offset_bits, per_block, axis=1))
+        hi += h
+        lo += low
+    return hi + (lo >> _LO_BITS), lo & _LO_MASK
+
+
+def _accumulate_wide(hi, lo, sh):
+    """Exact ``A[r] = sum_b floor((hi * 2**32 + lo) * 2**sh)`` as Python ints.
+
+    ``0 <= lo < 2**32`` and ``|hi| <= 2**32``. For ``sh = -k < 0`` the floored
+    term is again formed as halves (``k <= 32``: ``hi * 2**(32-k)`` is exact
+    and only ``lo`` is floored; ``k > 32``: ``lo`` drops out of the floor and
+    the term is ``hi >> (k - 32)``) and
+    the halves are summed in int64 (no overflow below 2**31 blocks). Terms with
+    ``sh >= 0`` are summed per distinct shift, then shifted as Python ints.
+    """
+    rows = hi.shape[0]
+    acc = [0] * rows
+    neg = sh < 0
+    if neg.any():
+        k = np.where(neg, -sh, 0)
+        small = neg & (k <= _LO_BITS)
+        ks = np.where(small, k, 0)
+        t_hi = np.where(small, hi >> ks, 0)
+        # k > 32: the whole term is floor(hi / 2**(k - 32)), in units, not in 2**32s.
+        t_lo = np.where(small, ((hi & ((1 << ks) - 1)) << (_LO_BITS - ks)) | (lo >> ks),
+                        np.where(neg, hi >> np.clip(k - _LO_BITS, 0, 63), 0))
+        sum_hi, sum_lo = t_hi.sum(axis=1), t_lo.sum(axis=1)
+        acc = [(int(a) << _LO_BITS) + int(b) for a, b in zip(sum_hi, sum_lo)]
+    pos = ~neg
+    for s in np.unique(sh[pos]).tolist():
+        sel = pos & (sh == s)
+        sum_hi = np.where(sel, hi, 0).sum(axis=1)
+        sum_lo = np.where(sel, lo, 0).sum(axis=1)
+        for r in range(rows):
+            acc[r] += ((int(sum_hi[r]) << _LO_BITS) + int(sum_lo[r])) << s
+    return acc
+
+
+def _wide_accumulators(weights, mant, exp):
+    if weights.fmt is WeightFormat.F16:
+        hi, lo = _f16_block_sums(weights, mant)
+    else:
+        hi, lo = _bcq_block_sums(weights, mant)
+    # sh = e + F - 24, no clamp (sections 7 and 8.1): -120..9 for host activations.
+    sh = np.broadcast_to(exp[None, :].astype(np.int64) + ACC_FRAC - WIDE_SH, hi.shape)
+    return _accumulate_wide(hi, lo, sh)
+
+
 def gemv_golden_quantized(weights, mant, exp):
     """GEMV on decoded weights and BFP16 activations (sections 3 and 4).
 
@@ -157,10 +264,13 @@ def gemv_golden_quantized(weights, mant, exp):
     if weights.cols != cols:
         raise ValueError(f"the weights have {weights.cols} columns but there are {cols} "
                          f"activations; pass a vector of length {weights.cols}")
-    per_block = weights.group // BLOCK
-    scale_bits = np.repeat(weights.scale_bits, per_block, axis=1)
-    p, sh = _scaled_terms(_block_dots(weights.values(), mant), scale_bits, exp)
-    acc = _accumulate(p, sh)
+    if weights.fmt.wide:
+        acc = _wide_accumulators(weights, mant, exp)
+    else:
+        per_block = weights.group // BLOCK
+        scale_bits = np.repeat(weights.scale_bits, per_block, axis=1)
+        p, sh = _scaled_terms(_block_dots(weights.values(), mant), scale_bits, exp)
+        acc = _accumulate(p, sh)
     if weights.fmt == WeightFormat.Q4_1:
         msum = mant.astype(np.int64).reshape(-1, BLOCK).sum(axis=1)       # |.| < 2**20
         pm, shm = _scaled_terms(np.broadcast_to(msum, weights.min_bits.shape),

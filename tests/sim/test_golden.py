@@ -434,7 +434,7 @@ def test_weight_errors():
     with pytest.raises(ValueError, match="INT4 is not a GGUF block format"):
         QW.from_gguf(raw, "int4", 2, 64)
     with pytest.raises(ValueError, match=r"not supported \(supported: q4_0, q8_0, q4_1, "
-                                         r"int4, int8\)"):
+                                         r"int4, int8, f16, bcq\)"):
         quant.quantize_weights(np.zeros((2, 64), np.float32), gguf.GGMLQuantizationType.Q4_K)
     with pytest.raises(ValueError, match="cols = 48.*multiple of 32"):
         QW.from_gguf(np.zeros(54, np.uint8), "q4_0", 2, 48)
