@@ -122,7 +122,8 @@ class LutGemm(EngineBlock):
         Activation blocks of a BCQ job (from the loader). One block is
         taken every ``E = 2^(μ−1)`` cycles at most: ``ready`` is low while
         a block's entries are written (it rises again in the cycle the
-        block's last entry is written).
+        block's last entry is written), and while a valid ``beat`` of the
+        same buffer waits for its table read.
     settling : Out(1)
         A taken block still has entries, its exponent or its ``msum`` to
         write.
@@ -218,8 +219,15 @@ class LutGemm(EngineBlock):
         busy = Signal()
         count = Signal(range(nent))
         last = Signal()
-        m.d.comb += [last.eq(count == nent - 1),
-                     self.load.ready.eq(~busy | last),
+        # A buffer's tables are read one stage after the beat (c1 -> c2), and
+        # the sequencer frees a buffer when it takes the buffer's last beat:
+        # while that beat waits at c1 (`en` low), no block of the buffer's
+        # next job may be taken, or its entries could overwrite the ones the
+        # beat is about to read.
+        hazard = Signal()
+        m.d.comb += [hazard.eq(self.beat.valid & (self.beat.buffer == self.load.payload.buffer)),
+                     last.eq(count == nent - 1),
+                     self.load.ready.eq((~busy | last) & ~hazard),
                      self.settling.eq(busy)]
         with m.If(busy):
             m.d.sync += count.eq(count + 1)
