@@ -362,8 +362,10 @@ def write_bcq_gguf(path, tensors, extra=None, arch="lpaccel"):
     tensors : dict
         ``{name: QuantizedWeights}`` of format BCQ.
     extra : dict, optional
-        ``{name: numpy.ndarray}`` other tensors written as they are (F32, F16,
-        I8 ... by dtype), e.g. a model's norms and embeddings.
+        Other tensors, written as they are: ``{name: numpy.ndarray}`` (F32,
+        F16, I8 ... by dtype), or ``{name: (bytes_array, ggml_type)}`` for
+        GGUF block data (``uint8 [rows, row_bytes]``, e.g. from
+        ``gguf.quants.quantize``), e.g. a model's norms and embeddings.
     arch : str
         ``general.architecture``.
 
@@ -399,7 +401,12 @@ def write_bcq_gguf(path, tensors, extra=None, arch="lpaccel"):
             writer.add_tensor(name + OFFSET_SUFFIX,
                               np.ascontiguousarray(qw.offset_bits, np.uint16).view(np.float16))
     for name, array in extra.items():
-        writer.add_tensor(name, np.ascontiguousarray(array))
+        if isinstance(array, tuple):
+            data, kind = array
+            data = np.ascontiguousarray(data, np.uint8)
+            writer.add_tensor(name, data, raw_shape=data.shape, raw_dtype=kind)
+        else:
+            writer.add_tensor(name, np.ascontiguousarray(array))
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
@@ -407,10 +414,10 @@ def write_bcq_gguf(path, tensors, extra=None, arch="lpaccel"):
     return Path(path)
 
 
-def _reader(reader_or_path):
+def _reader(reader_or_path, where=None):
     import gguf
     if isinstance(reader_or_path, gguf.GGUFReader):
-        return reader_or_path, "file"
+        return reader_or_path, where or "file"
     path = Path(reader_or_path)
     if not path.is_file():
         raise ValueError(f"{path}: no such file; pass the path of a .gguf file")
@@ -483,12 +490,14 @@ def _part(tensors, name, suffix, kind, shape, where):
     return data
 
 
-def read_bcq_tensors(reader_or_path):
+def read_bcq_tensors(reader_or_path, where=None):
     """The BCQ tensors of a GGUF file.
 
     Parameters
     ----------
     reader_or_path : gguf.GGUFReader or str or pathlib.Path
+    where : str, optional
+        What to call the file in messages (default its path, or "file").
 
     Returns
     -------
@@ -506,7 +515,7 @@ def read_bcq_tensors(reader_or_path):
         shape; an offset tensor without the ``offset`` key set; non-finite
         scales.
     """
-    reader, where = _reader(reader_or_path)
+    reader, where = _reader(reader_or_path, where)
     names = bcq_tensor_names(reader)
     version = _field(reader, _VERSION_KEY)
     if not names:

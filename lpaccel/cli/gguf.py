@@ -1,12 +1,16 @@
 """``lpaccel run-gguf``: the quantized matrices of a GGUF file through the accelerator.
 
-Reads the file with ``gguf.GGUFReader``; every 2-D ``Q4_0``/``Q4_1``/``Q8_0``
-tensor is chosen by default (others are listed as skipped, with their type),
-or the ones named with ``--tensor``. Each runs as one GEMV ``y = W x`` on the
+Reads the file with ``gguf.GGUFReader``; every 2-D ``Q4_0``/``Q4_1``/``Q8_0``/
+``F16`` tensor and every BCQ tensor (``lpaccel.bcq``'s container: the parts
+``NAME.bcq_planes``/``.bcq_alpha``/``.bcq_offset`` listed as one tensor
+``NAME`` of format ``BCQ`` with its planes, group and offset) is chosen by
+default (others are listed as skipped, with their type), or the ones named
+with ``--tensor``. Each runs as one GEMV ``y = W x`` on the
 device, ``x`` the ``--input`` vector or ``N(0, 1)`` (seeded), and is checked
 twice: bit for bit against the golden model of the hardware arithmetic, and
-by its relative RMS error against float64 arithmetic on gguf's own
-dequantization (``gguf.quants.dequantize``). The table has name, shape,
+by its relative RMS error against float64 arithmetic on the dequantized
+weights (gguf's own ``gguf.quants.dequantize`` for the GGUF block formats,
+the exact value of every weight for F16 and BCQ). The table has name, shape,
 format, busy cycles, utilization of the memory path (weight bytes / (cycles
 x memory word)), bit-exact and the error.
 
@@ -35,8 +39,9 @@ __all__ = ["SUPPORTED", "GgufTensor", "read_gguf", "select_tensors", "load_input
            "default_input", "memory_needed", "device_problems", "check_device", "fit",
            "sim_problems", "sim_config", "run_tensors", "tensor_report", "check_args", "main"]
 
-#: GGML types the accelerator runs, and their formats.
-SUPPORTED = ("Q4_0", "Q4_1", "Q8_0")
+#: GGML types the accelerator runs, and their formats; ``BCQ`` tensors are lpaccel's
+#: container (:mod:`lpaccel.bcq`), not a GGML type.
+SUPPORTED = ("Q4_0", "Q4_1", "Q8_0", "F16", "BCQ")
 
 #: Polling budget of one tensor: cycles per weight byte, and a floor.
 TIMEOUT_CYCLES_PER_BYTE = 4
@@ -55,30 +60,76 @@ class GgufTensor:
         ``rows`` output elements, ``cols`` the input length (GGUF's ``ne[1]``,
         ``ne[0]``).
     data : numpy.ndarray
-        The GGUF blocks, ``uint8 [rows, row_bytes]`` (a view of the file).
+        The GGUF blocks, ``uint8 [rows, row_bytes]`` (a view of the file), or
+        ``None`` for F16 and BCQ tensors, which carry ``quantized``.
+    quantized : QuantizedWeights, optional
+        The decoded F16 or BCQ weights.
     """
 
     name: str
     fmt: WeightFormat
     rows: int
     cols: int
-    data: np.ndarray
+    data: np.ndarray = None
+    quantized: QuantizedWeights = None
 
     @property
     def shape(self):
         return f"{self.rows} x {self.cols}"
 
+    @property
+    def planes(self):
+        """BCQ's plane count (0 for the other formats)."""
+        return int(getattr(self.quantized, "planes", 0) or 0)
+
+    @property
+    def group(self):
+        """Elements per scale (32 for the GGUF formats and F16)."""
+        return int(self.quantized.group) if self.quantized is not None else 32
+
+    @property
+    def offset(self):
+        """Whether a BCQ tensor has group offsets."""
+        return bool(self.planes and self.quantized.offset)
+
+    @property
+    def label(self):
+        """The format as the table shows it: ``Q4_0``, ``F16``, ``BCQ3 g128 +off``."""
+        if self.fmt is WeightFormat.BCQ:
+            return f"BCQ{self.planes} g{self.group}" + (" +off" if self.offset else "")
+        return self.fmt.name
+
+    def layout(self, config):
+        """The weight stream of this tensor on an engine with ``config``."""
+        if self.fmt is WeightFormat.BCQ:
+            return repack.stream_layout(self.fmt, self.rows, self.cols, config, self.group,
+                                        planes=self.planes, offset=self.offset)
+        return repack.stream_layout(self.fmt, self.rows, self.cols, config)
+
+    def check_job(self, gemv_config):
+        """``GemvConfig.check_job`` for this tensor (raises ``ValueError``)."""
+        if self.fmt is WeightFormat.BCQ:
+            return gemv_config.check_job(self.fmt, self.rows, self.cols, self.group,
+                                         self.planes)
+        return gemv_config.check_job(self.fmt, self.rows, self.cols)
+
     def weights(self):
         """The tensor as :class:`QuantizedWeights`."""
+        if self.quantized is not None:
+            return self.quantized
         return QuantizedWeights.from_gguf(self.data, self.fmt, self.rows, self.cols)
 
     def reference(self, x):
-        """``W x`` in float64 on gguf's own dequantization of the blocks."""
+        """``W x`` in float64 on gguf's own dequantization of the blocks (F16 and BCQ:
+        on the exact weights)."""
+        x = np.asarray(x, dtype=np.float64)
+        if self.quantized is not None:
+            return self.quantized.dequantize_f64() @ x
         import gguf
         import gguf.quants
         w = gguf.quants.dequantize(self.data, gguf.GGMLQuantizationType[self.fmt.name])
         w = np.asarray(w, dtype=np.float64).reshape(self.rows, self.cols)
-        return w @ np.asarray(x, dtype=np.float64)
+        return w @ x
 
 
 def read_gguf(path):
@@ -129,7 +180,17 @@ def select_tensors(reader, names=None, path="file"):
         (its type, named with the supported ones; not 2-D); or when nothing
         runs at all.
     """
-    by_name = {t.name: t for t in reader.tensors}
+    from lpaccel import bcq
+    bcq_tensors = bcq.read_bcq_tensors(reader, path) if bcq.bcq_tensor_names(reader) else {}
+    parts = {n + suffix: n for n in bcq_tensors
+             for suffix in (bcq.PLANES_SUFFIX, bcq.ALPHA_SUFFIX, bcq.OFFSET_SUFFIX)}
+    # The file's tensors in order, a BCQ tensor in the place of its planes.
+    by_name = {}
+    for t in reader.tensors:
+        if t.name not in parts:
+            by_name[t.name] = t
+        elif t.name.endswith(bcq.PLANES_SUFFIX):
+            by_name[parts[t.name]] = bcq_tensors[parts[t.name]]
     chosen, skipped, problems = [], [], []
     if names:
         missing = [n for n in names if n not in by_name]
@@ -137,10 +198,13 @@ def select_tensors(reader, names=None, path="file"):
             listing = ", ".join(list(by_name)[:12]) + (" ..." if len(by_name) > 12 else "")
             raise ValueError(f"{path} has no tensor {', '.join(missing)} (its tensors: "
                              f"{listing or 'none'}); check --tensor")
-        candidates = [by_name[n] for n in dict.fromkeys(names)]
+        candidates = [(n, by_name[n]) for n in dict.fromkeys(names)]
     else:
-        candidates = list(reader.tensors)
-    for t in candidates:
+        candidates = list(by_name.items())
+    for name, t in candidates:
+        if name in bcq_tensors:
+            chosen.append(GgufTensor(name, WeightFormat.BCQ, t.rows, t.cols, quantized=t))
+            continue
         dims = [int(d) for d in t.shape]
         shape = " x ".join(str(d) for d in reversed(dims))
         kind = _type_name(t)
@@ -149,6 +213,16 @@ def select_tensors(reader, names=None, path="file"):
             reason = (f"type {kind} is not supported (supported: {', '.join(SUPPORTED)})")
         elif len(dims) != 2 and not (len(dims) > 2 and all(d == 1 for d in dims[2:])):
             reason = f"{len(dims)}-D ({shape}): only 2-D matrices run as a GEMV"
+        if reason is None and kind == "F16":
+            cols, rows = dims[0], dims[1]
+            try:
+                f16 = QuantizedWeights.from_f16(np.asarray(t.data).reshape(rows, cols)
+                                                .view(np.uint16))
+            except ValueError as error:
+                reason = str(error)
+            else:
+                chosen.append(GgufTensor(t.name, WeightFormat.F16, rows, cols, quantized=f16))
+                continue
         if reason is None:
             cols, rows = dims[0], dims[1]
             chosen.append(GgufTensor(t.name, WeightFormat[kind], rows, cols,
@@ -227,7 +301,7 @@ def _round_up(n, unit):
 def memory_needed(tensor, gemv_config):
     """Bytes one tensor's GEMV takes in device memory (weights, activations, results)."""
     word = gemv_config.word_bytes
-    layout = repack.stream_layout(tensor.fmt, tensor.rows, tensor.cols, gemv_config)
+    layout = tensor.layout(gemv_config)
     return (_round_up(layout.bytes, word) + _round_up(act_bytes(tensor.cols), word)
             + _round_up(4 * tensor.rows, word))
 
@@ -253,7 +327,7 @@ def device_problems(dev, tensors):
                                 f"{dev.info.max_rows} rows (CAP_MAX_ROWS) and "
                                 f"{dev.info.max_cols} columns (CAP_MAX_COLS)")
         elif (need := memory_needed(t, dev.config)) > size:
-            problems[t.name] = (f"tensor {t.name} ({t.shape} {t.fmt.name}) needs {need} bytes "
+            problems[t.name] = (f"tensor {t.name} ({t.shape} {t.label}) needs {need} bytes "
                                 f"of device memory (weights, activations, results) but the "
                                 f"device has {size} (CAP_MEM_SIZE)")
     return problems
@@ -298,7 +372,7 @@ def fit(tensors, skipped, problems, explicit, path):
                          + "; use a device with more memory")
     for t in tensors:
         if t.name in problems:
-            skipped.append({"name": t.name, "type": t.fmt.name, "shape": t.shape,
+            skipped.append({"name": t.name, "type": t.label, "shape": t.shape,
                             "reason": problems[t.name]})
     return kept
 
@@ -336,7 +410,7 @@ def run_tensors(transport, path, names, input_path=None, seed=0):
     out = []
     for t in tensors:
         x = x_given if x_given is not None else default_input(t.cols, seed)
-        layout = repack.stream_layout(t.fmt, t.rows, t.cols, dev.config)
+        layout = t.layout(dev.config)
         timeout = max(TIMEOUT_CYCLES_MIN, TIMEOUT_CYCLES_PER_BYTE * layout.bytes)
         w = dev.put_weights(t.weights(), t.name)
         a = dev.put_activations(x, f"{t.name} input")
@@ -362,10 +436,13 @@ def tensor_report(t, x, bits, counters, word_bytes):
     mismatches = int(np.count_nonzero(got != want))
     cycles = int(counters.get("busy_cycles", 0))
     weight_bytes = int(counters.get("weight_bytes", 0))
+    extra = {"planes": t.planes, "group": t.group, "offset": t.offset} \
+        if t.fmt is WeightFormat.BCQ else {}
     return {
         "name": t.name,
         "shape": [t.rows, t.cols],
         "format": t.fmt.name.lower(),
+        **extra,
         "cycles": cycles,
         "weight_bytes": weight_bytes,
         "utilization": round(weight_bytes / (cycles * word_bytes), 6) if cycles else 0.0,
@@ -375,17 +452,25 @@ def tensor_report(t, x, bits, counters, word_bytes):
     }
 
 
+def format_label(row):
+    """The format column of a report row: ``Q4_0``, ``F16``, ``BCQ3 g128 +off``."""
+    if row["format"] == "bcq":
+        return f"BCQ{row['planes']} g{row['group']}" + (" +off" if row["offset"] else "")
+    return row["format"].upper()
+
+
 def report_text(report):
     """The table of ``lpaccel run-gguf``."""
     rows = report["tensors"]
     name_w = max([len("tensor")] + [len(r["name"]) for r in rows])
+    fmt_w = max([6] + [len(format_label(r)) for r in rows])
     lines = [f"lpaccel run-gguf {report['file']} {report['where']}",
-             f"  {'tensor':{name_w}s}  {'shape':>13s}  {'format':6s}  {'cycles':>9s}  "
+             f"  {'tensor':{name_w}s}  {'shape':>13s}  {'format':{fmt_w}s}  {'cycles':>9s}  "
              f"{'util.':>7s}  {'bit-exact':9s}  rel. error vs gguf f64"]
     for r in rows:
         shape = f"{r['shape'][0]} x {r['shape'][1]}"
         exact = "yes" if r["bit_exact"] else f"NO ({r['mismatches']})"
-        lines.append(f"  {r['name']:{name_w}s}  {shape:>13s}  {r['format'].upper():6s}  "
+        lines.append(f"  {r['name']:{name_w}s}  {shape:>13s}  {format_label(r):{fmt_w}s}  "
                      f"{r['cycles']:9d}  {100 * r['utilization']:6.2f}%  {exact:9s}  "
                      f"{r['rel_error_vs_gguf_f64']:.3e}")
     for s in report["skipped"]:
@@ -418,9 +503,9 @@ def sim_problems(tensors):
     problems = {}
     for t in tensors:
         try:
-            soc_config_for("onchip", _TensorPlan([t])).gemv.check_job(t.fmt, t.rows, t.cols)
+            t.check_job(soc_config_for("onchip", _TensorPlan([t])).gemv)
         except ValueError as error:
-            problems[t.name] = f"tensor {t.name} ({t.shape} {t.fmt.name}): {error}"
+            problems[t.name] = f"tensor {t.name} ({t.shape} {t.label}): {error}"
     return problems
 
 
