@@ -29,7 +29,8 @@ Memory layouts (``docs/soc.md``; the sequencer reads exactly these):
 
 Register sequence of one job: read ``JOB_LEVELS.FREE`` (> 0), write
 ``JOB_WEIGHT_ADDR``, ``JOB_ACT_ADDR``, ``JOB_RESULT_ADDR``, ``JOB_ROWS``,
-``JOB_COLS``, ``JOB_FORMAT``, ``JOB_GROUP``, ``JOB_TAG``, ``JOB_FLAGS`` (only
+``JOB_COLS``, ``JOB_FORMAT`` (``CODE``, and BCQ's ``PLANES`` and ``OFFSET``),
+``JOB_GROUP``, ``JOB_TAG``, ``JOB_FLAGS`` (only
 those that changed since the last job: the registers keep their values),
 then ``JOB_PUSH = 1``. Completions come back in push order: poll
 ``JOB_STATUS.VALID``, read the record, write ``JOB_POP = 1``.
@@ -182,7 +183,11 @@ class DeviceInfo:
 
 @dataclass(frozen=True)
 class WeightTensor:
-    """A repacked weight matrix in device memory."""
+    """A repacked weight matrix in device memory.
+
+    ``planes`` and ``offset`` are BCQ's (``JOB_FORMAT.PLANES``/``OFFSET``);
+    0 and False for the other formats.
+    """
 
     addr: int
     nbytes: int
@@ -190,6 +195,8 @@ class WeightTensor:
     rows: int
     cols: int
     group: int
+    planes: int = 0
+    offset: bool = False
 
 
 @dataclass(frozen=True)
@@ -380,12 +387,23 @@ class Device:
             raise ValueError(f"{name} is a {type(weights).__name__}: pass QuantizedWeights "
                              f"(lpaccel.quant.quantize_weights or QuantizedWeights.from_gguf)")
         try:
-            self.config.check_job(weights.fmt, weights.rows, weights.cols, weights.group)
+            self.config.check_job(weights.fmt, weights.rows, weights.cols, weights.group,
+                                  weights.planes or None)
         except ValueError as error:
             raise ValueError(f"{name} ({weights.rows} x {weights.cols} {weights.fmt.name}): "
                              f"{error} (this device: CAP_MAX_ROWS {self.info.max_rows}, "
                              f"CAP_MAX_COLS {self.info.max_cols}, formats "
                              f"{', '.join(f.name for f in self.info.formats)})") from None
+        # The hardware decodes float16 exponent 31 as a finite number; the host
+        # never sends such F16 weights or BCQ scales (docs/arithmetic.md 7, 8).
+        for what, bits in (("weight", weights.f16_bits if weights.fmt is WeightFormat.F16
+                            else None),
+                           ("plane scale", weights.alpha_bits),
+                           ("offset", weights.offset_bits)):
+            if bits is not None and ((bits & 0x7C00) == 0x7C00).any():
+                idx = ", ".join(str(int(k)) for k in np.argwhere((bits & 0x7C00) == 0x7C00)[0])
+                raise ValueError(f"{name} ({weights.fmt.name}): {what}[{idx}] is inf or NaN "
+                                 f"(float16 exponent 31); requantize from finite weights")
 
     def put_weights(self, weights, name="weights"):
         """Repack ``weights`` for this device and place them in device memory.
@@ -413,7 +431,7 @@ class Device:
         addr = self._alloc(len(data), self.info.word_bytes, name)
         self.transport.preload(addr, data)
         return WeightTensor(addr, len(data), weights.fmt, weights.rows, weights.cols,
-                            weights.group)
+                            weights.group, weights.planes, weights.offset)
 
     def put_activations(self, x, name="activations"):
         """Quantize an activation vector to BFP16 and place it in device memory.
@@ -488,6 +506,17 @@ class Device:
         if self._job_regs.get(name) != value:
             self.regs.write(name, value)
             self._job_regs[name] = value
+
+    def _job_format(self, fmt, planes=0, offset=False):
+        """The ``JOB_FORMAT`` value: ``CODE``, ``PLANES`` and ``OFFSET`` at their fields."""
+        reg = self.regs.map["JOB_FORMAT"]
+        value = 0
+        for name, v in (("CODE", int(fmt)), ("PLANES", int(planes)), ("OFFSET", int(offset))):
+            f = reg.field(name)
+            if not 0 <= v < 1 << f.width:
+                raise ValueError(f"JOB_FORMAT.{name} = {v} does not fit its {f.width} bits")
+            value |= v << f.lsb
+        return value
 
     def _new_tag(self):
         busy = set(self._outstanding) | set(self._popped)
@@ -575,7 +604,8 @@ class Device:
         self._write_job_reg("JOB_RESULT_ADDR", result.addr)
         self._write_job_reg("JOB_ROWS", weights.rows)
         self._write_job_reg("JOB_COLS", weights.cols)
-        self._write_job_reg("JOB_FORMAT", int(weights.fmt))
+        self._write_job_reg("JOB_FORMAT", self._job_format(weights.fmt, weights.planes,
+                                                           weights.offset))
         self._write_job_reg("JOB_GROUP", weights.group)
         self._write_job_reg("JOB_TAG", tag)
         self._write_job_reg("JOB_FLAGS", int(bool(irq)))
@@ -584,18 +614,20 @@ class Device:
         return tag
 
     def push_raw(self, *, fmt, rows, cols, group, weight_addr, act_addr, result_addr,
-                 irq=False):
+                 irq=False, planes=0, offset=False):
         """Queue a job from raw field values, unchecked; return its tag.
 
         For tests of the hardware's own checks (bad descriptors): the values
-        go to the JOB_* registers as given.
+        go to the JOB_* registers as given (``fmt``, ``planes`` and ``offset``
+        into the fields of ``JOB_FORMAT``).
         """
         if self.regs.read_field("JOB_LEVELS.FREE") == 0:
             raise DeviceError(f"the job queue is full ({self._levels_text()}); wait() first")
         tag = self._new_tag()
         for name, value in (("JOB_WEIGHT_ADDR", weight_addr), ("JOB_ACT_ADDR", act_addr),
                             ("JOB_RESULT_ADDR", result_addr), ("JOB_ROWS", rows),
-                            ("JOB_COLS", cols), ("JOB_FORMAT", int(fmt)),
+                            ("JOB_COLS", cols),
+                            ("JOB_FORMAT", self._job_format(fmt, planes, offset)),
                             ("JOB_GROUP", group), ("JOB_TAG", tag),
                             ("JOB_FLAGS", int(bool(irq)))):
             self._write_job_reg(name, value)
@@ -840,4 +872,4 @@ class Device:
     def weight_layout(self, weights):
         """The :class:`~lpaccel.repack.StreamLayout` of ``weights`` on this device."""
         return stream_layout(weights.fmt, weights.rows, weights.cols, self.config,
-                             weights.group)
+                             weights.group, weights.planes or None, weights.offset)

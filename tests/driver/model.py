@@ -22,7 +22,7 @@ import numpy as np
 
 from lpaccel.driver import Transport
 from lpaccel.repack import stream_layout, unpack_weights
-from lpaccel.rtl.config import GROUP_SIZES, WeightFormat
+from lpaccel.rtl.config import BCQ_PLANES, GROUP_SIZES, WeightFormat
 from lpaccel.rtl.regmap import DmaError, GemvError, RegmapConfig, register_map
 from lpaccel.sim.golden.gemv import gemv_golden_quantized
 
@@ -33,7 +33,9 @@ class BusError(Exception):
 
 @dataclass
 class _Job:
-    fmt: int
+    fmt: int            # JOB_FORMAT.CODE
+    planes: int         # JOB_FORMAT.PLANES
+    offset: int         # JOB_FORMAT.OFFSET
     group: int
     rows: int
     cols: int
@@ -191,7 +193,10 @@ class SocModel(Transport):
             self.error["OVERFLOW"] = 1
             return
         s = self.store
-        self.queue.append(_Job(s["JOB_FORMAT"], s["JOB_GROUP"], s["JOB_ROWS"], s["JOB_COLS"],
+        reg = self.map["JOB_FORMAT"]
+        code, planes, offset = ((s["JOB_FORMAT"] >> f.lsb) & ((1 << f.width) - 1)
+                                for f in (reg.field(n) for n in ("CODE", "PLANES", "OFFSET")))
+        self.queue.append(_Job(code, planes, offset, s["JOB_GROUP"], s["JOB_ROWS"], s["JOB_COLS"],
                                s["JOB_WEIGHT_ADDR"], s["JOB_ACT_ADDR"], s["JOB_RESULT_ADDR"],
                                s["JOB_TAG"], s["JOB_FLAGS"] & 1))
 
@@ -224,16 +229,19 @@ class SocModel(Transport):
             return GemvError.BAD_FORMAT, DmaError.OK, None
         if fmt not in caps.formats:
             return GemvError.BAD_FORMAT, DmaError.OK, None
-        group = 32 if fmt.is_gguf else job.group
+        group = job.group if fmt.grouped else 32
         if fmt.grouped and job.group not in GROUP_SIZES:
             return GemvError.BAD_GROUP, DmaError.OK, None
+        # BCQ needs 1 to 4 planes, every other format 0 (OFFSET is ignored outside BCQ).
+        if job.planes not in (BCQ_PLANES if fmt is WeightFormat.BCQ else (0,)):
+            return GemvError.BAD_PLANES, DmaError.OK, None
         if job.cols == 0 or job.cols % group:
             return GemvError.BAD_COLS, DmaError.OK, None
         if job.cols > caps.max_cols:
             return GemvError.COLS_TOO_LARGE, DmaError.OK, None
         if not 1 <= job.rows <= caps.max_rows:
             return GemvError.BAD_ROWS, DmaError.OK, None
-        layout = stream_layout(fmt, job.rows, job.cols, caps, group)
+        layout = self._layout(job)
         nb = job.cols // 32
         act_len = -(-nb // 64) * 64 + 2 * job.cols
         spans = [(job.weight_addr, layout.bytes), (job.act_addr, act_len),
@@ -255,10 +263,9 @@ class SocModel(Transport):
         error, dma, layout = self._check(job)
         if error is not None:
             return error, dma
-        fmt = WeightFormat(job.fmt)
-        group = None if fmt.is_gguf else job.group
         stream = self.mem[job.weight_addr:job.weight_addr + layout.bytes]
-        weights = unpack_weights(bytes(stream), fmt, job.rows, job.cols, self.soc.gemv, group)
+        weights = unpack_weights(bytes(stream), layout.fmt, job.rows, job.cols, self.soc.gemv,
+                                 layout.group, layout.planes or None, layout.offset)
         nb = job.cols // 32
         hdr = -(-nb // 64) * 64
         a = job.act_addr
@@ -270,10 +277,16 @@ class SocModel(Transport):
         self.perf["PERF_WEIGHT_BYTES"] += layout.bytes
         return GemvError.NONE, DmaError.OK
 
+    def _layout(self, job):
+        fmt = WeightFormat(job.fmt)
+        bcq = fmt is WeightFormat.BCQ
+        return stream_layout(fmt, job.rows, job.cols, self.soc.gemv,
+                             job.group if fmt.grouped else None,
+                             job.planes if bcq else None, bool(job.offset) and bcq)
+
     def _job_cycles(self, job):
         try:
-            layout = stream_layout(WeightFormat(job.fmt), job.rows, job.cols, self.soc.gemv,
-                                   None if WeightFormat(job.fmt).is_gguf else job.group)
+            layout = self._layout(job)
             return layout.words + self.job_overhead
         except ValueError:
             return self.job_overhead

@@ -19,7 +19,7 @@ from lpaccel.driver import (
     JobError,
     pack_activations,
 )
-from lpaccel.quant import quantize_activations, quantize_weights
+from lpaccel.quant import QuantizedWeights, quantize_activations, quantize_weights
 from lpaccel.rtl.config import GemvConfig, WeightFormat
 from lpaccel.rtl.regmap import DmaError, GemvError, MemoryKind
 from lpaccel.rtl.soc.sequencer import act_bytes
@@ -46,6 +46,27 @@ def _weights(fmt, rows, cols, group=None, seed=0):
     w = rng.normal(0, 0.05, (rows, cols)).astype(np.float32)
     x = rng.normal(0, 1, cols).astype(np.float32)
     return quantize_weights(w, fmt, group), x
+
+
+def _bcq(planes, group, offset, rows, cols, seed=0, **kwargs):
+    """Random BCQ weights from random fields (the quantizer is tested elsewhere)."""
+    rng = np.random.default_rng(seed)
+    bits = rng.integers(0, 2, (planes, rows, cols)).astype(np.uint8)
+    alpha = np.abs(rng.normal(0, 0.02, (planes, rows, cols // group))).astype(np.float16)
+    off = rng.normal(0, 0.01, (rows, cols // group)).astype(np.float16) if offset else None
+    x = rng.normal(0, 1, cols).astype(np.float32)
+    return QuantizedWeights.from_bcq(bits, alpha, group, off, **kwargs), x
+
+
+#: F16 and BCQ cases: (format, group, planes, offset).
+WIDE = [("f16", None, 0, False), ("bcq", 32, 1, False), ("bcq", 64, 2, True),
+        ("bcq", 128, 3, False), ("bcq", 32, 4, True)]
+
+
+def _wide(fmt, group, planes, offset, rows, cols, seed=0):
+    if fmt == "f16":
+        return _weights("f16", rows, cols, seed=seed)
+    return _bcq(planes, group, offset, rows, cols, seed)
 
 
 def _bits(y):
@@ -115,6 +136,61 @@ def test_gemv_bit_exact(fmt, group, lanes):
     # Everything placed for the call was freed again.
     assert dev.heap.allocations() == {}
     assert dev.outstanding == []
+
+
+@pytest.mark.parametrize(("fmt", "group", "planes", "offset"), WIDE)
+@pytest.mark.parametrize("lanes", [8, 32, 64])
+def test_gemv_bit_exact_f16_bcq(fmt, group, planes, offset, lanes):
+    dev, model = _device(_soc(lanes=lanes))
+    w, x = _wide(fmt, group, planes, offset, 5, 352 if fmt == "f16" or group == 32 else 384,
+                 seed=lanes)
+    assert (w.planes, w.offset) == (planes, offset)
+    y = dev.gemv(w, x)
+    assert np.array_equal(_bits(y), _bits(gemv_golden(w, x)))
+    # JOB_FORMAT carries CODE[3:0], PLANES[6:4] and OFFSET[8].
+    assert model.store["JOB_FORMAT"] == int(w.fmt) | planes << 4 | int(offset) << 8
+    assert model.store["JOB_GROUP"] == (group or 32)
+    wt = dev.put_weights(w)
+    assert (wt.planes, wt.offset) == (planes, offset)
+    assert wt.nbytes == dev.weight_layout(w).bytes
+    dev.free(wt)
+
+
+def test_chain_mixes_f16_bcq_and_int_formats():
+    dev, model = _device(_soc(memory_size=1 << 20))
+    x = np.random.default_rng(6).normal(0, 1, 256).astype(np.float32)
+    jobs = [(_wide(*case, 3 + i, 256, seed=i)[0], x) for i, case in enumerate(WIDE * 2)]
+    jobs.insert(3, (_weights("q4_0", 4, 256)[0], x))
+    ys = dev.run_chain(jobs)
+    for (w, _), y in zip(jobs, ys):
+        assert np.array_equal(_bits(y), _bits(gemv_golden(w, x)))
+    assert dev.counters()["jobs_done"] == len(jobs)
+
+
+def test_non_finite_wide_weights_are_rejected_before_any_write():
+    dev, model = _device()
+    w, _ = _bcq(2, 32, True, 2, 64)
+    alpha = w.alpha_bits.copy()
+    alpha[1, 0, 1] = 0x7C00
+    bad = QuantizedWeights.from_bcq(w.plane_bits, alpha, 32, w.offset_bits,
+                                    allow_nonfinite=True)
+    with pytest.raises(ValueError, match=r"plane scale\[1, 0, 1\] is inf or NaN.*requantize"):
+        dev.put_weights(bad, "wq")
+    f16 = np.zeros((2, 32), np.uint16)
+    f16[1, 3] = 0xFE00
+    with pytest.raises(ValueError, match=r"F16\): weight\[1, 3\] is inf or NaN"):
+        dev.put_weights(QuantizedWeights.from_f16(f16, allow_nonfinite=True))
+    assert _no_device_writes(model)
+
+
+def test_wide_formats_not_built_in():
+    dev, model = _device(_soc(formats=("q4_0", "f16")))
+    w, x = _bcq(1, 32, False, 2, 64)
+    with pytest.raises(ValueError, match="format BCQ is not compiled into this engine"):
+        dev.gemv(w, x)
+    assert _no_device_writes(model)
+    w, x = _weights("f16", 2, 64)
+    assert np.array_equal(_bits(dev.gemv(w, x)), _bits(gemv_golden(w, x)))
 
 
 def test_placement_is_word_aligned_and_preloaded():
@@ -257,6 +333,16 @@ def test_timeout():
     ({"fmt": int(WeightFormat.INT4), "group": 48}, GemvError.BAD_GROUP),
     ({"weight_addr": (1 << 18) - 16}, GemvError.BAD_ADDRESS),
     ({"act_addr": 8}, GemvError.MISALIGNED),
+    # BCQ needs 1 to 4 planes, the others none; checked after format and group,
+    # before the columns.
+    ({"fmt": int(WeightFormat.BCQ)}, GemvError.BAD_PLANES),
+    ({"fmt": int(WeightFormat.BCQ), "planes": 5}, GemvError.BAD_PLANES),
+    ({"planes": 1}, GemvError.BAD_PLANES),
+    ({"fmt": int(WeightFormat.F16), "planes": 2, "offset": True}, GemvError.BAD_PLANES),
+    ({"fmt": int(WeightFormat.BCQ), "group": 48}, GemvError.BAD_GROUP),
+    ({"fmt": int(WeightFormat.BCQ), "cols": 48}, GemvError.BAD_PLANES),
+    ({"fmt": int(WeightFormat.BCQ), "planes": 2, "cols": 48}, GemvError.BAD_COLS),
+    ({"fmt": 8, "planes": 7}, GemvError.BAD_FORMAT),
 ])
 def test_bad_job_error_codes_then_good_job(change, code):
     dev, _ = _device()
