@@ -19,7 +19,7 @@ import argparse
 import json
 import sys
 
-from lpaccel.rtl.config import GROUP_SIZES, GemvConfig, WeightFormat
+from lpaccel.rtl.config import BCQ_PLANES, GROUP_SIZES, GemvConfig, WeightFormat
 from lpaccel.rtl.dram.config import LpddrConfig
 from lpaccel.rtl.soc_config import DEFAULT_LPDDR_RATIO, LPDDR_MEMORIES, ONCHIP
 
@@ -28,6 +28,9 @@ __all__ = ["main"]
 # Every choice the command line offers comes from the configuration classes.
 FORMATS = tuple(f.name.lower() for f in WeightFormat)
 GROUPS = GROUP_SIZES
+#: Formats that take --group, and BCQ's plane counts (--bits).
+GROUPED_FORMATS = tuple(f.name.lower() for f in WeightFormat if f.grouped)
+BCQ_BITS = BCQ_PLANES
 WORD_BITS = GemvConfig.WORD_BITS
 LANES = GemvConfig.LANES
 #: Verbs that run on the device behind --port.
@@ -59,7 +62,9 @@ def _gemv_text(r):
     status = "PASS" if r["bit_exact"] else f"FAIL ({r['mismatches']} of {r['rows']} rows differ)"
     return "\n".join([
         f"GEMV {r['format'].upper()}"
-        + (f" group {r['group']}" if r['format'].startswith("int") else "")
+        + (f"{r['planes']}" if r.get("planes") else "")
+        + (" + offset" if r.get("offset") else "")
+        + (f" group {r['group']}" if r['format'] in GROUPED_FORMATS else "")
         + f"  {r['rows']} x {r['cols']}  on {r['lanes']} lanes "
         f"({r['word_bits']}-bit weight words), Verilator RTL simulation",
         f"  bit-exact vs golden model : {status}",
@@ -72,12 +77,24 @@ def _gemv_text(r):
     ])
 
 
+def _check_gemv_format(args):
+    """The combinations of --format, --group, --bits and --offset argparse cannot check."""
+    if args.group is not None and args.format not in GROUPED_FORMATS:
+        raise ValueError(f"--group {args.group}: {args.format} has fixed 32-element blocks; "
+                         f"--group applies to {', '.join(GROUPED_FORMATS)} only")
+    if args.format != "bcq":
+        for option, given in (("--bits", args.bits is not None), ("--offset", args.offset)):
+            if given:
+                raise ValueError(f"{option}: {args.format} has no binary planes; {option} "
+                                 f"applies to --format bcq only (drop it, or use --format bcq)")
+
+
 def _cmd_gemv(args):
     from lpaccel.cli.gemv import make_case, run_gemv
-    if args.group is not None and args.format not in ("int4", "int8"):
-        raise ValueError(f"--group {args.group}: {args.format} has fixed 32-element blocks; "
-                         f"--group applies to int4 and int8 only")
-    case = make_case(args.format, args.rows, args.cols, group=args.group, seed=args.seed)
+    _check_gemv_format(args)
+    extra = {"planes": args.bits or 2, "offset": args.offset} if args.format == "bcq" else {}
+    case = make_case(args.format, args.rows, args.cols, group=args.group, seed=args.seed,
+                     **extra)
     if args.port:
         return _port_gemv(args, case)
     if args.engine_only:
@@ -295,7 +312,11 @@ def _parser():
     g.add_argument("--rows", type=_positive_int, default=64)
     g.add_argument("--cols", type=_cols, default=4096)
     g.add_argument("--group", type=int, choices=GROUPS, default=None,
-                   help="elements per scale for int4/int8 (default 128)")
+                   help="elements per scale for int4/int8/bcq (default 128)")
+    g.add_argument("--bits", type=int, choices=BCQ_BITS, default=None,
+                   help="bcq: binary planes, i.e. bits per weight before scales (default 2)")
+    g.add_argument("--offset", action="store_true",
+                   help="bcq: a float16 offset per group")
     g.add_argument("--memory", choices=SOC_MEMORIES, default=None,
                    help="memory holding the weights (default onchip)")
     g.add_argument("--engine-only", action="store_true",

@@ -7,6 +7,7 @@ with the golden model (bit for bit) and with a float64 reference.
 """
 
 import contextlib
+import importlib.util
 import io
 import json
 import os
@@ -18,7 +19,7 @@ import numpy as np
 
 from lpaccel import quant, repack
 from lpaccel.paths import build_dir
-from lpaccel.rtl.config import BLOCK, GemvConfig, WeightFormat
+from lpaccel.rtl.config import BCQ_PLANES, BLOCK, GemvConfig, WeightFormat
 from lpaccel.sim.golden import gemv as golden
 
 __all__ = ["GemvCase", "make_case", "run_gemv", "engine_config_for"]
@@ -59,17 +60,46 @@ class GemvCase:
         return self.weights.cols
 
 
-def make_case(fmt, rows, cols, group=None, seed=0, weight_std=0.02):
+def _bcq_quantizer_available():
+    return importlib.util.find_spec("lpaccel.bcq") is not None
+
+
+def _random_bcq(rng, rows, cols, group, planes, offset, weight_std):
+    """BCQ weights from random fields: random planes, plane scales halving per plane.
+
+    Stands in for :func:`lpaccel.bcq.quantize_bcq` when that module is absent;
+    the hardware run and its checks do not depend on how the fields were found.
+    """
+    bits = rng.integers(0, 2, (planes, rows, cols), dtype=np.uint8)
+    ng = cols // group
+    alpha = np.stack([np.abs(rng.normal(0.0, weight_std, (rows, ng))) / 2 ** p
+                      for p in range(planes)]).astype(np.float16)
+    off = rng.normal(0.0, weight_std / 8, (rows, ng)).astype(np.float16) if offset else None
+    return quant.QuantizedWeights.from_bcq(bits, alpha, group, off)
+
+
+def make_case(fmt, rows, cols, group=None, seed=0, weight_std=0.02, planes=None,
+              offset=False):
     """Random weights ``N(0, weight_std)`` quantized (GGUF formats by
     ``gguf.quants``) and ``N(0, 1)`` activations.
+
+    F16 rounds the weights to float16. BCQ (``planes`` 1 to 4, default 2;
+    ``offset`` adds a per-group offset) quantizes them with
+    :func:`lpaccel.bcq.quantize_bcq` when that module is installed, else
+    draws the BCQ fields at random (:meth:`QuantizedWeights.from_bcq`).
 
     Raises
     ------
     ValueError
-        On an unsupported format or group, or a shape that is not
-        ``rows >= 1`` and ``cols`` a positive multiple of the group.
+        On an unsupported format, group or plane count, or a shape that is
+        not ``rows >= 1`` and ``cols`` a positive multiple of the group.
     """
     fmt = WeightFormat.parse(fmt)
+    if fmt is not WeightFormat.BCQ and (planes is not None or offset):
+        raise ValueError(f"planes/offset: only BCQ weights have binary planes and offsets; "
+                         f"leave them unset for {fmt.name}")
+    if fmt is WeightFormat.BCQ and planes is None:
+        planes = 2
     if fmt.grouped and group is None:
         group = 128
     if not isinstance(rows, int) or rows < 1:
@@ -80,6 +110,15 @@ def make_case(fmt, rows, cols, group=None, seed=0, weight_std=0.02):
     rng = np.random.default_rng(seed)
     w = rng.normal(0.0, weight_std, (rows, cols)).astype(np.float32)
     x = rng.normal(0.0, 1.0, cols).astype(np.float32)
+    if fmt is WeightFormat.BCQ:
+        if planes not in BCQ_PLANES:
+            raise ValueError(f"planes = {planes!r}: BCQ has 1 to {BCQ_PLANES[-1]} binary "
+                             f"planes (--bits)")
+        if _bcq_quantizer_available():
+            qw = quant.quantize_weights(w, fmt, group, planes=planes, offset=offset)
+        else:
+            qw = _random_bcq(rng, rows, cols, group, planes, offset, weight_std)
+        return GemvCase(qw, x)
     return GemvCase(quant.quantize_weights(w, fmt, group), x)
 
 
@@ -124,7 +163,8 @@ def run_gemv(case, lanes=32, *, word_bits=None, stall=None, seed=0, work_dir=Non
     from lpaccel.sim.infra.harness import run_cocotb
 
     config = engine_config_for(lanes, case.cols, word_bits)
-    config.check_job(case.fmt, case.rows, case.cols, case.weights.group)
+    config.check_job(case.fmt, case.rows, case.cols, case.weights.group,
+                     case.weights.planes or None)
     work = Path(work_dir) if work_dir else build_dir("runs")
     work.mkdir(parents=True, exist_ok=True)
     tag = f"{case.fmt.name.lower()}-{case.rows}x{case.cols}-l{lanes}-{os.getpid()}"
@@ -135,7 +175,7 @@ def run_gemv(case, lanes=32, *, word_bits=None, stall=None, seed=0, work_dir=Non
     stream = repack.repack_weights_bytes(w, config)
     np.savez(case_file,
              job=np.array([int(w.fmt), w.rows, w.cols, w.group]),
-             w_q=w.q, w_scale_bits=w.scale_bits, w_zero=w.zero, w_min_bits=w.min_bits,
+             **{f"w_{k}": v for k, v in w.to_arrays().items()},
              mant=mant, exp=exp,
              weights=np.frombuffer(stream, dtype=np.uint8),
              expected=case.expected.view(np.uint32))
@@ -161,11 +201,13 @@ def run_gemv(case, lanes=32, *, word_bits=None, stall=None, seed=0, work_dir=Non
     case_file.unlink()
     report_file.unlink()
     y = np.array(hw["results"], dtype=np.uint32).view(np.float32)
-    layout = repack.stream_layout(w.fmt, w.rows, w.cols, config, w.group)
+    layout = repack.layout_of(w, config)
     bit_exact = bool(np.array_equal(y.view(np.uint32), case.expected.view(np.uint32)))
     return {
         "format": case.fmt.name.lower(),
         "group": w.group,
+        "planes": w.planes,
+        "offset": w.offset,
         "rows": case.rows,
         "cols": case.cols,
         "lanes": lanes,

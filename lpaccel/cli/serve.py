@@ -295,7 +295,7 @@ def run_port_gemv(dev, case, timeout_cycles=None):
     from lpaccel.sim.golden import gemv as golden
 
     w = case.weights
-    layout = repack.stream_layout(w.fmt, w.rows, w.cols, dev.config, w.group)
+    layout = repack.layout_of(w, dev.config)
     timeout = timeout_cycles or max(1_000_000, 4 * layout.bytes)
     dev.clear_counters()
     y = dev.gemv(w, case.x, timeout_cycles=timeout)

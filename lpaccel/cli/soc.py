@@ -103,8 +103,7 @@ class SocPlan:
     def memory_bytes(self, config):
         """Bytes the driver's allocator needs for the plan on an engine ``config``."""
         word = config.word_bytes
-        need = sum(_round_up(repack.stream_layout(w.fmt, w.rows, w.cols, config, w.group).bytes,
-                             word) for w in self.weights)
+        need = sum(_round_up(repack.layout_of(w, config).bytes, word) for w in self.weights)
         need += sum(_round_up(act_bytes(len(x)), word) for x in self.xs)
         need += max(sum(_round_up(4 * self.weights[wi].rows, word) for wi, _ in step)
                     for step in self.steps)
@@ -152,8 +151,8 @@ def soc_config_for(memory, plan, lanes=None):
 def _save_plan(path, plan, timeout_cycles, checkers):
     arrays = {}
     for i, w in enumerate(plan.weights):
-        arrays.update({f"w{i}_q": w.q, f"w{i}_scale_bits": w.scale_bits,
-                       f"w{i}_zero": w.zero, f"w{i}_min_bits": w.min_bits})
+        # F16/BCQ add alpha_bits/offset_bits (QuantizedWeights.to_arrays).
+        arrays.update({f"w{i}_{k}": v for k, v in w.to_arrays().items()})
     for j, x in enumerate(plan.xs):
         arrays[f"x{j}"] = np.asarray(x, dtype=np.float32)
     table = {"weights": [[int(w.fmt), w.rows, w.cols, w.group] for w in plan.weights],
@@ -191,8 +190,7 @@ def run_soc_plan(plan, memory=ONCHIP, *, lanes=None, seed=0, checkers=False, wor
     from lpaccel.sim.tops.soc import make_soc_top
 
     config = soc_config_for(memory, plan, lanes)
-    words = sum(repack.stream_layout(w.fmt, w.rows, w.cols, config.gemv, w.group).words
-                for w in plan.weights)
+    words = sum(repack.layout_of(w, config.gemv).words for w in plan.weights)
     timeout = max(TIMEOUT_CYCLES_MIN, TIMEOUT_CYCLES_PER_WORD * words)
     work = Path(work_dir) if work_dir else build_dir("runs")
     work.mkdir(parents=True, exist_ok=True)
@@ -250,9 +248,8 @@ def step_summary(plan, config, step, hw_step):
         mismatches += m
         worst = max(worst, e)
     counters = hw_step["counters"]
-    weight_bytes = sum(repack.stream_layout(plan.weights[wi].fmt, plan.weights[wi].rows,
-                                            plan.weights[wi].cols, config.gemv,
-                                            plan.weights[wi].group).bytes for wi, _ in step)
+    weight_bytes = sum(repack.layout_of(plan.weights[wi], config.gemv).bytes
+                       for wi, _ in step)
     cycles = counters["busy_cycles"]
     return {
         "bit_exact": mismatches == 0 and not errors,
@@ -290,7 +287,7 @@ def run_soc_gemv(case, memory=ONCHIP, *, lanes=None, seed=0, checkers=False, wor
                               work_dir=work_dir)
     (hw_step,) = hw["steps"]
     s = step_summary(plan, config, [(0, 0)], hw_step)
-    layout = repack.stream_layout(w.fmt, w.rows, w.cols, config.gemv, w.group)
+    layout = repack.layout_of(w, config.gemv)
     y_bits = np.array(hw_step["results"][0], dtype=np.uint32)
     wall = hw_step.get("wall_seconds")
     return {

@@ -172,8 +172,7 @@ async def run_case(dut):
     stall = json.loads(os.environ.get("LPACCEL_STALL", "{}"))
     case = np.load(os.environ["LPACCEL_CASE"])
     fmt, rows, cols, group = (int(v) for v in case["job"])
-    weights = QuantizedWeights(fmt, rows, cols, group, case["w_q"], case["w_scale_bits"],
-                               case["w_zero"], case["w_min_bits"])
+    weights = QuantizedWeights.from_arrays(fmt, rows, cols, group, case, prefix="w_")
     tb = GemvTB(dut, p["word_bits"], idle=stall.get("idle", "none"),
                 backpressure=stall.get("backpressure", "none"))
     await tb.reset()

@@ -35,9 +35,7 @@ def load_plan(path):
     """
     case = np.load(path)
     table = json.loads(str(case["plan"]))
-    weights = [QuantizedWeights(fmt, rows, cols, group, case[f"w{i}_q"],
-                                case[f"w{i}_scale_bits"], case[f"w{i}_zero"],
-                                case[f"w{i}_min_bits"])
+    weights = [QuantizedWeights.from_arrays(fmt, rows, cols, group, case, prefix=f"w{i}_")
                for i, (fmt, rows, cols, group) in enumerate(table["weights"])]
     xs = [case[f"x{j}"] for j in range(table["vectors"])]
     return table, weights, xs
