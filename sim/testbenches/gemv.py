@@ -83,7 +83,8 @@ class GemvTB:
         Parameters
         ----------
         weights : QuantizedWeights
-            The job's weights (format, shape and group are taken from it).
+            The job's weights (format, shape, group and BCQ's planes and offset are
+            taken from it).
         mant, exp : numpy.ndarray
             BFP16 activations from :func:`lpaccel.sim.golden.gemv.quantize_activations`.
         stream : bytes
@@ -92,7 +93,8 @@ class GemvTB:
         wb = self.word_bytes
         words = [int.from_bytes(stream[i:i + wb], "little") for i in range(0, len(stream), wb)]
         self.job.send({"fmt": int(weights.fmt), "rows": weights.rows, "cols": weights.cols,
-                       "group": weights.group})
+                       "group": weights.group, "planes": weights.planes,
+                       "offset": int(weights.offset)})
         self.act.send_all(activation_blocks(mant, exp))
         self.weights.send_all(words)
 
