@@ -530,8 +530,11 @@ class QuantizedWeights:
             32, 64 or 128.
         """
         fmt = parse_weight_format(fmt)
-        if not fmt.grouped:
-            raise ValueError(f"{fmt.name} is a GGUF format: use QuantizedWeights.from_gguf")
+        if fmt not in (WeightFormat.INT4, WeightFormat.INT8):
+            maker = {WeightFormat.F16: "from_f16", WeightFormat.BCQ: "from_bcq"}.get(fmt,
+                                                                                 "from_gguf")
+            raise ValueError(f"{fmt.name} weights are not group-wise affine (INT4/INT8): use "
+                             f"QuantizedWeights.{maker}")
         q = np.asarray(q)
         scales = np.asarray(scales)
         if scales.dtype == np.float16:

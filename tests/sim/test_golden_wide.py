@@ -216,6 +216,10 @@ def test_f16_errors():
         quant.QuantizedWeights.from_f16(np.zeros((1, 32), np.uint16)).values()
     with pytest.raises(ValueError, match="only BCQ streams"):
         repack.stream_layout(F16, 1, 32, GemvConfig(), planes=2)
+    for fmt, maker in (("f16", "from_f16"), ("bcq", "from_bcq"), ("q4_0", "from_gguf")):
+        with pytest.raises(ValueError, match=f"not group-wise affine.*{maker}"):
+            quant.QuantizedWeights.from_groups(fmt, np.zeros((1, 32)), np.zeros((1, 1)),
+                                               np.zeros((1, 1)), 32)
 
 
 # --- BCQ -------------------------------------------------------------------------------
