@@ -46,6 +46,7 @@ from .blockdot import BlockDot
 from .fp32 import Fp32Packer
 from .lanes import Lanes
 from .loader import ActivationBuffers, GemvError, JobLayout, JobLoader
+from .lutgemm import LutGemm
 from .pipeline import ActivationLayout, EngineGeometry
 from .sequencer import BeatSequencer
 
@@ -133,11 +134,15 @@ class GemvEngine(wiring.Component):
         m.submodules.blockdot = blockdot = BlockDot(geometry)
         m.submodules.accumulator = accumulator = RowAccumulator(geometry)
         m.submodules.packer = packer = Fp32Packer()
+        blocks = [sequencer, lanes, blockdot, accumulator, packer]
+        if geometry.has_bcq:
+            m.submodules.lutgemm = lutgemm = LutGemm(geometry)
+            blocks.append(lutgemm)
 
         # The one pipeline enable: hold everything while a result waits.
         en = Signal()
         m.d.comb += en.eq(~(self.results.valid & ~self.results.ready))
-        for block in (sequencer, lanes, blockdot, accumulator, packer):
+        for block in blocks:
             m.d.comb += block.en.eq(en)
 
         # Jobs and activations into the loader and the buffers.
@@ -177,6 +182,15 @@ class GemvEngine(wiring.Component):
             packer.input.acc.eq(accumulator.row.acc),
             packer.input.tag.eq(accumulator.row.last),
         ]
+
+        # BCQ: activation blocks into the LUT-GEMM tables, plane beats through
+        # them; their block sums reach the accumulator where F16's would.
+        if geometry.has_bcq:
+            wiring.connect(m, loader.lut_load, lutgemm.load)
+            m.d.comb += [loader.lut_settling.eq(lutgemm.settling),
+                         lutgemm.beat.eq(sequencer.lut_beat)]
+            with m.If(lutgemm.wide.valid):
+                m.d.comb += accumulator.wide.eq(lutgemm.wide)
 
         # Output register: the only place the pipeline can stall.
         with m.If(en):

@@ -29,6 +29,7 @@ from amaranth.lib.wiring import In, Out
 from ..config import BCQ_PLANES, BLOCK, GROUP_SIZES, MSUM_BITS, WeightFormat
 from ..regmap import GemvError  # the register map's gemv_error_e: defined once, in the RDL
 from ..utils import tree_reduce
+from .lutgemm import LutLoadLayout
 from .pipeline import ActivationLayout, EngineBlock, SlotKind
 
 __all__ = ["JobLayout", "JobLoader", "ActivationBuffers"]
@@ -146,6 +147,11 @@ class JobLoader(EngineBlock):
         Block writes towards :class:`ActivationBuffers`.
     settling : In(1)
         From :class:`ActivationBuffers`: writes still in flight.
+    lut_load : Out(stream.Signature(LutLoadLayout))
+        A BCQ job's activation blocks towards :class:`~.lutgemm.LutGemm`'s
+        tables; a block is taken (into the buffer too) when this is ready.
+    lut_settling : In(1)
+        From :class:`~.lutgemm.LutGemm`: table entries still to write.
     jobs : Out(ArrayLayout(geometry.job_params_layout, 2))
         The job loaded into each buffer.
     full : Out(2)
@@ -168,6 +174,8 @@ class JobLoader(EngineBlock):
             "activations": In(stream.Signature(ActivationLayout)),
             "write": Out(ActivationBuffers.write_layout(geometry)),
             "settling": In(1),
+            "lut_load": Out(stream.Signature(LutLoadLayout)),
+            "lut_settling": In(1),
             "jobs": Out(data.ArrayLayout(geometry.job_params_layout, 2)),
             "full": Out(2),
             "release": In(2),
@@ -218,6 +226,11 @@ class JobLoader(EngineBlock):
         accept_rows = Signal(16)
         set_full = Signal(2)
         m.d.sync += self.full.eq((self.full | set_full) & ~self.release)
+        loading_bcq = Signal()             # the job loading is BCQ: its blocks feed the tables
+        lut = self.lut_load.payload
+        m.d.comb += [lut.buffer.eq(wsel), lut.block.eq(blk),
+                     lut.mant.eq(self.activations.payload.mant),
+                     lut.exp.eq(self.activations.payload.exp)]
         m.d.comb += [self.write.valid.eq(self.activations.valid & self.activations.ready),
                      self.write.addr.eq(wsel * (g.depth * g.blocks_per_row) + blk),
                      self.write.block.eq(self.activations.payload)]
@@ -245,17 +258,25 @@ class JobLoader(EngineBlock):
                                      slot.planes.eq(job.planes),
                                      slot.offset.eq(job.offset & (job.fmt == WeightFormat.BCQ))]
                         m.d.comb += accept_rows.eq(job.rows)
-                        m.d.sync += [nblocks.eq(job.cols[5:]), blk.eq(0)]
+                        m.d.sync += [nblocks.eq(job.cols[5:]), blk.eq(0),
+                                     loading_bcq.eq(job.fmt == WeightFormat.BCQ)]
                         m.next = "LOAD"
             with m.State("LOAD"):
-                m.d.comb += self.activations.ready.eq(1)
-                with m.If(self.activations.valid):
+                if g.has_bcq:
+                    # A BCQ block also goes to the LUT-GEMM tables, at their pace.
+                    m.d.comb += [
+                        self.activations.ready.eq(~loading_bcq | self.lut_load.ready),
+                        self.lut_load.valid.eq(loading_bcq & self.activations.valid),
+                    ]
+                else:
+                    m.d.comb += self.activations.ready.eq(1)
+                with m.If(self.activations.valid & self.activations.ready):
                     m.d.sync += blk.eq(blk + 1)
                     with m.If(blk == nblocks - 1):
                         m.next = "SETTLE"
             with m.State("SETTLE"):
                 # The last block is two register stages from the buffer.
-                with m.If(~self.settling):
+                with m.If(~self.settling & ~self.lut_settling):
                     m.d.comb += set_full.eq(Mux(wsel, 0b10, 0b01))
                     m.d.sync += wsel.eq(~wsel)
                     m.next = "IDLE"

@@ -22,9 +22,10 @@ from amaranth.lib import data, stream
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
 
-from ..config import BLOCK, WeightFormat
+from ..config import BCQ_PLANES, BLOCK, WeightFormat
 from ..utils import select
 from .loader import BLOCK_COUNT_BITS
+from .lutgemm import LutGemm
 from .pipeline import EngineBlock, SlotKind
 
 __all__ = ["BeatSequencer"]
@@ -73,6 +74,7 @@ class BeatSequencer(EngineBlock):
             "read_addr": Out(range(2 * geometry.depth)),
             "read_en": Out(1),
             "beat": Out(geometry.stage1_layout),
+            "lut_beat": Out(LutGemm.beat_layout(geometry)),
         }, pipelined=True)
 
     def elaborate(self, platform):
@@ -92,29 +94,45 @@ class BeatSequencer(EngineBlock):
         col = Signal(COL_BITS)
         expect_scale = Signal()            # the next beat is a scale beat
         scale_reg = Signal(B)
+        # BCQ: a chunk's plane scale beats and offset beat, kept while its tiles pass.
+        isbcq = Signal()
+        head = Signal(range(BCQ_PLANES[-1] + 1))   # scale (offset) beat of the chunk head
+        plane = Signal(range(BCQ_PLANES[-1]))      # plane beat of the tile
+        alpha_regs = [Signal(B, name=f"alpha_beat_{p}") for p in range(BCQ_PLANES[-1])]
+        offset_reg = Signal(B)
 
         take = Signal()
         m.d.comb += [take.eq(self.beats.valid & active & self.en),
                      self.beats.ready.eq(take)]
 
-        n = Signal(range(L + 1))           # weights in a quant beat
-        m.d.comb += n.eq(Mux(is16, g.n16, Mux(is8, n8, n4)) if g.has_f16 else Mux(is8, n8, n4))
+        n = Signal(range(B + 1))           # columns a quant beat (BCQ: a tile) covers
+        n_legacy = Mux(is16, g.n16, Mux(is8, n8, n4)) if g.has_f16 else Mux(is8, n8, n4)
+        m.d.comb += n.eq(Mux(isbcq, B, n_legacy) if g.has_bcq else n_legacy)
         col_end = Signal(COL_BITS)
         row_last = Signal()
         chunk_end = Signal()
         job_last = Signal()
         chunk_mask = Signal(range(16 * L))  # columns covered by one scale beat, - 1
+        bcq_mask = Signal(range(32 * L))    # BCQ: (B / 16) * G - 1
+        lg_group = Signal(range(8))         # BCQ: log2 of G (kind.blocks blocks a slot)
         with m.Switch(job.kind):
             for kind in g.slot_kinds:
                 with m.Case(kind):
                     m.d.comb += chunk_mask.eq(
                         (B // kind.slot_bits) * BLOCK * kind.blocks - 1)
+        with m.Switch(job.kind):
+            for kind in (SlotKind.PAIR_X1, SlotKind.PAIR_X2, SlotKind.PAIR_X4):
+                with m.Case(kind):
+                    m.d.comb += [bcq_mask.eq((B // 16) * BLOCK * kind.blocks - 1),
+                                 lg_group.eq(exact_log2(BLOCK * kind.blocks))]
+        tile_last = Signal()               # the beat ends its tile (always, but in BCQ)
+        m.d.comb += tile_last.eq(~isbcq | (plane == job.planes - 1))
         m.d.comb += [
             col_end.eq(col + n),
             row_last.eq(col_end >= job.cols),
-            chunk_end.eq(row_last | ((col_end & chunk_mask) == 0)),
+            chunk_end.eq(row_last | ((col_end & Mux(isbcq, bcq_mask, chunk_mask)) == 0)),
             job_last.eq(row_last & (row == job.rows - 1)),
-            self.flush.eq(~expect_scale & job_last),
+            self.flush.eq(~expect_scale & job_last & tile_last),
         ]
 
         def start(params):
@@ -122,16 +140,33 @@ class BeatSequencer(EngineBlock):
                     is8.eq((params.fmt == WeightFormat.Q8_0) |
                            (params.fmt == WeightFormat.INT8)),
                     is16.eq(params.fmt == WeightFormat.F16),
+                    isbcq.eq(params.fmt == WeightFormat.BCQ), head.eq(0), plane.eq(0),
                     row.eq(0), col.eq(0), expect_scale.eq(params.fmt != WeightFormat.F16),
                     active.eq(1)]
 
         with m.If(~active & self.full.bit_select(rsel, 1)):
             m.d.sync += start(self.jobs[rsel])
         with m.If(take):
-            with m.If(expect_scale):
+            with m.If(expect_scale & isbcq):
+                # BCQ chunk head: q plane scale beats, then the offset beat.
+                with m.If(head == job.planes):
+                    m.d.sync += offset_reg.eq(self.beats.payload)
+                with m.Switch(head):
+                    for p in range(BCQ_PLANES[-1]):
+                        with m.Case(p):
+                            with m.If(p < job.planes):
+                                m.d.sync += alpha_regs[p].eq(self.beats.payload)
+                with m.If(head == job.planes + job.offset - 1):
+                    m.d.sync += [head.eq(0), expect_scale.eq(0)]
+                with m.Else():
+                    m.d.sync += head.eq(head + 1)
+            with m.Elif(expect_scale):
                 m.d.sync += [scale_reg.eq(self.beats.payload), expect_scale.eq(0)]
+            with m.Elif(~tile_last):
+                # BCQ: the next plane of the same tile.
+                m.d.sync += plane.eq(plane + 1)
             with m.Else():
-                m.d.sync += expect_scale.eq(chunk_end & ~is16)
+                m.d.sync += [expect_scale.eq(chunk_end & ~is16), plane.eq(0)]
                 with m.If(row_last):
                     m.d.sync += [col.eq(0), row.eq(row + 1)]
                 with m.Else():
@@ -175,12 +210,46 @@ class BeatSequencer(EngineBlock):
                      self.read_en.eq(self.en)]
 
         flags = out.flags
-        pairs += [(out.valid, take & ~expect_scale), (out.word, self.beats.payload),
+        pairs += [(out.valid, take & ~expect_scale & ~isbcq), (out.word, self.beats.payload),
                   (out.fmt, job.fmt), (out.is8, is8), (out.sub, Mux(is16, sub16, Mux(is8, sub8, sub4))),
                   (flags.blk_first, col % BLOCK == 0), (flags.blk_last, col_end % BLOCK == 0),
                   (flags.row_first, block0 == 0), (flags.row_last, row_last),
                   (flags.final, job_last), (flags.wide, is16)]
+        if g.has_bcq:
+            pairs += self._bcq_beat(m, take & ~expect_scale & isbcq, job, col, nblocks,
+                                    bcq_mask, lg_group, plane, alpha_regs, offset_reg, rsel,
+                                    tile_last, row_last, job_last)
         with m.If(self.en):
             m.d.sync += [dst.eq(src) for dst, src in pairs]
         m.d.comb += self.beat.eq(out)
         return m
+
+    def _bcq_beat(self, m, valid, job, col, nblocks, bcq_mask, lg_group, plane, alpha_regs,
+                  offset_reg, rsel, tile_last, row_last, job_last):
+        """The registers of a BCQ plane beat for :class:`~.lutgemm.LutGemm` (stage 1).
+
+        Block ``k`` of the tile (column ``col + 32 k``) takes the plane's
+        scale and the offset from slot ``((col % C) + 32 k) // G`` of the
+        chunk's scale beats; blocks past the row's end get 0 for both.
+        """
+        g = self.geometry
+        B, nb = g.beat_bits, g.tile_blocks
+        nslots = B // 16
+        out = self.lut_beat
+        alpha_beat = Signal(B, name="alpha_beat")
+        m.d.comb += alpha_beat.eq(select(alpha_regs, plane))
+        pairs = [(out.valid, valid), (out.buffer, rsel), (out.tile, col >> exact_log2(B)),
+                 (out.bits, self.beats.payload),
+                 (out.flags.plane_first, plane == 0), (out.flags.plane_last, tile_last),
+                 (out.flags.row_first, col == 0), (out.flags.row_last, row_last),
+                 (out.flags.final, job_last)]
+        cpos = col & bcq_mask                  # column of the tile inside its chunk
+        for k in range(nb):
+            index = Signal(range(nslots), name=f"bcq_slot_{k}")
+            m.d.comb += index.eq((cpos + BLOCK * k) >> lg_group)
+            inside = col[5:] + k < nblocks
+            alpha = select([alpha_beat[16 * j:16 * j + 16] for j in range(nslots)], index)
+            offset = select([offset_reg[16 * j:16 * j + 16] for j in range(nslots)], index)
+            pairs += [(out.alpha[k], Mux(inside, alpha, 0)),
+                      (out.offset[k], Mux(inside & job.offset, offset, 0))]
+        return pairs
