@@ -74,10 +74,11 @@ def _best_signs(g, alpha, offset, cand):
     order = np.argsort(values, axis=1, kind="stable")
     ordered = np.take_along_axis(values, order, axis=1)
     mids = (ordered[:, 1:] + ordered[:, :-1]) / 2
-    pos = np.zeros(g.shape, np.int64)
+    pos = np.zeros(g.shape, np.uint8)          # small counters: this loop is the hot spot
     for j in range(mids.shape[1]):
         pos += g > mids[:, j, None]
-    return np.take_along_axis(order, pos, axis=1), np.take_along_axis(ordered, pos, axis=1)
+    flat = pos + (np.arange(g.shape[0]) * values.shape[1])[:, None]
+    return order.ravel()[flat], ordered.ravel()[flat]
 
 
 def _least_squares(g, idx, cand, with_offset):
