@@ -11,7 +11,7 @@ from amaranth.lib import enum
 
 __all__ = ["WeightFormat", "GemvConfig", "BLOCK", "ACC_BITS", "ACC_FRAC", "GROUP_SIZES",
            "MSUM_BITS", "SH_MAX", "LANE_PRODUCT_BITS", "DOT_BITS", "SCALED_BITS", "MAX_RSH",
-           "BCQ_PLANES", "WIDE_SH", "WIDE_BITS", "F16_WIDE_BITS"]
+           "BCQ_PLANES", "WIDE_SH", "WIDE_SH_MAX", "WIDE_BITS", "F16_WIDE_BITS"]
 
 #: Elements per activation block, and per GGUF quantization block.
 BLOCK = 32
@@ -48,6 +48,9 @@ MAX_RSH = SCALED_BITS - 1 + SH_MAX
 BCQ_PLANES = (1, 2, 3, 4)
 #: The fixed part of a wide block term's shift: ``sh = e + ACC_FRAC - WIDE_SH``.
 WIDE_SH = 24
+#: Largest shift of a wide block term, ``sh = min(e + ACC_FRAC - WIDE_SH, WIDE_SH_MAX)``:
+#: the host's block exponents (``e <= 1``) never reach the clamp.
+WIDE_SH_MAX = 9
 #: Signed width of a BCQ block sum ``W`` (four planes and the offset: ``|W| < 2^64``).
 WIDE_BITS = 65
 #: Signed width of an F16 block sum ``W`` (``|W| < 2^61``).

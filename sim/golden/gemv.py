@@ -23,7 +23,15 @@ import math
 import numpy as np
 
 from lpaccel.quant import QuantizedWeights, _check_activation_blocks, quantize_activations
-from lpaccel.rtl.config import ACC_BITS, ACC_FRAC, BLOCK, SH_MAX, WIDE_SH, WeightFormat
+from lpaccel.rtl.config import (
+    ACC_BITS,
+    ACC_FRAC,
+    BLOCK,
+    SH_MAX,
+    WIDE_SH,
+    WIDE_SH_MAX,
+    WeightFormat,
+)
 
 __all__ = [
     "SH_MAX",
@@ -226,8 +234,10 @@ def _wide_accumulators(weights, mant, exp):
         hi, lo = _f16_block_sums(weights, mant)
     else:
         hi, lo = _bcq_block_sums(weights, mant)
-    # sh = e + F - 24, no clamp (sections 7 and 8.1): -120..9 for host activations.
-    sh = np.broadcast_to(exp[None, :].astype(np.int64) + ACC_FRAC - WIDE_SH, hi.shape)
+    # sh = min(e + F - 24, 9) (sections 7 and 8.1): -120..9 for host activations;
+    # the clamp only defines what the hardware does with exponents above 1.
+    sh = np.broadcast_to(np.minimum(exp[None, :].astype(np.int64) + ACC_FRAC - WIDE_SH,
+                                    WIDE_SH_MAX), hi.shape)
     return _accumulate_wide(hi, lo, sh)
 
 
