@@ -15,7 +15,7 @@ on ``wide`` for :class:`~.accumulator.RowAccumulator`::
     load ─► entry writer (E cycles per block) ─► NT table banks, NB info memories
                                                       │ read (beat.tile, index)
     beat ─► c1 addresses ─► c2 lookups ─► c3 negate ─► c4 block sums ─► c5,c6 × md
-            ─► c7 × 2^u, offset ─► c8 sum of planes ─► wide
+            ─► c7 × 2^u ─► c8 sum of planes (from the offset term) ─► wide
 
 Tables: bank ``n`` (``n = (block % NB) · 32/μ + c`` for chunk ``c`` of a
 block) holds, at address ``(buffer · D + block // NB) · E + i``, entry ``i``
@@ -51,7 +51,7 @@ from amaranth.utils import exact_log2
 
 from ..config import BLOCK, MSUM_BITS, WIDE_BITS
 from ..dsp import RegisteredMultiplier
-from ..utils import tree_reduce
+from ..utils import popcount, select, tree_reduce
 from .pipeline import EngineBlock
 
 __all__ = ["LutGemm", "LutLoadLayout", "BcqFlags"]
@@ -80,29 +80,37 @@ BCQ_DOT_BITS = MSUM_BITS
 #: Low bits of ``dot``/``msum`` that go (zero-extended) into one multiplier;
 #: the signed rest goes into a second one.
 LOW_BITS = 17
-#: Signed width of a float16 mantissa with the scale's sign applied.
-MD_BITS = 12
-#: Width of the shift ``u = max(E, 1) − 1`` (0 .. 30).
-U_BITS = 5
+#: The shift ``u = max(E, 1) − 1`` (0 .. 30) of a scale is split as
+#: ``u = COARSE_STEP · coarse + fine`` with ``fine <= COARSE_STEP - 1 = 6``:
+#: ``md << fine`` (at most 17 bits) and its sign go into the multiplier's
+#: 18-bit operand, so only a 5-way shift by ``0, 7, .., 28`` follows it.
+COARSE_STEP = 7
+#: Signed width of ``±md << fine``: one MULT18X18D operand.
+MD_BITS = 18
 #: Signed width of one scaled term ``±md · dot · 2^u`` (``< 2^61``).
 TERM_BITS = 62
 
-#: A float16 scale decoded: signed 11-bit mantissa and shift.
-Decoded = data.StructLayout({"md": signed(MD_BITS), "u": unsigned(U_BITS)})
+#: A float16 scale decoded: ``±md << fine`` and the coarse shift.
+Decoded = data.StructLayout({"md": signed(MD_BITS), "coarse": range(31 // COARSE_STEP + 1)})
 #: What the per-block info memories hold.
 BlockInfo = data.StructLayout({"exp": signed(8), "msum": signed(BCQ_DOT_BITS)})
 
 
 def decode_f16(h):
-    """Signed mantissa and shift of float16 bits ``h`` (``docs/arithmetic.md`` section 8.1).
+    """Decode float16 bits ``h`` (``docs/arithmetic.md`` section 8.1) for the multiplier.
 
     ``|h| = md · 2^(u − 24)`` with ``md = frac + 1024·(E ≠ 0)`` and
-    ``u = max(E, 1) − 1``; the sign is applied to ``md``.
+    ``u = max(E, 1) − 1 = COARSE_STEP · coarse + fine``. Returns the
+    fields of :data:`Decoded`: ``md << fine`` with the sign of ``h``, and
+    ``coarse``.
     """
     e_field = h[10:15]
     md = Cat(h[:10], e_field != 0)
-    return {"md": Mux(h[15], -md, md),
-            "u": Mux(e_field == 0, 0, e_field - 1)}
+    split = [divmod(max(e, 1) - 1, COARSE_STEP) for e in range(32)]
+    fine = Const(sum(f << (3 * e) for e, (_, f) in enumerate(split)), 96).word_select(e_field, 3)
+    coarse = Const(sum(c << (3 * e) for e, (c, _) in enumerate(split)), 96).word_select(e_field, 3)
+    shifted = md << fine
+    return {"md": Mux(h[15], -shifted, shifted), "coarse": coarse}
 
 
 class LutGemm(EngineBlock):
@@ -201,7 +209,10 @@ class LutGemm(EngineBlock):
                 m.d.sync += [dst.eq(src) for dst, src in pairs]
 
         def base_of(buffer, tile):
-            # Row of a tile in both buffers: buffer * D + tile.
+            # Row of a tile in both buffers: buffer * D + tile (no adder when
+            # D is a power of two).
+            if depth & (depth - 1) == 0:
+                return Cat(tile[:exact_log2(depth)], buffer)
             return Mux(buffer, depth, 0) + tile
 
         table_ports, info_ports = [], []
@@ -245,12 +256,14 @@ class LutGemm(EngineBlock):
         slot = cur.block[:nb_bits] if nb > 1 else Const(0, 1)
         wbase = Signal(range(2 * depth), name="write_base")
         m.d.comb += wbase.eq(base_of(cur.buffer, cur.block[nb_bits:]))
+        entries = Signal(data.ArrayLayout(signed(self.entry_bits), nchunk), name="entries")
+        for c in range(nchunk):
+            mant = [cur.mant[mu * c + j] for j in range(mu)]
+            m.d.comb += entries[c].eq(tree_reduce(
+                [Mux(count[j], mant[j], -mant[j]) for j in range(mu - 1)] + [-mant[mu - 1]]))
         for n, (wp, _) in enumerate(table_ports):
             k, c = divmod(n, nchunk)
-            mant = [cur.mant[mu * c + j] for j in range(mu)]
-            entry = tree_reduce([Mux(count[j], mant[j], -mant[j]) for j in range(mu - 1)] +
-                                [-mant[mu - 1]])
-            m.d.comb += [wp.addr.eq(Cat(count, wbase)), wp.data.eq(entry),
+            m.d.comb += [wp.addr.eq(Cat(count, wbase)), wp.data.eq(entries[c]),
                          wp.en.eq(busy & (slot == k))]
         for k, (wp, _) in enumerate(info_ports):
             m.d.comb += [wp.addr.eq(wbase), wp.data.exp.eq(cur.exp), wp.data.msum.eq(msum),
@@ -280,18 +293,19 @@ class LutGemm(EngineBlock):
         stage((s2.valid, beat.valid), (s2.flags, beat.flags), (s2.tops, tops),
               (s2.alpha, beat.alpha), (s2.offset, beat.offset))
 
-        # c2: lookups out of the tables, negated by their index's top bit;
-        # the scales decoded alongside.
-        s3 = side("bcq_3", look=data.ArrayLayout(signed(self.entry_bits), nbank),
+        # c2: lookups out of the tables, inverted by their index's top bit
+        # (-T = ~T + 1: the ones are added with the block sum); the scales
+        # decoded alongside.
+        s3 = side("bcq_3", look=data.ArrayLayout(signed(self.entry_bits), nbank), tops=nbank,
                   scale=scales, oscale=scales, info=data.ArrayLayout(BlockInfo, nb))
-        pairs = [(s3.valid, s2.valid), (s3.flags, s2.flags)]
+        pairs = [(s3.valid, s2.valid), (s3.flags, s2.flags), (s3.tops, s2.tops)]
         for n, (_, rp) in enumerate(table_ports):
-            pairs.append((s3.look[n], Mux(s2.tops[n], -rp.data, rp.data)))
+            pairs.append((s3.look[n], rp.data ^ s2.tops[n].replicate(self.entry_bits)))
         for k, (_, rp) in enumerate(info_ports):
             pairs.append((s3.info[k], rp.data))
             for dst, h in ((s3.scale[k], s2.alpha[k]), (s3.oscale[k], s2.offset[k])):
                 fields = decode_f16(h)
-                pairs += [(dst.md, fields["md"]), (dst.u, fields["u"])]
+                pairs += [(dst.md, fields["md"]), (dst.coarse, fields["coarse"])]
         stage(*pairs)
 
         # c3: the 32/μ lookups of each block add up to its dot product.
@@ -299,11 +313,12 @@ class LutGemm(EngineBlock):
                   scale=scales, oscale=scales, info=data.ArrayLayout(BlockInfo, nb))
         stage((s4.valid, s3.valid), (s4.flags, s3.flags), (s4.scale, s3.scale),
               (s4.oscale, s3.oscale), (s4.info, s3.info),
-              *((s4.dot[k], tree_reduce(s3.look[k * nchunk + c] for c in range(nchunk)))
+              *((s4.dot[k], tree_reduce([s3.look[k * nchunk + c] for c in range(nchunk)] +
+                                        [popcount(s3.tops[k * nchunk:(k + 1) * nchunk])]))
                 for k in range(nb)))
 
-        # c4 -> c6: dot * md and msum * md_o, each split into a low and a high
-        # product (21-bit operands, 18-bit multipliers).
+        # c4 -> c6: dot * (md << fine) and msum * (md_o << fine_o), each split
+        # into a low and a high product (21-bit operands, 18-bit multipliers).
         products = []
         for k in range(nb):
             pair = []
@@ -319,39 +334,45 @@ class LutGemm(EngineBlock):
                 pair.append((lo.p, hi.p))
             products.append(pair)
 
-        shifts = data.ArrayLayout(data.StructLayout({"u": U_BITS, "uo": U_BITS, "exp": signed(8)}),
-                                  nb)
+        coarse = Decoded.members["coarse"]
+        shifts = data.ArrayLayout(data.StructLayout({"coarse": coarse, "coarse_o": coarse,
+                                                     "exp": signed(8)}), nb)
         s5 = side("bcq_5", blk=shifts)
         s6 = side("bcq_6", blk=shifts)
         pairs = [(s5.valid, s4.valid), (s5.flags, s4.flags)]
         for k in range(nb):
-            pairs += [(s5.blk[k].u, s4.scale[k].u), (s5.blk[k].uo, s4.oscale[k].u),
+            pairs += [(s5.blk[k].coarse, s4.scale[k].coarse),
+                      (s5.blk[k].coarse_o, s4.oscale[k].coarse),
                       (s5.blk[k].exp, s4.info[k].exp)]
         stage(*pairs)
         stage((s6, s5))
 
-        # c6: each product times 2^u; the offset's only on a tile's first plane.
+        # c6: the two halves of each product joined, then the coarse shift.
         s7 = side("bcq_7", plane=data.ArrayLayout(signed(TERM_BITS), nb),
                   off=data.ArrayLayout(signed(TERM_BITS), nb),
                   exp=data.ArrayLayout(signed(8), nb))
 
-        def scaled(lo_hi, u):
+        def scaled(lo_hi, coarse, name):
             lo, hi = lo_hi
-            return ((hi << LOW_BITS) << u) + (lo << u)
+            p = Signal(signed(TERM_BITS), name=name)
+            m.d.comb += p.eq((hi << LOW_BITS) + lo)
+            return select([(p << (COARSE_STEP * c))[:TERM_BITS]
+                           for c in range(31 // COARSE_STEP + 1)],
+                          coarse)
 
         pairs = [(s7.valid, s6.valid), (s7.flags, s6.flags)]
         for k in range(nb):
             plane, offset = products[k]
-            pairs += [(s7.plane[k], scaled(plane, s6.blk[k].u)),
-                      (s7.off[k], Mux(s6.flags.plane_first, scaled(offset, s6.blk[k].uo), 0)),
+            pairs += [(s7.plane[k], scaled(plane, s6.blk[k].coarse, f"plane{k}_p")),
+                      (s7.off[k], scaled(offset, s6.blk[k].coarse_o, f"offset{k}_p")),
                       (s7.exp[k], s6.blk[k].exp)]
         stage(*pairs)
 
-        # c7: the planes of a tile summed exactly; W leaves with the last plane.
+        # c7: the planes of a tile summed exactly, starting from the offset
+        # term on the first plane; W leaves with the last plane.
         acc = Signal(data.ArrayLayout(signed(WIDE_BITS), nb), name="bcq_acc")
         with m.If(en & s7.valid):
-            m.d.sync += [acc[k].eq(Mux(s7.flags.plane_first, 0, acc[k]) + s7.plane[k] +
-                                   s7.off[k])
+            m.d.sync += [acc[k].eq(Mux(s7.flags.plane_first, s7.off[k], acc[k]) + s7.plane[k])
                          for k in range(nb)]
         wide = self.wide
         stage((wide.valid, s7.valid & s7.flags.plane_last),
