@@ -15,7 +15,7 @@ import numpy as np
 from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 
 from lpaccel import quant
-from lpaccel.repack import repack_weights_bytes
+from lpaccel.repack import layout_of, repack_weights_bytes
 from lpaccel.rtl.config import GROUP_SIZES, GemvConfig, WeightFormat
 from lpaccel.rtl.gemv import GemvError
 from lpaccel.sim.golden import gemv as golden
@@ -28,13 +28,29 @@ CONFIG = GemvConfig(lanes=P["lanes"], word_bits=P["word_bits"], max_cols=P["max_
 FORMATS = list(WeightFormat)
 
 
-def make_job(rng, fmt, rows, cols, group=None, x=None):
-    """Weights N(0, 0.02) quantized, activations N(0, 1) with a random
-    overall scale so exponents move around; returns the job and its answer."""
+def random_bcq(rng, rows, cols, group, planes, offset):
+    """BCQ weights with random plane bits and random float16 scales and offsets
+    (every finite float16 exponent, both signs): the datapath's whole range."""
+    def f16(shape):
+        h = rng.integers(0, 0x7C00, shape).astype(np.uint16)
+        return h | (rng.integers(0, 2, shape).astype(np.uint16) << 15)
+    bits = rng.integers(0, 2, (planes, rows, cols)).astype(np.uint8)
+    alpha = f16((planes, rows, cols // group))
+    return quant.QuantizedWeights.from_bcq(bits, alpha, group,
+                                           f16((rows, cols // group)) if offset else None)
+
+
+def make_job(rng, fmt, rows, cols, group=None, x=None, planes=None, offset=False):
+    """Weights N(0, 0.02) quantized (BCQ: random planes and scales), activations
+    N(0, 1) with a random overall scale so exponents move around; returns the
+    job and its answer."""
     w = rng.normal(0.0, 0.02, (rows, cols)).astype(np.float32)
     if x is None:
         x = (rng.normal(0.0, 1.0, cols) * 2.0 ** rng.integers(-12, 8)).astype(np.float32)
-    weights = quant.quantize_weights(w, fmt, group)
+    if fmt == WeightFormat.BCQ:
+        weights = random_bcq(rng, rows, cols, group, planes, offset)
+    else:
+        weights = quant.quantize_weights(w, fmt, group)
     mant, exp = quant.quantize_activations(x)
     expected = golden.gemv_golden_quantized(weights, mant, exp)[1].view(np.uint32)
     job = (weights, mant, exp, repack_weights_bytes(weights, CONFIG))
@@ -47,6 +63,9 @@ def random_job(rng, max_cols):
     unit = group or 32
     rows = int(rng.integers(1, 65))
     cols = unit * int(rng.integers(1, max_cols // unit + 1))
+    if fmt == WeightFormat.BCQ:
+        return make_job(rng, fmt, rows, cols, group, planes=int(rng.integers(1, 5)),
+                        offset=bool(rng.integers(2)))
     return make_job(rng, fmt, rows, cols, group)
 
 
@@ -54,7 +73,8 @@ def check(jobs, expected, results):
     for (weights, *_), exp, got in zip(jobs, expected, results):
         bad = np.flatnonzero(got != exp)
         assert bad.size == 0, (
-            f"{weights.fmt.name} group {weights.group} {weights.rows}x{weights.cols}: "
+            f"{weights.fmt.name} group {weights.group} planes {weights.planes} "
+            f"{weights.rows}x{weights.cols}: "
             f"{bad.size} rows differ from the golden model, first row {bad[0]}: got "
             f"{got[bad[0]]:#010x}, expected {exp[bad[0]]:#010x}")
 
@@ -72,7 +92,8 @@ async def random_jobs(dut, idle, backpressure):
     cases = [random_job(rng, P["max_cols_test"]) for _ in range(P["jobs"])]
     edge_fmt = FORMATS[seed % len(FORMATS)]
     edge_group = (32 if seed % 2 else 128) if edge_fmt.grouped else None
-    cases.append(make_job(rng, edge_fmt, 1, edge_group or 32, edge_group))
+    cases.append(make_job(rng, edge_fmt, 1, edge_group or 32, edge_group,
+                          planes=4 if edge_fmt == WeightFormat.BCQ else None, offset=True))
     if idle == backpressure == "none":
         cases.append(make_job(rng, WeightFormat.Q4_0, 3, CONFIG.max_cols))
         cases.append(make_job(rng, WeightFormat.INT8, 2, CONFIG.max_cols, 128))
@@ -97,6 +118,8 @@ async def extreme_values(dut):
     exp = np.array([-128, 1, 20, 127, -3, 0, -128, 5], dtype=np.int8)
     jobs, expected = [], []
     for fmt in FORMATS:
+        if fmt.wide:
+            continue                    # wide_extreme_values
         for group in (GROUP_SIZES if fmt.grouped else (None,)):
             w = quant.quantize_weights(rng.normal(0, 0.05, (rows, cols)).astype(np.float32),
                                         fmt, group)
@@ -134,6 +157,9 @@ async def rejected_jobs(dut):
         ({"fmt": 1, "rows": 1, "cols": CONFIG.max_cols + 32, "group": 0},
          GemvError.COLS_TOO_LARGE),
         ({"fmt": 2, "rows": 0, "cols": 32, "group": 0}, GemvError.BAD_ROWS),
+        ({"fmt": 6, "rows": 1, "cols": 64, "group": 32, "planes": 0}, GemvError.BAD_PLANES),
+        ({"fmt": 6, "rows": 1, "cols": 64, "group": 32, "planes": 5}, GemvError.BAD_PLANES),
+        ({"fmt": 5, "rows": 1, "cols": 64, "group": 0, "planes": 2}, GemvError.BAD_PLANES),
     ]
     for job, code in bad:
         tb.job.send(job)
@@ -159,4 +185,68 @@ async def rejected_jobs(dut):
     results = [await tb.collect(5), await tb.collect(4)]
     check([a, b], [ea, eb], results)
     assert int(dut.error.value) == GemvError.BAD_FORMAT
+    await tb.check_idle()
+
+
+@cocotb.test()
+async def wide_extreme_values(dut):
+    """F16 and BCQ edge cases: zero, subnormal, largest and negative weights and
+    scales, every plane count with and without offset, mantissas at +-32767,
+    exponents from -128 to 1 (the largest the host produces: the block term's
+    shift is at its top, 9), K = 96 (not a multiple of the beat at 32+ lanes)."""
+    rng = np.random.default_rng(P["seed"] + 7)
+    tb = GemvTB(dut, CONFIG.word_bits)
+    await tb.reset()
+    rows = 6
+    mant = rng.integers(-32767, 32768, 128).astype(np.int16)
+    mant[:32], mant[32:64] = 32767, -32767
+    exp = np.array([1, -128, 0, -5], dtype=np.int8)
+    edges = np.array([0x0000, 0x8000, 0x0001, 0x03FF, 0x7BFF, 0xFBFF], dtype=np.uint16)
+    f16 = rng.integers(0, 0x7C00, (rows, 96)).astype(np.uint16) | 0x8000 * (
+        rng.integers(0, 2, (rows, 96)).astype(np.uint16))
+    f16[:, :6] = edges
+    f16[0, :], f16[1, :] = 0x7BFF, 0xFBFF
+    weights = [quant.QuantizedWeights.from_f16(f16)]
+    for planes in (1, 2, 3, 4):
+        for group, offset in ((32, True), (32, False), (64, True), (128, False)):
+            w = random_bcq(rng, rows, 96 if group == 32 else 128, group, planes, offset)
+            alpha = w.alpha_bits.copy()
+            alpha[:, 0, 0], alpha[:, 1, 0] = 0x7BFF, 0xFBFF
+            alpha[:, 2, 0], alpha[:, 3, 0] = 0x0001, 0x0000
+            bits = w.plane_bits.copy()
+            bits[:, 0, :], bits[:, 1, :] = 1, 0
+            weights.append(quant.QuantizedWeights.from_bcq(bits, alpha, group, w.offset_bits))
+    jobs, expected = [], []
+    for w in weights:
+        m, e = mant[:w.cols], exp[:w.cols // 32]
+        jobs.append((w, m, e, repack_weights_bytes(w, CONFIG)))
+        expected.append(golden.gemv_golden_quantized(w, m, e)[1].view(np.uint32))
+    results, _ = await tb.run_jobs(jobs)
+    check(jobs, expected, results)
+    await tb.check_idle()
+
+
+@cocotb.test()
+async def wide_throughput(dut):
+    """F16 and BCQ stream at one memory word per cycle (one beat per cycle when
+    the word is wider), jobs back to back, with legacy jobs between them: the
+    weight stream takes exactly the ideal cycles, and the last result follows
+    the last word after the engine's fixed latency."""
+    rng = np.random.default_rng(P["seed"] + 5)
+    tb = GemvTB(dut, CONFIG.word_bits)
+    await tb.reset()
+    k = min(256, CONFIG.max_cols)
+    cases = [make_job(rng, WeightFormat.F16, 24, k),
+             make_job(rng, WeightFormat.BCQ, 40, k, 64, planes=3, offset=True),
+             make_job(rng, WeightFormat.Q4_0, 24, k),
+             make_job(rng, WeightFormat.BCQ, 48, k, 128, planes=1),
+             make_job(rng, WeightFormat.F16, 16, 96)]
+    jobs, expected = zip(*cases)
+    results, timing = await tb.run_jobs(list(jobs))
+    check(jobs, expected, results)
+    ideal = sum(layout_of(w, CONFIG).ideal_cycles for w, *_ in jobs)
+    assert timing["stream_cycles"] == ideal, f"{timing}, ideal stream {ideal} cycles"
+    # The last word of a stream: a beat's result leaves 20 cycles after it.
+    assert timing["latency_cycles"] <= 20 + 1, timing
+    tb.dut._log.info(f"F16/BCQ back to back at the ideal rate: {timing}")
     await tb.check_idle()

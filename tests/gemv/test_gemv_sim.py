@@ -183,6 +183,35 @@ def test_f16_mixed_with_legacy(lanes, word_bits, stall):
     check(jobs, results)
 
 
+def random_bcq_case(rng, rows, cols, planes, group, offset):
+    """BCQ weights with random plane bits and float16 scales (both signs, every
+    finite exponent) and N(0, 1) activations."""
+    def f16(shape):
+        h = rng.integers(0, 0x7C00, shape).astype(np.uint16)
+        return h | (rng.integers(0, 2, shape).astype(np.uint16) << 15)
+    bits = rng.integers(0, 2, (planes, rows, cols)).astype(np.uint8)
+    w = quant.QuantizedWeights.from_bcq(bits, f16((planes, rows, cols // group)), group,
+                                        f16((rows, cols // group)) if offset else None)
+    return w, rng.normal(0, 1, cols).astype(np.float32)
+
+
+@pytest.mark.parametrize("lanes,word_bits,stall", [(8, 64, 0.0), (16, 256, 0.3), (32, 128, 0.0),
+                                                   (64, 64, 0.2), (128, 512, 0.0)])
+def test_bcq_mixed_with_legacy(lanes, word_bits, stall):
+    """BCQ jobs of 1 to 4 planes, every group, with and without offset, short
+    chunks (K = 96) and tiles past the row's end, between legacy and F16 jobs."""
+    rng = np.random.default_rng(lanes * 7 + word_bits)
+    config = GemvConfig(lanes=lanes, word_bits=word_bits, max_cols=512)
+    jobs = [random_bcq_case(rng, 2, 96, 1, 32, False),
+            random_bcq_case(rng, 3, 256, 2, 64, True),
+            random_case(rng, WeightFormat.Q4_0, None, 2, 64),
+            random_bcq_case(rng, 2, 512, 4, 128, True),
+            random_case(rng, WeightFormat.F16, None, 1, 96),
+            random_bcq_case(rng, 1, 384, 3, 128, False)]
+    results, _, _ = simulate(config, jobs, stall=stall, seed=lanes)
+    check(jobs, results)
+
+
 @pytest.mark.parametrize("desc,code", [
     ({"fmt": 0, "rows": 1, "cols": 512, "group": 0}, GemvError.COLS_TOO_LARGE),
     ({"fmt": 0, "rows": 1, "cols": 0, "group": 0}, GemvError.BAD_COLS),
