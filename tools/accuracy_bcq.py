@@ -49,15 +49,15 @@ LINEARS = ("attention.self.query", "attention.self.key", "attention.self.value",
 
 #: (label, kind, options): the formats of the table.
 FORMATS = (
-    ("BCQ2 g128", "bcq", dict(planes=2, offset=False)),
-    ("BCQ2 g128 +off", "bcq", dict(planes=2, offset=True)),
-    ("BCQ3 g128", "bcq", dict(planes=3, offset=False)),
-    ("BCQ3 g128 +off", "bcq", dict(planes=3, offset=True)),
-    ("BCQ4 g128", "bcq", dict(planes=4, offset=False)),
-    ("BCQ4 g128 +off", "bcq", dict(planes=4, offset=True)),
+    ("BCQ2 g128", "bcq", {"planes": 2, "offset": False}),
+    ("BCQ2 g128 +off", "bcq", {"planes": 2, "offset": True}),
+    ("BCQ3 g128", "bcq", {"planes": 3, "offset": False}),
+    ("BCQ3 g128 +off", "bcq", {"planes": 3, "offset": True}),
+    ("BCQ4 g128", "bcq", {"planes": 4, "offset": False}),
+    ("BCQ4 g128 +off", "bcq", {"planes": 4, "offset": True}),
     ("Q4_0", "q4_0", {}),
     ("Q4_1", "q4_1", {}),
-    ("INT4 g128", "int4", dict(group=128)),
+    ("INT4 g128", "int4", {"group": 128}),
     ("Q8_0", "q8_0", {}),
     ("F16", "f16", {}),
 )
@@ -123,7 +123,7 @@ def activations(t, sequences=4, length=64, seed=0):
         for i in range(LAYERS):
             p = f"encoder.layer.{i}."
 
-            def lin(name, inp):
+            def lin(name, inp, p=p):
                 seen.setdefault(p + name + ".weight", []).append(inp)
                 return inp @ f[p + name + ".weight"].T + f[p + name + ".bias"]
             q, k, v = (lin(n, x).reshape(length, HEADS, -1).transpose(1, 0, 2)

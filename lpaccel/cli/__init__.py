@@ -166,6 +166,11 @@ def _cmd_run_gguf(args):
         dev.transport.close()
 
 
+def _cmd_quantize_bcq(args):
+    from lpaccel.cli import gguf
+    return gguf.quantize_main(args)
+
+
 def _cmd_serve_sim(args):
     from lpaccel.cli.serve import serve_sim
     if not args.pty:
@@ -385,12 +390,12 @@ def _parser():
     st.add_argument("--json", action="store_true", help="print one JSON object")
     st.set_defaults(func=_cmd_selftest)
 
-    rg = sub.add_parser("run-gguf", help="the 2-D Q4_0/Q4_1/Q8_0 tensors of a GGUF file "
+    rg = sub.add_parser("run-gguf", help="the 2-D Q4_0/Q4_1/Q8_0/F16/BCQ tensors of a GGUF file "
                                           "through the accelerator, checked")
     rg.add_argument("file", metavar="FILE", help="a .gguf file")
     rg.add_argument("--tensor", metavar="NAME", action="append", default=None,
-                    help="run this tensor (repeat for more; default every 2-D Q4_0/Q4_1/Q8_0 "
-                         "tensor)")
+                    help="run this tensor (repeat for more; default every 2-D Q4_0/Q4_1/Q8_0/"
+                         "F16 tensor and every BCQ tensor)")
     rg.add_argument("--input", metavar="X.npy", default=None,
                     help="activation vector, a 1-D float .npy of the tensors' column count "
                          "(default N(0, 1), seeded)")
@@ -399,6 +404,22 @@ def _parser():
     rg.add_argument("--seed", type=int, default=0)
     rg.add_argument("--json", action="store_true", help="print one JSON object")
     rg.set_defaults(func=_cmd_run_gguf)
+
+    qb = sub.add_parser("quantize-bcq", help="quantize the 2-D float matrices of a GGUF or "
+                                             "safetensors file to BCQ (docs/bcq.md)")
+    qb.add_argument("input", metavar="IN", help="a .gguf or .safetensors file")
+    qb.add_argument("output", metavar="OUT", help="the BCQ .gguf file to write")
+    qb.add_argument("--planes", type=int, required=True, help="binary planes, 1 to 4")
+    qb.add_argument("--group", type=int, default=128, help="weights per scale: 32, 64 or "
+                                                           "128 (default %(default)s)")
+    qb.add_argument("--offset", action="store_true", help="a float16 offset per group too")
+    qb.add_argument("--tensor", metavar="NAME", action="append", default=None,
+                    help="quantize this tensor (repeat; default every 2-D float matrix whose "
+                         "columns are a multiple of the group)")
+    qb.add_argument("--keep-others", action="store_true",
+                    help="copy the tensors that are not quantized into OUT as they are")
+    qb.add_argument("--json", action="store_true", help="print one JSON object")
+    qb.set_defaults(func=_cmd_quantize_bcq)
 
     sv = sub.add_parser("serve-sim", help="the simulated board (SoC + host bridge in "
                                            "Verilator) on a pseudo-terminal, until Ctrl-C")

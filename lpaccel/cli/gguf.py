@@ -579,3 +579,145 @@ def main(args, dev=None):
     else:
         print(report_text(out))
     return 0 if out["ok"] else 1
+
+
+# --- lpaccel quantize-bcq ---------------------------------------------------------------
+
+def read_float_tensors(path):
+    """The tensors of a GGUF or safetensors file, for ``quantize-bcq``.
+
+    Returns
+    -------
+    dict
+        ``{name: value}`` in file order: a float32/float16 ``numpy.ndarray``
+        (numpy order, ``[rows, cols]`` for a matrix), or for GGUF tensors of
+        other types ``(uint8 data, GGMLQuantizationType)``, copied as they are.
+
+    Raises
+    ------
+    ValueError
+        On a missing or unreadable file, or a safetensors header that does
+        not describe the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: no such file; pass a .gguf or .safetensors file")
+    if path.suffix == ".safetensors":
+        return _read_safetensors(path)
+    reader = read_gguf(path)
+    out = {}
+    for t in reader.tensors:
+        data = np.asarray(t.data)
+        if _type_name(t) in ("F32", "F16"):
+            out[t.name] = data
+        else:
+            out[t.name] = (np.asarray(data).view(np.uint8), t.tensor_type)
+    return out
+
+
+_SAFETENSORS_DTYPES = {"F32": "<f4", "F16": "<f2", "F64": "<f8", "I8": "i1", "U8": "u1",
+                       "I16": "<i2", "I32": "<i4", "I64": "<i8"}
+
+
+def _read_safetensors(path):
+    """A safetensors file by hand: 8-byte little-endian header length, JSON header, data."""
+    data = path.read_bytes()
+    try:
+        n = int.from_bytes(data[:8], "little")
+        header = json.loads(data[8:8 + n])
+        base = 8 + n
+        out = {}
+        for name, info in header.items():
+            if name == "__metadata__":
+                continue
+            dtype = _SAFETENSORS_DTYPES.get(info["dtype"])
+            if dtype is None:
+                raise ValueError(f"tensor {name} has dtype {info['dtype']}, which "
+                                 f"quantize-bcq does not read (F32, F16, F64, integers); "
+                                 f"convert the file to float32")
+            lo, hi = info["data_offsets"]
+            if not base <= base + lo <= base + hi <= len(data):
+                raise ValueError(f"tensor {name} lies outside the file")
+            a = np.frombuffer(data[base + lo:base + hi], dtype).reshape(info["shape"])
+            out[name] = a.astype(np.float32) if a.dtype == np.float64 else a
+        return out
+    except (ValueError, KeyError, TypeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path} is not a readable safetensors file ({error}); it may be "
+                         f"truncated: check its size or download it again") from None
+
+
+def quantize_plan(tensors, names, group):
+    """Which tensors become BCQ: the named ones, or every 2-D float matrix whose columns
+    are a multiple of ``group``. Returns ``(to quantize, copied as they are)`` (names)."""
+    def fits(v):
+        return (isinstance(v, np.ndarray) and v.dtype.kind == "f" and v.ndim == 2
+                and v.shape[1] % group == 0)
+    if names:
+        missing = [n for n in names if n not in tensors]
+        if missing:
+            raise ValueError(f"no tensor {', '.join(missing)} in the input (its tensors: "
+                             f"{', '.join(list(tensors)[:12])}{' ...' if len(tensors) > 12 else ''}"
+                             f"); check --tensor")
+        bad = [n for n in names if not fits(tensors[n])]
+        if bad:
+            v = tensors[bad[0]]
+            what = f"{v.dtype} {list(v.shape)}" if isinstance(v, np.ndarray) else \
+                getattr(v[1], "name", v[1])
+            raise ValueError(f"tensor {bad[0]} is {what}: quantize-bcq takes 2-D float "
+                             f"matrices whose columns are a multiple of --group {group}; "
+                             f"leave it out of --tensor")
+        chosen = list(dict.fromkeys(names))
+    else:
+        chosen = [n for n, v in tensors.items() if fits(v)]
+    if not chosen:
+        raise ValueError(f"the input has no 2-D float matrix with a multiple of {group} "
+                         f"columns to quantize")
+    return chosen, [n for n in tensors if n not in chosen]
+
+
+def quantize_main(args):
+    """``lpaccel quantize-bcq IN OUT --planes q --group G [--offset]``; return the exit code."""
+    from lpaccel import bcq
+    bcq._check_planes(args.planes)
+    bcq._check_bcq_group(args.group)
+    out_path = Path(args.output)
+    if not out_path.resolve().parent.is_dir():
+        raise ValueError(f"{args.output}: directory {out_path.resolve().parent} does not "
+                         f"exist; create it or write elsewhere")
+    tensors = read_float_tensors(args.input)
+    chosen, copied = quantize_plan(tensors, args.tensor, args.group)
+    quantized, rows = {}, []
+    for name in chosen:
+        w = np.asarray(tensors[name], dtype=np.float32)
+        qw = bcq.quantize_bcq(w, args.planes, group=args.group, offset=args.offset)
+        quantized[name] = qw
+        w64 = w.astype(np.float64)
+        norm = float(np.linalg.norm(w64))
+        err = float(np.linalg.norm(qw.dequantize_f64() - w64))
+        rows.append({"name": name, "shape": list(w.shape),
+                     "rel_frobenius_error": err / norm if norm else 0.0})
+    extra = {n: tensors[n] for n in copied if args.keep_others}
+    bcq.write_bcq_gguf(out_path, quantized, extra=extra)
+    report = {"input": str(args.input), "output": str(out_path), "planes": args.planes,
+              "group": args.group, "offset": bool(args.offset),
+              "bits_per_weight": bcq.bits_per_weight(args.planes, args.group, args.offset),
+              "tensors": rows, "copied": list(extra),
+              "left_out": [n for n in copied if n not in extra]}
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    label = f"BCQ{args.planes} g{args.group}" + (" +off" if args.offset else "")
+    name_w = max([len("tensor")] + [len(r["name"]) for r in rows])
+    lines = [f"lpaccel quantize-bcq {args.input} -> {out_path} ({label}, "
+             f"{report['bits_per_weight']:g} bits per weight)",
+             f"  {'tensor':{name_w}s}  {'shape':>13s}  rel. Frobenius error"]
+    for r in rows:
+        lines.append(f"  {r['name']:{name_w}s}  {r['shape'][0]:>5d} x {r['shape'][1]:<5d}  "
+                     f"{r['rel_frobenius_error']:.4f}")
+    if report["copied"]:
+        lines.append(f"  copied as they are: {len(report['copied'])} tensors")
+    if report["left_out"]:
+        lines.append(f"  left out: {len(report['left_out'])} tensors (--keep-others copies "
+                     f"them)")
+    print("\n".join(lines))
+    return 0

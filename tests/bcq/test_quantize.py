@@ -120,10 +120,10 @@ def test_bits_per_weight():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(planes=0), "planes = 0: BCQ has 1 to 4 binary planes; pass planes=1, 2, 3 or 4"),
-    (dict(planes=5), "planes = 5"),
-    (dict(planes=2, group=48), "group = 48: BCQ needs a group size of 32, 64, 128"),
-    (dict(planes=2, iterations=-1), "iterations = -1"),
+    ({"planes": 0}, "planes = 0: BCQ has 1 to 4 binary planes; pass planes=1, 2, 3 or 4"),
+    ({"planes": 5}, "planes = 5"),
+    ({"planes": 2, "group": 48}, "group = 48: BCQ needs a group size of 32, 64, 128"),
+    ({"planes": 2, "iterations": -1}, "iterations = -1"),
 ])
 def test_bad_parameters(kwargs, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(".", r"\.")):

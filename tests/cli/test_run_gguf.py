@@ -395,15 +395,10 @@ def test_report_row_of_a_bcq_tensor(mixed_file):
     assert "BCQ3 g128 +off" in text
 
 
-@pytest.mark.parametrize("port", [False, True])
-def test_bcq_and_f16_run(mixed_file, devices, capsys, port):
-    # Over --port the SoC test double runs the golden model; in process it is the RTL.
-    if port:
-        devices()
-        argv = ["--port", "fake", "run-gguf", str(mixed_file), "--json"]
-    else:
-        pytest.skip("in process: see test_bcq_and_f16_run_in_process")
-    code, out, err = _run(argv, capsys)
+def test_bcq_and_f16_run_over_port(mixed_file, devices, capsys):
+    # The SoC test double computes with the golden model (the RTL run is below).
+    devices()
+    code, out, err = _run(["--port", "fake", "run-gguf", str(mixed_file), "--json"], capsys)
     if code == 2 and "planes = None" in err:
         # Runs by itself once the driver passes BCQ's planes/offset (issue 14, H1).
         pytest.skip("the driver does not pass BCQ planes to check_job yet")
@@ -423,3 +418,89 @@ def test_bcq_and_f16_run_in_process(mixed_file, capsys):
     for t in report["tensors"]:
         assert t["bit_exact"] and t["rel_error_vs_gguf_f64"] < 1e-3
         assert t["cycles"] > 0
+
+
+# --- lpaccel quantize-bcq ------------------------------------------------------------------
+
+def write_safetensors(path, tensors):
+    """A safetensors file by hand: 8-byte header length, JSON header, raw data."""
+    header, blobs, at = {}, [], 0
+    for name, a in tensors.items():
+        a = np.ascontiguousarray(a)
+        kind = {np.dtype("<f4"): "F32", np.dtype("<f2"): "F16", np.dtype("<i8"): "I64"}[a.dtype]
+        header[name] = {"dtype": kind, "shape": list(a.shape),
+                        "data_offsets": [at, at + a.nbytes]}
+        blobs.append(a.tobytes())
+        at += a.nbytes
+    head = json.dumps(header).encode()
+    path.write_bytes(len(head).to_bytes(8, "little") + head + b"".join(blobs))
+    return path
+
+
+@pytest.mark.parametrize("source", ["safetensors", "gguf"])
+def test_quantize_bcq_then_list(tmp_path, capsys, source):
+    from lpaccel.bcq import quantize_bcq, read_bcq_tensors
+    rng = np.random.default_rng(4)
+    ws = {"l0.q.weight": rng.normal(0, 0.05, (64, 128)).astype(np.float32),
+          "l0.up.weight": rng.normal(0, 0.05, (96, 256)).astype(np.float16),
+          "l0.norm.weight": np.ones(128, np.float32),
+          "odd.weight": rng.normal(0, 1, (8, 96)).astype(np.float32)}
+    if source == "safetensors":
+        src = write_safetensors(tmp_path / "m.safetensors", ws)
+    else:
+        from lpaccel.bcq import write_bcq_gguf
+        src = write_bcq_gguf(tmp_path / "m.gguf", {}, extra=ws)
+    out = tmp_path / "bcq.gguf"
+    code, text, _ = _run(["quantize-bcq", str(src), str(out), "--planes", "3", "--offset",
+                          "--keep-others", "--json"], capsys)
+    assert code == 0
+    report = json.loads(text)
+    assert [r["name"] for r in report["tensors"]] == ["l0.q.weight", "l0.up.weight"]
+    assert report["bits_per_weight"] == 3.5 and sorted(report["copied"]) == [
+        "l0.norm.weight", "odd.weight"]
+    got = read_bcq_tensors(out)
+    want = quantize_bcq(ws["l0.q.weight"], 3, group=128, offset=True)
+    assert np.array_equal(got["l0.q.weight"].plane_bits, want.plane_bits)
+    assert got["l0.up.weight"].planes == 3 and got["l0.up.weight"].offset
+    # run-gguf lists them as BCQ; the copied F32 tensors are skipped.
+    from lpaccel.cli.gguf import read_gguf, select_tensors
+    chosen, skipped = select_tensors(read_gguf(out), None, str(out))
+    assert [t.label for t in chosen] == ["BCQ3 g128 +off"] * 2
+    assert {s["name"] for s in skipped} == {"l0.norm.weight", "odd.weight"}
+
+
+def test_quantize_bcq_text_and_choice(tmp_path, capsys):
+    ws = {"a": np.ones((4, 64), np.float32), "b": np.ones((4, 128), np.float32)}
+    src = write_safetensors(tmp_path / "m.safetensors", ws)
+    code, text, _ = _run(["quantize-bcq", str(src), str(tmp_path / "o.gguf"), "--planes", "1",
+                          "--group", "64", "--tensor", "b"], capsys)
+    assert code == 0 and "BCQ1 g64, 1.25 bits per weight" in text
+    assert "left out: 1 tensors" in text
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--planes", "5"], "planes = 5: BCQ has 1 to 4 binary planes"),
+    (["--planes", "2", "--group", "48"], "group = 48: BCQ needs a group size of 32, 64, 128"),
+    (["--planes", "2", "--tensor", "nope"], "no tensor nope in the input"),
+    (["--planes", "2", "--tensor", "norm"], "tensor norm is float32 [128]: quantize-bcq takes "
+                                            "2-D float matrices"),
+])
+def test_quantize_bcq_errors(tmp_path, capsys, argv, message):
+    src = write_safetensors(tmp_path / "m.safetensors",
+                            {"w": np.ones((4, 128), np.float32), "norm": np.ones(128, np.float32)})
+    err = _error(["quantize-bcq", str(src), str(tmp_path / "o.gguf"), *argv], capsys)
+    assert message in err
+
+
+def test_quantize_bcq_bad_files(tmp_path, capsys):
+    err = _error(["quantize-bcq", str(tmp_path / "none.safetensors"), str(tmp_path / "o.gguf"),
+                  "--planes", "2"], capsys)
+    assert "no such file" in err
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes((1000).to_bytes(8, "little") + b"{")
+    err = _error(["quantize-bcq", str(bad), str(tmp_path / "o.gguf"), "--planes", "2"], capsys)
+    assert "is not a readable safetensors file" in err
+    src = write_safetensors(tmp_path / "m.safetensors", {"w": np.ones((4, 128), np.float32)})
+    err = _error(["quantize-bcq", str(src), str(tmp_path / "no" / "o.gguf"), "--planes", "2"],
+                 capsys)
+    assert "does not exist" in err
