@@ -19,7 +19,6 @@ GGUF file as three ordinary GGUF tensors per matrix (packed plane bits as
 ``docs/bcq.md`` describes both, byte for byte, and has the accuracy table.
 """
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -165,47 +164,6 @@ def _alternate(g, alpha, off, with_offset, cand, iterations):
     return alpha, off, err
 
 
-@dataclass(frozen=True)
-class _BcqFields:
-    """Stand-in for :class:`QuantizedWeights` until ``QuantizedWeights.from_bcq`` exists."""
-
-    plane_bits: np.ndarray
-    alpha_bits: np.ndarray
-    group: int
-    offset_bits: np.ndarray = None
-
-    @property
-    def planes(self):
-        return self.plane_bits.shape[0]
-
-    @property
-    def rows(self):
-        return self.plane_bits.shape[1]
-
-    @property
-    def cols(self):
-        return self.plane_bits.shape[2]
-
-    @property
-    def offset(self):
-        return self.offset_bits is not None
-
-    def dequantize_f64(self):
-        return _dequantize(self.plane_bits, self.alpha_bits, self.group, self.offset_bits)
-
-    def dequantize(self):
-        return self.dequantize_f64().astype(np.float32)
-
-
-def _dequantize(plane_bits, alpha_bits, group, offset_bits=None):
-    """Exact float64 weights of BCQ fields (every term is a float16 times +-1)."""
-    alpha = np.repeat(alpha_bits.view(np.float16).astype(np.float64), group, axis=-1)
-    w = np.sum(alpha * (2.0 * plane_bits - 1.0), axis=0)
-    if offset_bits is not None:
-        w = w + np.repeat(offset_bits.view(np.float16).astype(np.float64), group, axis=-1)
-    return w
-
-
 def bcq_weights(plane_bits, alpha_bits, group, offset_bits=None):
     """BCQ fields as :class:`lpaccel.quant.QuantizedWeights` (``from_bcq``).
 
@@ -220,12 +178,7 @@ def bcq_weights(plane_bits, alpha_bits, group, offset_bits=None):
         ``uint16 [R, K / group]`` float16 bits of the group offsets.
     """
     from lpaccel.quant import QuantizedWeights
-    if hasattr(QuantizedWeights, "from_bcq"):
-        return QuantizedWeights.from_bcq(plane_bits, alpha_bits, group, offset_bits)
-    return _BcqFields(np.ascontiguousarray(plane_bits, np.uint8),
-                      np.ascontiguousarray(alpha_bits, np.uint16), int(group),
-                      None if offset_bits is None
-                      else np.ascontiguousarray(offset_bits, np.uint16))
+    return QuantizedWeights.from_bcq(plane_bits, alpha_bits, group, offset_bits)
 
 
 def quantize_bcq(w, planes, group=128, offset=False, iterations=15):

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from lpaccel.bcq import _dequantize, bits_per_weight, quantize_bcq
+from lpaccel.bcq import bcq_weights, bits_per_weight, quantize_bcq
 
 
 def _rel(qw, w):
@@ -21,8 +21,8 @@ def _bcq_matrix(planes, offset, rows=16, cols=256, group=64, seed=1, ratio=2.0):
     alpha = (s * ratio ** (np.arange(planes)[:, None, None] - 1)).astype(np.float16)
     bits = rng.integers(0, 2, (planes, rows, cols)).astype(np.uint8)
     off = rng.normal(0, 0.05, (rows, cols // group)).astype(np.float16) if offset else None
-    w = _dequantize(bits, alpha.view(np.uint16), group,
-                    None if off is None else off.view(np.uint16))
+    w = bcq_weights(bits, alpha.view(np.uint16), group,
+                    None if off is None else off.view(np.uint16)).dequantize_f64()
     return w, bits, alpha
 
 
