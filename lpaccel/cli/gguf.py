@@ -22,6 +22,9 @@ simulated SoC, its memory sized to fit the largest tensor. The host program
 Every check on the inputs (the file, the tensor names and types, the
 activation file, and on a device whether its formats, shape limits and memory
 take every tensor) happens before anything is written to the device.
+
+``lpaccel quantize-bcq`` (:func:`quantize_main`) writes such BCQ files from the
+float matrices of a GGUF or safetensors file (``docs/bcq.md``).
 """
 
 import json
@@ -37,7 +40,9 @@ from lpaccel.rtl.soc.sequencer import act_bytes
 
 __all__ = ["SUPPORTED", "GgufTensor", "read_gguf", "select_tensors", "load_input",
            "default_input", "memory_needed", "device_problems", "check_device", "fit",
-           "sim_problems", "sim_config", "run_tensors", "tensor_report", "check_args", "main"]
+           "sim_problems", "sim_config", "run_tensors", "tensor_report", "format_label",
+           "report_text", "check_args", "main", "read_float_tensors", "quantize_plan",
+           "quantize_main"]
 
 #: GGML types the accelerator runs, and their formats; ``BCQ`` tensors are lpaccel's
 #: container (:mod:`lpaccel.bcq`), not a GGML type.
