@@ -51,7 +51,7 @@ from amaranth.utils import exact_log2
 
 from ..config import BLOCK, MSUM_BITS, WIDE_BITS
 from ..dsp import RegisteredMultiplier
-from ..utils import popcount, select, tree_reduce
+from ..utils import popcount, tree_reduce
 from .pipeline import EngineBlock
 
 __all__ = ["LutGemm", "LutLoadLayout", "BcqFlags"]
@@ -87,6 +87,8 @@ LOW_BITS = 17
 COARSE_STEP = 7
 #: Signed width of ``±md << fine``: one MULT18X18D operand.
 MD_BITS = 18
+#: Signed width of ``dot · (±md << fine)`` (``< 2^20 · 2^17``).
+PRODUCT_BITS = 38
 #: Signed width of one scaled term ``±md · dot · 2^u`` (``< 2^61``).
 TERM_BITS = 62
 
@@ -247,20 +249,24 @@ class LutGemm(EngineBlock):
         with m.If(self.load.valid & self.load.ready):
             m.d.sync += [cur.eq(self.load.payload), busy.eq(1), count.eq(0)]
 
-        msum_parts = Signal(data.ArrayLayout(signed(BCQ_DOT_BITS), 4), name="msum_parts")
-        msum = Signal(signed(BCQ_DOT_BITS))
-        m.d.sync += [msum_parts[p].eq(tree_reduce(cur.mant[8 * p + i] for i in range(8)))
-                     for p in range(4)]
-        m.d.sync += msum.eq(tree_reduce(msum_parts[p] for p in range(4)))
 
         slot = cur.block[:nb_bits] if nb > 1 else Const(0, 1)
         wbase = Signal(range(2 * depth), name="write_base")
         m.d.comb += wbase.eq(base_of(cur.buffer, cur.block[nb_bits:]))
         entries = Signal(data.ArrayLayout(signed(self.entry_bits), nchunk), name="entries")
+        # Σ ±m[j] with -m = ~m + 1: the inverted mantissas and the count of
+        # minus signs in one adder tree (no negators).
+        minus = Signal(mu, name="minus")
+        m.d.comb += minus.eq(Cat(~count[:mu - 1], Const(1, 1)))
         for c in range(nchunk):
-            mant = [cur.mant[mu * c + j] for j in range(mu)]
-            m.d.comb += entries[c].eq(tree_reduce(
-                [Mux(count[j], mant[j], -mant[j]) for j in range(mu - 1)] + [-mant[mu - 1]]))
+            terms = [(cur.mant[mu * c + j].as_unsigned() ^ minus[j].replicate(16)).as_signed()
+                     for j in range(mu)]
+            m.d.comb += entries[c].eq(tree_reduce(terms + [popcount(minus)]))
+        # Entry 0 of a chunk is minus the sum of its mantissas: the block's
+        # mantissa sum comes with the first entries.
+        msum = Signal(signed(BCQ_DOT_BITS))
+        with m.If(busy & (count == 0)):
+            m.d.sync += msum.eq(-tree_reduce(entries[c] for c in range(nchunk)))
         for n, (wp, _) in enumerate(table_ports):
             k, c = divmod(n, nchunk)
             m.d.comb += [wp.addr.eq(Cat(count, wbase)), wp.data.eq(entries[c]),
@@ -354,11 +360,14 @@ class LutGemm(EngineBlock):
 
         def scaled(lo_hi, coarse, name):
             lo, hi = lo_hi
-            p = Signal(signed(TERM_BITS), name=name)
+            p = Signal(signed(PRODUCT_BITS), name=name)
+            term = Signal(signed(TERM_BITS), name=f"{name}_shifted")
             m.d.comb += p.eq((hi << LOW_BITS) + lo)
-            return select([(p << (COARSE_STEP * c))[:TERM_BITS]
-                           for c in range(31 // COARSE_STEP + 1)],
-                          coarse)
+            with m.Switch(coarse):
+                for c in range(31 // COARSE_STEP + 1):
+                    with m.Case(c):
+                        m.d.comb += term.eq(p << (COARSE_STEP * c))
+            return term
 
         pairs = [(s7.valid, s6.valid), (s7.flags, s6.flags)]
         for k in range(nb):
