@@ -246,7 +246,9 @@ async def wide_throughput(dut):
     check(jobs, expected, results)
     ideal = sum(layout_of(w, CONFIG).ideal_cycles for w, *_ in jobs)
     assert timing["stream_cycles"] == ideal, f"{timing}, ideal stream {ideal} cycles"
-    # The last word of a stream: a beat's result leaves 20 cycles after it.
-    assert timing["latency_cycles"] <= 20 + 1, timing
+    if CONFIG.word_bits <= CONFIG.beat_bits:
+        # The last word completes the last beat, whose row result leaves 20
+        # cycles later, as for every format (engine.py).
+        assert timing["latency_cycles"] == 20, timing
     tb.dut._log.info(f"F16/BCQ back to back at the ideal rate: {timing}")
     await tb.check_idle()
