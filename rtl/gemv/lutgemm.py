@@ -14,8 +14,9 @@ on ``wide`` for :class:`~.accumulator.RowAccumulator`::
 
     load ─► entry writer (E cycles per block) ─► NT table banks, NB info memories
                                                       │ read (beat.tile, index)
-    beat ─► c1 addresses ─► c2 lookups ─► c3 negate ─► c4 block sums ─► c5,c6 × md
-            ─► c7 × 2^u ─► c8 sum of planes (from the offset term) ─► wide
+    beat ─► c1 table addresses ─► c2 lookups, inverted by the top index bit
+            ─► c3 block sums ─► c4..c6 × (±md << fine) ─► c6 coarse shift
+            ─► c7 sum of the tile's planes, started from the offset term ─► c8 wide
 
 Tables: bank ``n`` (``n = (block % NB) · 32/μ + c`` for chunk ``c`` of a
 block) holds, at address ``(buffer · D + block // NB) · E + i``, entry ``i``
@@ -27,12 +28,14 @@ the 32 banks is 1024 × 18 bits, one ECP5 DP16KD. Beside them, per block slot
 mantissa sum ``msum`` (the offset term's operand).
 
 Multipliers: ``dot`` and ``msum`` are 21-bit signed, wider than a
-MULT18X18D, so each product is split: the low 17 bits (zero-extended) and
-the signed top 4 bits each go through a
-:class:`~lpaccel.rtl.dsp.RegisteredMultiplier` with the signed scale
-mantissa (the sign of the scale is applied to the mantissa before the
-multiply); the two products are recombined after the shift. Four
-multipliers per block: 16 MULT18X18D at 32 lanes.
+MULT18X18D's 18 bits, so each product is split: the low 17 bits
+(zero-extended) and the signed top 4 bits each go through a
+:class:`~lpaccel.rtl.dsp.RegisteredMultiplier` whose other operand is the
+scale's mantissa shifted by ``fine = u mod 7`` (at most 17 bits) with the
+scale's sign; after the multipliers the two products are joined and shifted
+by the rest of ``u`` (0, 7, .., 28). Four MULT18X18D per block (plane and
+offset products): 16 at 32 lanes. The scales of blocks past the row's end
+are 0, so their lookups (of whatever the tables hold there) add nothing.
 
 Latency: ``wide`` is valid :attr:`LutGemm.LATENCY` (7) enabled cycles after
 the ``beat`` that is its tile's last plane (cycle 8 of the engine timeline,

@@ -227,7 +227,7 @@ CONFIGS = [
     GemvConfig(lanes=8, max_cols=256, lut_width=4),
     GemvConfig(lanes=32, max_cols=512, lut_width=4),
     GemvConfig(lanes=16, max_cols=256, lut_width=8),
-    GemvConfig(lanes=32, max_cols=512, lut_width=8),
+    GemvConfig(lanes=32, max_cols=256, lut_width=8),
 ]
 
 
