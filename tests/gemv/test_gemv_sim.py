@@ -212,6 +212,29 @@ def test_bcq_mixed_with_legacy(lanes, word_bits, stall):
     check(jobs, results)
 
 
+@pytest.mark.parametrize("formats,lut_width", [(("f16",), 4), (("bcq",), 8),
+                                               (("bcq", "q4_1"), 8), (("f16", "int8"), 4)])
+def test_wide_formats_alone(formats, lut_width):
+    """Engines built with F16 or BCQ alone (or beside one legacy format), and
+    BCQ's 8-wide lookup tables."""
+    rng = np.random.default_rng(len(formats) + lut_width)
+    config = GemvConfig(lanes=16, word_bits=64, max_cols=256, formats=formats,
+                        lut_width=lut_width)
+    jobs = []
+    if "f16" in formats:
+        jobs += [random_case(rng, WeightFormat.F16, None, 2, 96),
+                 random_case(rng, WeightFormat.F16, None, 1, 256)]
+    if "bcq" in formats:
+        jobs += [random_bcq_case(rng, 2, 96, 2, 32, True),
+                 random_bcq_case(rng, 2, 256, 4, 128, False)]
+    if "int8" in formats:
+        jobs.insert(1, random_case(rng, WeightFormat.INT8, 64, 2, 128))
+    if "q4_1" in formats:
+        jobs.insert(1, random_case(rng, WeightFormat.Q4_1, None, 2, 64))
+    results, _, _ = simulate(config, jobs, stall=0.2, seed=3)
+    check(jobs, results)
+
+
 @pytest.mark.parametrize("desc,code", [
     ({"fmt": 0, "rows": 1, "cols": 512, "group": 0}, GemvError.COLS_TOO_LARGE),
     ({"fmt": 0, "rows": 1, "cols": 0, "group": 0}, GemvError.BAD_COLS),
