@@ -7,6 +7,11 @@ signed, then shifted into the accumulator's fixed point,
 into the ``ACC_BITS``-wide row accumulator (``docs/arithmetic.md`` section
 3). A row's first block restarts the sum.
 
+F16 and BCQ blocks arrive on ``wide`` instead, as exact block sums ``W``
+(``docs/arithmetic.md`` sections 7 and 8.1): each of the ``wide_terms``
+units forms ``floor(W * 2^(e + ACC_FRAC - WIDE_SH))`` in the same three
+stages and the terms join the same sum.
+
 Latency: a block's contribution is in ``row.acc`` four cycles after
 ``block``; ``row.valid`` (the row's last block) rises in the same cycle.
 The accumulator may be overwritten by the next row's first block on the

@@ -1,4 +1,4 @@
-"""Quantized GEMV engine: ``y = W · x`` with Q4_0/Q4_1/Q8_0/INT4/INT8 weights.
+"""Quantized GEMV engine: ``y = W · x`` with Q4_0/Q4_1/Q8_0/INT4/INT8/F16/BCQ weights.
 
 The arithmetic is defined in ``docs/arithmetic.md`` and mirrored exactly by
 :mod:`lpaccel.sim.golden.gemv`; the weight stream layout is section 6 of that
@@ -14,7 +14,11 @@ The engine is a chain of blocks, each in its own module::
     results ◄─ output register ◄─ Fp32Packer ◄─row─ RowAccumulator ◄────────────────────┘
 
 (The sequencer also gives the activation buffers the address of the row
-each beat reads.)
+each beat reads.) F16 beats take the same path on a quarter of the lanes
+and leave BlockDot as exact block sums (``wide``); BCQ jobs' activation
+blocks also fill :class:`~.lutgemm.LutGemm`'s tables, and their plane beats
+go from the sequencer through LutGemm, whose block sums reach the
+accumulator at BlockDot's depth.
 
 - :class:`~.loader.JobLoader`: job checks and the ping-pong activation
   buffers (:class:`~.loader.ActivationBuffers`, with Q4_1 block sums).
@@ -74,8 +78,9 @@ class GemvEngine(wiring.Component):
     ----------
     job : In(stream.Signature(JobLayout))
         ``fmt`` (:class:`~lpaccel.rtl.config.WeightFormat`), ``rows``,
-        ``cols`` and ``group`` (elements per scale of INT4/INT8; ignored
-        otherwise). Accepted when an activation buffer is free; a job that
+        ``cols``, ``group`` (elements per scale of INT4/INT8/BCQ; ignored
+        otherwise), ``planes`` (BCQ: 1 to 4; 0 otherwise) and ``offset``
+        (BCQ: a float16 offset per group). Accepted when an activation buffer is free; a job that
         breaks a rule is accepted and dropped (see :attr:`error`).
     activations : In(stream.Signature(ActivationLayout))
         One BFP16 block per beat: 32 int16 mantissas and an int8 exponent.

@@ -3,8 +3,9 @@
 For each lane, the weight code of the beat (a nibble, an int8 or a uint8) is
 turned into the integer ``v = q - z`` (``z`` = 8 for Q4_0, the INT zero
 point, else 0; an F16 weight into its signed 11-bit mantissa ``+-md``, on the
-first ``lanes / 4`` lanes, whose multipliers take a 12-bit operand) and paired with the activation mantissa it multiplies, taken
-from the buffer row read for the beat. The products come out of
+first ``lanes / 4`` lanes, whose multipliers take a 12-bit operand) and
+paired with the activation mantissa it multiplies, taken from the buffer row
+read for the beat. The products come out of
 :class:`~lpaccel.rtl.dsp.RegisteredMultiplier`\\ s.
 
 Latency: ``side`` (exponents, block sums, raw scales, flags) one cycle after

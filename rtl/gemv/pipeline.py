@@ -34,11 +34,11 @@ from ..config import (
     WeightFormat,
 )
 
+__all__ = ["SlotKind", "EngineGeometry", "EngineBlock", "ActivationLayout", "BeatFlags",
+           "RowFlags", "WideTerm", "F16_PRODUCT_BITS"]
+
 #: Width of an F16 lane product: a 16-bit mantissa times a signed 12-bit ``+-md``.
 F16_PRODUCT_BITS = 28
-
-__all__ = ["SlotKind", "EngineGeometry", "EngineBlock", "ActivationLayout", "BeatFlags",
-           "RowFlags", "WideTerm"]
 
 
 class SlotKind(enum.IntEnum, shape=2):

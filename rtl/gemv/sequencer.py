@@ -8,6 +8,13 @@ the block the segment works on (zero past the row's end, so padding never
 contributes), reads the activation buffer row the beat needs and registers
 everything as one ``stage1_layout`` beat for the lanes.
 
+An ``F16`` job has no scale beats: the sequencer walks its rows in beats of
+``lanes / 4`` weights (``docs/arithmetic.md`` section 7). A ``BCQ`` job
+(section 8.2) is walked per chunk: its plane scale beats and offset beat are
+kept in registers, then each tile of ``beat_bits`` columns passes as one
+plane beat per plane, registered with the scales and offsets of its blocks
+on ``lut_beat`` for :class:`~.lutgemm.LutGemm` instead of ``beat``.
+
 After the job's last beat it releases the buffer, ``flush``\\ es the rest of
 the memory word (padding) in the width converter, and goes straight on with
 the other buffer's job if it is loaded.
@@ -61,7 +68,10 @@ class BeatSequencer(EngineBlock):
     read_en : Out(1)
         Read enable of the activation buffer (``en``).
     beat : Out(geometry.stage1_layout)
-        The registered quant beat.
+        The registered quant beat (also F16 beats, flagged ``wide``).
+    lut_beat : Out(LutGemm.beat_layout(geometry))
+        The registered BCQ plane beat, in the cycle a quant beat would be on
+        ``beat``.
     """
 
     def __init__(self, geometry):
@@ -211,7 +221,8 @@ class BeatSequencer(EngineBlock):
 
         flags = out.flags
         pairs += [(out.valid, take & ~expect_scale & ~isbcq), (out.word, self.beats.payload),
-                  (out.fmt, job.fmt), (out.is8, is8), (out.sub, Mux(is16, sub16, Mux(is8, sub8, sub4))),
+                  (out.fmt, job.fmt), (out.is8, is8),
+                  (out.sub, Mux(is16, sub16, Mux(is8, sub8, sub4))),
                   (flags.blk_first, col % BLOCK == 0), (flags.blk_last, col_end % BLOCK == 0),
                   (flags.row_first, block0 == 0), (flags.row_last, row_last),
                   (flags.final, job_last), (flags.wide, is16)]
