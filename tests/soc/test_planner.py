@@ -91,10 +91,10 @@ def test_lengths_match_the_host(lanes, word_bits):
         rows = rng.randint(1, 300)
         planes = rng.randint(1, 4) if fmt is F.BCQ else 0
         offset = rng.randint(0, 1) if fmt is F.BCQ else 0
+        w_bytes = StreamLayout(fmt, rows, cols, g, group if fmt.grouped else None,
+                               planes or None, bool(offset)).bytes
         if fmt.wide:
-            w_bytes = _wide_stream_bytes(fmt, rows, cols, g, group, planes, offset)
-        else:
-            w_bytes = StreamLayout(fmt, rows, cols, g, group if fmt.grouped else None).bytes
+            assert w_bytes == _wide_stream_bytes(fmt, rows, cols, g, group, planes, offset)
         jobs.append({"fmt": int(fmt), "group": group, "rows": rows, "cols": cols,
                      "planes": planes, "offset": offset,
                      "weight_addr": 0x1000 + i * g.word_bytes, "act_addr": 0x40,
