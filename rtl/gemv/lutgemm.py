@@ -230,7 +230,7 @@ class LutGemm(EngineBlock):
 
         # Table writer: a taken block is written over the next E cycles,
         # entry `count` of all its chunks per cycle; its exponent and mantissa
-        # sum (two adder stages, ready long before) with the last entry.
+        # sum (formed from the entries 0) with the last entry.
         cur = Signal(LutLoadLayout, name="load_block")
         busy = Signal()
         count = Signal(range(nent))
@@ -251,7 +251,6 @@ class LutGemm(EngineBlock):
                 m.d.sync += busy.eq(0)
         with m.If(self.load.valid & self.load.ready):
             m.d.sync += [cur.eq(self.load.payload), busy.eq(1), count.eq(0)]
-
 
         slot = cur.block[:nb_bits] if nb > 1 else Const(0, 1)
         wbase = Signal(range(2 * depth), name="write_base")
@@ -279,7 +278,7 @@ class LutGemm(EngineBlock):
                          wp.en.eq(busy & last & (slot == k))]
 
         # c1: the beat's table addresses; an index with its top bit set reads
-        # the entry of its complement and negates it.
+        # the entry of its complement (T[k] = -T[~k]).
         beat = self.beat
         rbase = Signal(range(2 * depth), name="read_base")
         m.d.comb += rbase.eq(base_of(beat.buffer, beat.tile))
