@@ -107,7 +107,7 @@ def garbage_beat(rng, geometry):
 
 
 def run(config, *, seed=0, jobs=3, stall=0.3, bubble=0.2, load_pause=0.3, corrupt=False,
-        shapes=None):
+        shapes=None, latency=LutGemm.LATENCY):
     """Simulate ``jobs`` jobs through :class:`LutGemm`; return a list of mismatches.
 
     ``stall`` is the probability of ``en`` low in a cycle, or ``"periodic"``
@@ -115,7 +115,8 @@ def run(config, *, seed=0, jobs=3, stall=0.3, bubble=0.2, load_pause=0.3, corrup
     beats; ``load_pause`` of an idle cycle before a block is offered.
     ``shapes`` fixes each job's ``(blocks, rows, planes)``. ``corrupt`` flips
     a bit of the table entry the first beat of the first job reads (after
-    the tables are written): the comparison must then fail.
+    the tables are written): the comparison must then fail. ``latency`` is
+    the latency the outputs are checked against.
     """
     geometry = EngineGeometry(config)
     dut = LutGemm(geometry)
@@ -207,9 +208,9 @@ def run(config, *, seed=0, jobs=3, stall=0.3, bubble=0.2, load_pause=0.3, corrup
     if len(outputs) != len(expected):
         errors.append(f"{len(outputs)} wide outputs, expected {len(expected)}")
     for i, ((cycle, flags, terms), (eflags, ew, eexp)) in enumerate(zip(outputs, expected)):
-        if cycle - sent[i] != LutGemm.LATENCY:
+        if cycle - sent[i] != latency:
             errors.append(f"tile {i}: wide {cycle - sent[i]} enabled cycles after its "
-                          f"last plane, expected {LutGemm.LATENCY}")
+                          f"last plane, expected {latency}")
         want_flags = {name: eflags[name] for name in ("row_first", "row_last", "final")}
         if flags != want_flags:
             errors.append(f"tile {i}: flags {flags}, expected {want_flags}")
@@ -257,6 +258,11 @@ def test_lutgemm_buffer_reuse_under_stalls(seed):
 def test_lutgemm_catches_a_corrupted_table_entry():
     errors = run(CONFIGS[0], seed=5, corrupt=True)
     assert any("W =" in e for e in errors), errors
+
+
+def test_lutgemm_latency_check_catches_an_off_by_one():
+    errors = run(CONFIGS[0], seed=6, latency=LutGemm.LATENCY + 1)
+    assert errors and all("enabled cycles" in e for e in errors), errors
 
 
 def test_lutgemm_latency_and_layouts():
