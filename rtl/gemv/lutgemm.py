@@ -229,8 +229,9 @@ class LutGemm(EngineBlock):
             info_ports.append((mem.write_port(), mem.read_port(transparent_for=())))
 
         # Table writer: a taken block is written over the next E cycles,
-        # entry `count` of all its chunks per cycle; its exponent and mantissa
-        # sum (formed from the entries 0) with the last entry.
+        # entry `count` of all its chunks per cycle, through two adder stages
+        # (w1, w2); its exponent and mantissa sum (formed from the entries 0)
+        # with the last entry.
         cur = Signal(LutLoadLayout, name="load_block")
         busy = Signal()
         count = Signal(range(nent))
@@ -243,8 +244,7 @@ class LutGemm(EngineBlock):
         hazard = Signal()
         m.d.comb += [hazard.eq(self.beat.valid & (self.beat.buffer == self.load.payload.buffer)),
                      last.eq(count == nent - 1),
-                     self.load.ready.eq((~busy | last) & ~hazard),
-                     self.settling.eq(busy)]
+                     self.load.ready.eq((~busy | last) & ~hazard)]
         with m.If(busy):
             m.d.sync += count.eq(count + 1)
             with m.If(last):
@@ -252,30 +252,61 @@ class LutGemm(EngineBlock):
         with m.If(self.load.valid & self.load.ready):
             m.d.sync += [cur.eq(self.load.payload), busy.eq(1), count.eq(0)]
 
-        slot = cur.block[:nb_bits] if nb > 1 else Const(0, 1)
-        wbase = Signal(range(2 * depth), name="write_base")
-        m.d.comb += wbase.eq(base_of(cur.buffer, cur.block[nb_bits:]))
-        entries = Signal(data.ArrayLayout(signed(self.entry_bits), nchunk), name="entries")
         # Σ ±m[j] with -m = ~m + 1: the inverted mantissas and the count of
-        # minus signs in one adder tree (no negators).
+        # minus signs, in halves of μ/2 terms (w1), then the halves and the
+        # count of ones (w2): no negators, at most two adder levels a stage.
+        half = mu // 2
+        part_bits = 16 + exact_log2(half)
+        write_layout = data.StructLayout({
+            "valid": 1, "first": 1, "last": 1, "slot": max(1, nb_bits),
+            "addr": range(2 * depth * nent), "base": range(2 * depth), "exp": signed(8),
+        })
+        w1 = Signal(data.StructLayout({
+            **write_layout.members, "ones": range(mu + 1),
+            "halves": data.ArrayLayout(data.ArrayLayout(signed(part_bits), 2), nchunk),
+        }), name="write_1")
+        w2 = Signal(data.StructLayout({
+            **write_layout.members,
+            "entries": data.ArrayLayout(signed(self.entry_bits), nchunk),
+        }), name="write_2")
         minus = Signal(mu, name="minus")
-        m.d.comb += minus.eq(Cat(~count[:mu - 1], Const(1, 1)))
+        wbase = Signal(range(2 * depth), name="write_base")
+        m.d.comb += [minus.eq(Cat(~count[:mu - 1], Const(1, 1))),
+                     wbase.eq(base_of(cur.buffer, cur.block[nb_bits:]))]
+        common = ["valid", "first", "last", "slot", "addr", "base", "exp"]
+        m.d.sync += [w1.valid.eq(busy), w1.first.eq(count == 0), w1.last.eq(last),
+                     w1.slot.eq(cur.block[:nb_bits] if nb > 1 else 0),
+                     w1.addr.eq(Cat(count, wbase)), w1.base.eq(wbase), w1.exp.eq(cur.exp),
+                     w1.ones.eq(popcount(minus)),
+                     *(getattr(w2, name).eq(getattr(w1, name)) for name in common)]
         for c in range(nchunk):
             terms = [(cur.mant[mu * c + j].as_unsigned() ^ minus[j].replicate(16)).as_signed()
                      for j in range(mu)]
-            m.d.comb += entries[c].eq(tree_reduce(terms + [popcount(minus)]))
+            m.d.sync += [w1.halves[c][h].eq(tree_reduce(terms[half * h:half * (h + 1)]))
+                         for h in range(2)]
+            m.d.sync += w2.entries[c].eq(w1.halves[c][0] + w1.halves[c][1] + w1.ones)
+
         # Entry 0 of a chunk is minus the sum of its mantissas: the block's
-        # mantissa sum comes with the first entries.
+        # mantissa sum, over two more stages, long before its last entry.
+        msum_halves = Signal(data.ArrayLayout(signed(BCQ_DOT_BITS), 2), name="msum_halves")
+        msum_first = Signal()
         msum = Signal(signed(BCQ_DOT_BITS))
-        with m.If(busy & (count == 0)):
-            m.d.sync += msum.eq(-tree_reduce(entries[c] for c in range(nchunk)))
+        m.d.sync += msum_first.eq(w2.valid & w2.first)
+        with m.If(w2.valid & w2.first):
+            m.d.sync += [msum_halves[h].eq(tree_reduce(
+                w2.entries[c] for c in range(nchunk)[h * nchunk // 2:(h + 1) * nchunk // 2]))
+                for h in range(2)]
+        with m.If(msum_first):
+            m.d.sync += msum.eq(-(msum_halves[0] + msum_halves[1]))
+        m.d.comb += self.settling.eq(busy | w1.valid | w2.valid)
+
         for n, (wp, _) in enumerate(table_ports):
             k, c = divmod(n, nchunk)
-            m.d.comb += [wp.addr.eq(Cat(count, wbase)), wp.data.eq(entries[c]),
-                         wp.en.eq(busy & (slot == k))]
+            m.d.comb += [wp.addr.eq(w2.addr), wp.data.eq(w2.entries[c]),
+                         wp.en.eq(w2.valid & (w2.slot == k))]
         for k, (wp, _) in enumerate(info_ports):
-            m.d.comb += [wp.addr.eq(wbase), wp.data.exp.eq(cur.exp), wp.data.msum.eq(msum),
-                         wp.en.eq(busy & last & (slot == k))]
+            m.d.comb += [wp.addr.eq(w2.base), wp.data.exp.eq(w2.exp), wp.data.msum.eq(msum),
+                         wp.en.eq(w2.valid & w2.last & (w2.slot == k))]
 
         # c1: the beat's table addresses; an index with its top bit set reads
         # the entry of its complement (T[k] = -T[~k]).
