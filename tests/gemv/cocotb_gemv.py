@@ -245,7 +245,15 @@ async def wide_throughput(dut):
     results, timing = await tb.run_jobs(list(jobs))
     check(jobs, expected, results)
     ideal = sum(layout_of(w, CONFIG).ideal_cycles for w, *_ in jobs)
-    assert timing["stream_cycles"] == ideal, f"{timing}, ideal stream {ideal} cycles"
+    if CONFIG.word_bits == CONFIG.beat_bits:
+        assert timing["stream_cycles"] == ideal, f"{timing}, ideal stream {ideal} cycles"
+    else:
+        # The width converter takes the first beat's words (or the first word)
+        # before the first job's activations are in: that wait, at most the
+        # first job's load, is the only slack (test_gemv_sim checks the gaps).
+        slack = jobs[0][0].cols // 32 + 4
+        assert ideal - CONFIG.word_bits // CONFIG.beat_bits < timing["stream_cycles"] \
+            <= ideal + slack, f"{timing}, ideal stream {ideal} cycles"
     if CONFIG.word_bits <= CONFIG.beat_bits:
         # The last word completes the last beat, whose row result leaves 20
         # cycles later, as for every format (engine.py).
