@@ -41,9 +41,10 @@ Latency: ``wide`` is valid :attr:`LutGemm.LATENCY` (7) enabled cycles after
 the ``beat`` that is its tile's last plane (cycle 8 of the engine timeline,
 where :class:`~.blockdot.BlockDot`'s ``block`` is); every stage advances on
 ``en`` and the table read ports are enabled by ``en`` too. A block offered
-on ``load`` is taken when ``ready`` and written over the next ``E`` cycles;
-``settling`` is high until its entries, exponent and ``msum`` are all in
-memory.
+on ``load`` is taken when ``ready`` (at most one every ``E`` cycles); its
+entries reach the tables over the ``E`` cycles that follow two adder
+stages, the last one with the block's exponent and ``msum``; ``settling``
+is high until they are all in memory (``E + 3`` cycles after the take).
 """
 
 from amaranth.hdl import Cat, Const, MemoryData, Module, Mux, Signal, signed, unsigned
@@ -332,14 +333,13 @@ class LutGemm(EngineBlock):
         stage((s2.valid, beat.valid), (s2.flags, beat.flags), (s2.tops, tops),
               (s2.alpha, beat.alpha), (s2.offset, beat.offset))
 
-        # c2: lookups out of the tables, inverted by their index's top bit
-        # (-T = ~T + 1: the ones are added with the block sum); the scales
-        # decoded alongside.
+        # c2: lookups out of the tables, registered as they are (a block RAM's
+        # output is slow); the scales decoded alongside.
         s3 = side("bcq_3", look=data.ArrayLayout(signed(self.entry_bits), nbank), tops=nbank,
                   scale=scales, oscale=scales, info=data.ArrayLayout(BlockInfo, nb))
         pairs = [(s3.valid, s2.valid), (s3.flags, s2.flags), (s3.tops, s2.tops)]
         for n, (_, rp) in enumerate(table_ports):
-            pairs.append((s3.look[n], rp.data ^ s2.tops[n].replicate(self.entry_bits)))
+            pairs.append((s3.look[n], rp.data))
         for k, (_, rp) in enumerate(info_ports):
             pairs.append((s3.info[k], rp.data))
             for dst, h in ((s3.scale[k], s2.alpha[k]), (s3.oscale[k], s2.offset[k])):
@@ -347,21 +347,32 @@ class LutGemm(EngineBlock):
                 pairs += [(dst.md, fields["md"]), (dst.coarse, fields["coarse"])]
         stage(*pairs)
 
-        # c3: the 32/μ lookups of each block add up to its dot product.
-        s4 = side("bcq_4", dot=data.ArrayLayout(signed(BCQ_DOT_BITS), nb),
+        # c3: the 32/μ lookups of each block, inverted by their index's top
+        # bit (-T = ~T + 1, the ones added alongside), summed in two halves;
+        # c4: the halves added on the way into the multipliers.
+        s4 = side("bcq_4", halves=data.ArrayLayout(data.ArrayLayout(signed(BCQ_DOT_BITS), 2),
+                                                   nb),
                   scale=scales, oscale=scales, info=data.ArrayLayout(BlockInfo, nb))
-        stage((s4.valid, s3.valid), (s4.flags, s3.flags), (s4.scale, s3.scale),
-              (s4.oscale, s3.oscale), (s4.info, s3.info),
-              *((s4.dot[k], tree_reduce([s3.look[k * nchunk + c] for c in range(nchunk)] +
-                                        [popcount(s3.tops[k * nchunk:(k + 1) * nchunk])]))
-                for k in range(nb)))
+        pairs = [(s4.valid, s3.valid), (s4.flags, s3.flags), (s4.scale, s3.scale),
+                 (s4.oscale, s3.oscale), (s4.info, s3.info)]
+        hchunk = nchunk // 2
+        for k in range(nb):
+            for h in range(2):
+                banks = range(k * nchunk + h * hchunk, k * nchunk + (h + 1) * hchunk)
+                looks = [(s3.look[n].as_unsigned() ^ s3.tops[n].replicate(self.entry_bits))
+                         .as_signed() for n in banks]
+                ones = popcount(Cat(s3.tops[n] for n in banks))
+                pairs.append((s4.halves[k][h], tree_reduce(looks + [ones])))
+        stage(*pairs)
+        dots = Signal(data.ArrayLayout(signed(BCQ_DOT_BITS), nb), name="bcq_dot")
+        m.d.comb += [dots[k].eq(s4.halves[k][0] + s4.halves[k][1]) for k in range(nb)]
 
         # c4 -> c6: dot * (md << fine) and msum * (md_o << fine_o), each split
         # into a low and a high product (21-bit operands, 18-bit multipliers).
         products = []
         for k in range(nb):
             pair = []
-            for name, operand, scale in (("plane", s4.dot[k], s4.scale[k]),
+            for name, operand, scale in (("plane", dots[k], s4.scale[k]),
                                          ("offset", s4.info[k].msum, s4.oscale[k])):
                 lo = RegisteredMultiplier(LOW_BITS + 1, MD_BITS)
                 hi = RegisteredMultiplier(BCQ_DOT_BITS - LOW_BITS, MD_BITS)
