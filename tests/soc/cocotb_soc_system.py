@@ -47,6 +47,9 @@ def random_job(rng, fmt, group=None, max_rows=24, max_cols=256):
     cols = unit * int(rng.integers(1, max(1, max_cols // unit) + 1))
     w = rng.normal(0, 0.05, (rows, cols)).astype(np.float32)
     x = rng.normal(0, 1, cols).astype(np.float32)
+    if fmt == WeightFormat.BCQ:
+        return quantize_weights(w, fmt, group, planes=int(rng.integers(1, 5)),
+                                offset=bool(rng.integers(2))), x
     return quantize_weights(w, fmt, group), x
 
 
@@ -101,6 +104,8 @@ async def bad_descriptors(dut):
         cases = [
             ({"fmt": 7}, GemvError.BAD_FORMAT),
             ({"fmt": int(WeightFormat.INT4), "group": 16}, GemvError.BAD_GROUP),
+            ({"fmt": int(WeightFormat.BCQ), "planes": 0}, GemvError.BAD_PLANES),
+            ({"planes": 2}, GemvError.BAD_PLANES),
             ({"cols": w.cols + 16}, GemvError.BAD_COLS),
             ({"cols": g.max_cols + 32}, GemvError.COLS_TOO_LARGE),
             ({"rows": 0}, GemvError.BAD_ROWS),
