@@ -108,7 +108,13 @@ class RowAccumulator(EngineBlock):
         w8 = Signal(data.ArrayLayout(data.StructLayout({
             "t": signed(WIDE_BITS + WIDE_LSH), "fine": FINE_SHIFT_BITS,
         }), max(1, nwide)), name="wide_8")
-        w9 = Signal(data.ArrayLayout(signed(ACC_BITS), max(1, nwide)), name="wide_9")
+        # The wide terms leave S10 summed in nterms groups: a cycle holds wide
+        # terms or scaled terms, never both (the other kind is zero), so group
+        # t merges with scaled term t by an OR and the row sum keeps its
+        # operand count.
+        ngroups = min(nwide, nterms)
+        per_group = -(-nwide // max(1, ngroups))
+        w9 = Signal(data.ArrayLayout(signed(ACC_BITS), max(1, ngroups)), name="wide_9")
         if nwide:
             pairs = []
             for k in range(nwide):
@@ -125,8 +131,9 @@ class RowAccumulator(EngineBlock):
                 pairs += [(w8[k].t, (w7[k].w << WIDE_LSH) >> coarse),
                           (w8[k].fine, w7[k].rsh[:FINE_SHIFT_BITS])]
             stage(*pairs)
-            stage(*((w9[k], (w8[k].t >> w8[k].fine)[:ACC_BITS].as_signed())
-                    for k in range(nwide)))
+            shifted = [(w8[k].t >> w8[k].fine)[:ACC_BITS].as_signed() for k in range(nwide)]
+            stage(*((w9[t], tree_reduce(shifted[t * per_group:(t + 1) * per_group]))
+                    for t in range(ngroups)))
 
         # Sign, then the coarse shift (multiples of 16) ...
         s8 = beat(data.ArrayLayout(data.StructLayout({
@@ -152,8 +159,9 @@ class RowAccumulator(EngineBlock):
         acc = self.row.acc
         acc_next = Signal(signed(ACC_BITS))
         m.d.comb += acc_next.eq(Mux(s9.flags.row_first, 0, acc) +
-                                tree_reduce([*(s9.terms[t] for t in range(nterms)),
-                                             *(w9[k] for k in range(nwide))]))
+                                tree_reduce([(s9.terms[t] | w9[t]).as_signed()
+                                             if t < ngroups else s9.terms[t]
+                                             for t in range(nterms)]))
         with m.If(en & s9.valid):
             m.d.sync += acc.eq(acc_next)
         stage((self.row.valid, s9.valid & s9.flags.row_last),
