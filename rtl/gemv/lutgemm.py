@@ -202,25 +202,16 @@ class LutGemm(EngineBlock):
             "offset": data.ArrayLayout(unsigned(16), nb),
         })
 
+    def _base(self, buffer, tile):
+        """Row of a tile in both buffers: ``buffer * D + tile`` (no adder when
+        ``D`` is a power of two)."""
+        depth = self.geometry.tile_depth
+        if depth & (depth - 1) == 0:
+            return Cat(tile[:exact_log2(depth)], buffer)
+        return Mux(buffer, depth, 0) + tile
+
     def elaborate(self, platform):
         m = Module()
-        g = self.geometry
-        mu, nent, nchunk, nbank = g.lut_width, self.entries, self.chunks, self.banks
-        nb, depth = g.tile_blocks, g.tile_depth
-        nb_bits = exact_log2(nb)
-        en = self.en
-
-        def stage(*pairs):
-            with m.If(en):
-                m.d.sync += [dst.eq(src) for dst, src in pairs]
-
-        def base_of(buffer, tile):
-            # Row of a tile in both buffers: buffer * D + tile (no adder when
-            # D is a power of two).
-            if depth & (depth - 1) == 0:
-                return Cat(tile[:exact_log2(depth)], buffer)
-            return Mux(buffer, depth, 0) + tile
-
         table_ports, info_ports = [], []
         for n, mem_data in enumerate(self.tables):
             m.submodules[f"table{n}"] = mem = Memory(data=mem_data)
@@ -228,6 +219,16 @@ class LutGemm(EngineBlock):
         for k, mem_data in enumerate(self.infos):
             m.submodules[f"info{k}"] = mem = Memory(data=mem_data)
             info_ports.append((mem.write_port(), mem.read_port(transparent_for=())))
+        self._elaborate_writer(m, [wp for wp, _ in table_ports], [wp for wp, _ in info_ports])
+        self._elaborate_lookups(m, [rp for _, rp in table_ports], [rp for _, rp in info_ports])
+        return m
+
+    def _elaborate_writer(self, m, table_writes, info_writes):
+        """The table writer: ``load`` to the tables' and info memories' write ports."""
+        g = self.geometry
+        mu, nent, nchunk = g.lut_width, self.entries, self.chunks
+        nb, depth = g.tile_blocks, g.tile_depth
+        nb_bits = exact_log2(nb)
 
         # Table writer: a taken block is written over the next E cycles,
         # entry `count` of all its chunks per cycle, through two adder stages
@@ -273,7 +274,7 @@ class LutGemm(EngineBlock):
         minus = Signal(mu, name="minus")
         wbase = Signal(range(2 * depth), name="write_base")
         m.d.comb += [minus.eq(Cat(~count[:mu - 1], Const(1, 1))),
-                     wbase.eq(base_of(cur.buffer, cur.block[nb_bits:]))]
+                     wbase.eq(self._base(cur.buffer, cur.block[nb_bits:]))]
         common = ["valid", "first", "last", "slot", "addr", "base", "exp"]
         m.d.sync += [w1.valid.eq(busy), w1.first.eq(count == 0), w1.last.eq(last),
                      w1.slot.eq(cur.block[:nb_bits] if nb > 1 else 0),
@@ -301,27 +302,38 @@ class LutGemm(EngineBlock):
             m.d.sync += msum.eq(-(msum_halves[0] + msum_halves[1]))
         m.d.comb += self.settling.eq(busy | w1.valid | w2.valid)
 
-        for n, (wp, _) in enumerate(table_ports):
+        for n, wp in enumerate(table_writes):
             k, c = divmod(n, nchunk)
             m.d.comb += [wp.addr.eq(w2.addr), wp.data.eq(w2.entries[c]),
                          wp.en.eq(w2.valid & (w2.slot == k))]
-        for k, (wp, _) in enumerate(info_ports):
+        for k, wp in enumerate(info_writes):
             m.d.comb += [wp.addr.eq(w2.base), wp.data.exp.eq(w2.exp), wp.data.msum.eq(msum),
                          wp.en.eq(w2.valid & w2.last & (w2.slot == k))]
+
+    def _elaborate_lookups(self, m, table_reads, info_reads):
+        """The pipeline from ``beat`` through the tables' read ports to ``wide``."""
+        g = self.geometry
+        mu, nchunk, nbank = g.lut_width, self.chunks, self.banks
+        nb, depth = g.tile_blocks, g.tile_depth
+        en = self.en
+
+        def stage(*pairs):
+            with m.If(en):
+                m.d.sync += [dst.eq(src) for dst, src in pairs]
 
         # c1: the beat's table addresses; an index with its top bit set reads
         # the entry of its complement (T[k] = -T[~k]).
         beat = self.beat
         rbase = Signal(range(2 * depth), name="read_base")
-        m.d.comb += rbase.eq(base_of(beat.buffer, beat.tile))
+        m.d.comb += rbase.eq(self._base(beat.buffer, beat.tile))
         tops = Signal(nbank)
-        for n, (_, rp) in enumerate(table_ports):
+        for n, rp in enumerate(table_reads):
             index = beat.bits[mu * n:mu * (n + 1)]
             top = index[mu - 1]
             m.d.comb += [tops[n].eq(top),
                          rp.addr.eq(Cat(Mux(top, ~index[:mu - 1], index[:mu - 1]), rbase)),
                          rp.en.eq(en)]
-        for _, rp in info_ports:
+        for rp in info_reads:
             m.d.comb += [rp.addr.eq(rbase), rp.en.eq(en)]
 
         def side(name, **fields):
@@ -338,9 +350,9 @@ class LutGemm(EngineBlock):
         s3 = side("bcq_3", look=data.ArrayLayout(signed(self.entry_bits), nbank), tops=nbank,
                   scale=scales, oscale=scales, info=data.ArrayLayout(BlockInfo, nb))
         pairs = [(s3.valid, s2.valid), (s3.flags, s2.flags), (s3.tops, s2.tops)]
-        for n, (_, rp) in enumerate(table_ports):
+        for n, rp in enumerate(table_reads):
             pairs.append((s3.look[n], rp.data))
-        for k, (_, rp) in enumerate(info_ports):
+        for k, rp in enumerate(info_reads):
             pairs.append((s3.info[k], rp.data))
             for dst, h in ((s3.scale[k], s2.alpha[k]), (s3.oscale[k], s2.offset[k])):
                 fields = decode_f16(h)
@@ -430,4 +442,3 @@ class LutGemm(EngineBlock):
               (wide.flags.final, s7.flags.final),
               *((wide.terms[k].exp, s7.exp[k]) for k in range(nb)))
         m.d.comb += [wide.terms[k].w.eq(acc[k]) for k in range(nb)]
-        return m
