@@ -37,6 +37,8 @@ FP16_BIAS = 15
 PART_LANES = 8
 #: Largest F16 weight shift ``u = max(E, 1) - 1``.
 F16_MAX_U = 30
+#: F16 products shifted and summed in the first stage of the F16 adder tree.
+F16_PART_LANES = 4
 #: Signed width of ``sh = ed + e + ACC_FRAC`` (``-120 <= sh <= 165``).
 SH_BITS = 10
 
@@ -185,9 +187,10 @@ class BlockDot(EngineBlock):
         stage((u3r, s2r.u), (exp3r, s2r.seg[0].exp))
         stage((u3, u3r), (exp3, exp3r), (prod3, self.f16_products), (exp4, exp3), (exp5, exp4))
 
-        # Each product shifted by its u (0..30), summed in parts of eight ...
+        # Each product shifted by its u (0..30), summed in parts of four (the
+        # shifter takes the place of a tree level) ...
         shifted_bits = F16_PRODUCT_BITS + F16_MAX_U
-        part = min(PART_LANES, nf)
+        part = min(F16_PART_LANES, nf)
         nparts = nf // part
         psum4 = Signal(data.ArrayLayout(signed(shifted_bits + exact_log2(part)), nparts),
                        name="f16_psum_4")
