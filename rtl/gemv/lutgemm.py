@@ -14,8 +14,8 @@ on ``wide`` for :class:`~.accumulator.RowAccumulator`::
 
     load ─► entry writer (E cycles per block) ─► NT table banks, NB info memories
                                                       │ read (beat.tile, index)
-    beat ─► c1 table addresses ─► c2 lookups, inverted by the top index bit
-            ─► c3 block sums ─► c4..c6 × (±md << fine) ─► c6 coarse shift
+    beat ─► c1 table addresses ─► c2 lookups ─► c3 block sums (inverted lookups)
+            ─► c4..c6 × (±md << fine) ─► c6 coarse shift
             ─► c7 sum of the tile's planes, started from the offset term ─► c8 wide
 
 Tables: bank ``n`` (``n = (block % NB) · 32/μ + c`` for chunk ``c`` of a
@@ -360,10 +360,12 @@ class LutGemm(EngineBlock):
         stage(*pairs)
 
         # c3: the 32/μ lookups of each block, inverted by their index's top
-        # bit (-T = ~T + 1, the ones added alongside), add up to its dot
-        # product. (Two halves added on the way into the multipliers met
-        # timing with more margin but cost Yosys/ABC ~2800 more LUT4s.)
+        # bit (-T = ~T + 1), add up to its dot product; c4: the ones are
+        # added on the way into the multipliers, which keeps c3 at three
+        # adder levels. (Two half-sums added at c4 instead cost ~1800 more
+        # LUT4s after Yosys/ABC.)
         s4 = side("bcq_4", dot=data.ArrayLayout(signed(BCQ_DOT_BITS), nb),
+                  ones=data.ArrayLayout(range(nchunk + 1), nb),
                   scale=scales, oscale=scales, info=data.ArrayLayout(BlockInfo, nb))
         pairs = [(s4.valid, s3.valid), (s4.flags, s3.flags), (s4.scale, s3.scale),
                  (s4.oscale, s3.oscale), (s4.info, s3.info)]
@@ -372,15 +374,17 @@ class LutGemm(EngineBlock):
             looks = [(s3.look[n].as_unsigned() ^ s3.tops[n].replicate(self.entry_bits))
                      .as_signed() for n in banks]
             ones = popcount(Cat(s3.tops[n] for n in banks))
-            pairs.append((s4.dot[k], tree_reduce(looks + [ones])))
+            pairs += [(s4.dot[k], tree_reduce(looks)), (s4.ones[k], ones)]
         stage(*pairs)
+        dots = Signal(data.ArrayLayout(signed(BCQ_DOT_BITS), nb), name="bcq_dot")
+        m.d.comb += [dots[k].eq(s4.dot[k] + s4.ones[k]) for k in range(nb)]
 
         # c4 -> c6: dot * (md << fine) and msum * (md_o << fine_o), each split
         # into a low and a high product (21-bit operands, 18-bit multipliers).
         products = []
         for k in range(nb):
             pair = []
-            for name, operand, scale in (("plane", s4.dot[k], s4.scale[k]),
+            for name, operand, scale in (("plane", dots[k], s4.scale[k]),
                                          ("offset", s4.info[k].msum, s4.oscale[k])):
                 lo = RegisteredMultiplier(LOW_BITS + 1, MD_BITS)
                 hi = RegisteredMultiplier(BCQ_DOT_BITS - LOW_BITS, MD_BITS)
