@@ -60,11 +60,6 @@ WIDE_BEATS_PER_ROW = {
     # 16 groups of 128: two whole chunks of 4 scale beats and 8 tiles x 4.
     ("bcq", 128, 4, False, 2048): 2 * (4 + 8 * 4),
 }
-#: Set once the engine runs F16 and BCQ (issue 14, the RTL side): until then
-#: the RTL runs of those formats are skipped, their host side is tested below.
-WIDE_RTL = False
-
-
 def _wide_argv(fmt, group, bits, offset, cols):
     return (["gemv", "--engine-only", "--format", fmt, "--rows", "5", "--cols", str(cols),
              "--lanes", "32", "--seed", "3", "--json"]
@@ -72,7 +67,6 @@ def _wide_argv(fmt, group, bits, offset, cols):
             + (["--bits", str(bits)] if bits else []) + (["--offset"] if offset else []))
 
 
-@pytest.mark.skipif(not WIDE_RTL, reason="the F16/BCQ engine is not in yet (WIDE_RTL)")
 @pytest.mark.parametrize("fmt,group,bits,offset,cols", list(WIDE_BEATS_PER_ROW))
 def test_gemv_json_f16_bcq(fmt, group, bits, offset, cols, capsys):
     assert main(_wide_argv(fmt, group, bits, offset, cols)) == 0

@@ -8,7 +8,6 @@ or stops at the input checks before any device is touched.
 """
 
 import json
-import os
 
 import gguf
 import gguf.quants
@@ -270,12 +269,6 @@ def test_output_needs_one_tensor(model_file, tmp_path, no_device, capsys):
 
 # --- F16 and BCQ tensors (issue 14) ----------------------------------------------------------
 
-#: Runs that need the F16/BCQ engine in the RTL (issue 14): skipped until the engine is
-#: known to accept format codes 5 and 6; LPACCEL_F16_BCQ_RTL=1 runs them now. Delete the
-#: mark when the engine has landed.
-needs_f16_bcq_rtl = pytest.mark.skipif(not os.environ.get("LPACCEL_F16_BCQ_RTL"),
-                                       reason="needs the F16/BCQ GEMV engine in the RTL "
-                                              "(issue 14): set LPACCEL_F16_BCQ_RTL=1")
 
 MIXED = (("blk.0.attn_q.weight", "BCQ", 3, True), ("blk.0.attn_k.weight", "F16"),
          ("blk.0.attn_v.weight", "Q4_0"), ("blk.0.ffn_up.weight", "BCQ", 2, False))
@@ -412,7 +405,7 @@ def test_bcq_and_f16_run_over_port(mixed_file, devices, capsys):
         assert t["bit_exact"] and t["rel_error_vs_gguf_f64"] < 1e-3
 
 
-@needs_f16_bcq_rtl
+@pytest.mark.slow      # a SoC build of its own: about 3 minutes
 def test_bcq_and_f16_run_in_process(mixed_file, capsys):
     code, out, _ = _run(["run-gguf", str(mixed_file), "--json"], capsys)
     report = json.loads(out)
