@@ -7,7 +7,6 @@ with the golden model (bit for bit) and with a float64 reference.
 """
 
 import contextlib
-import importlib.util
 import io
 import json
 import os
@@ -60,24 +59,6 @@ class GemvCase:
         return self.weights.cols
 
 
-def _bcq_quantizer_available():
-    return importlib.util.find_spec("lpaccel.bcq") is not None
-
-
-def _random_bcq(rng, rows, cols, group, planes, offset, weight_std):
-    """BCQ weights from random fields: random planes, plane scales halving per plane.
-
-    Stands in for :func:`lpaccel.bcq.quantize_bcq` when that module is absent;
-    the hardware run and its checks do not depend on how the fields were found.
-    """
-    bits = rng.integers(0, 2, (planes, rows, cols), dtype=np.uint8)
-    ng = cols // group
-    alpha = np.stack([np.abs(rng.normal(0.0, weight_std, (rows, ng))) / 2 ** p
-                      for p in range(planes)]).astype(np.float16)
-    off = rng.normal(0.0, weight_std / 8, (rows, ng)).astype(np.float16) if offset else None
-    return quant.QuantizedWeights.from_bcq(bits, alpha, group, off)
-
-
 def make_case(fmt, rows, cols, group=None, seed=0, weight_std=0.02, planes=None,
               offset=False):
     """Random weights ``N(0, weight_std)`` quantized (GGUF formats by
@@ -85,8 +66,7 @@ def make_case(fmt, rows, cols, group=None, seed=0, weight_std=0.02, planes=None,
 
     F16 rounds the weights to float16. BCQ (``planes`` 1 to 4, default 2;
     ``offset`` adds a per-group offset) quantizes them with
-    :func:`lpaccel.bcq.quantize_bcq` when that module is installed, else
-    draws the BCQ fields at random (:meth:`QuantizedWeights.from_bcq`).
+    :func:`lpaccel.bcq.quantize_bcq`.
 
     Raises
     ------
@@ -114,11 +94,7 @@ def make_case(fmt, rows, cols, group=None, seed=0, weight_std=0.02, planes=None,
         if planes not in BCQ_PLANES:
             raise ValueError(f"planes = {planes!r}: BCQ has 1 to {BCQ_PLANES[-1]} binary "
                              f"planes (--bits)")
-        if _bcq_quantizer_available():
-            qw = quant.quantize_weights(w, fmt, group, planes=planes, offset=offset)
-        else:
-            qw = _random_bcq(rng, rows, cols, group, planes, offset, weight_std)
-        return GemvCase(qw, x)
+        return GemvCase(quant.quantize_weights(w, fmt, group, planes=planes, offset=offset), x)
     return GemvCase(quant.quantize_weights(w, fmt, group), x)
 
 
