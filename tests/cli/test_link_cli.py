@@ -75,7 +75,7 @@ def test_selftest_passes_on_a_whole_device(monkeypatch, capsys):
     assert code == 0 and report["ok"]
     names = [s["step"] for s in report["steps"]]
     assert names == ["identify", "registers", "memory", "gemv q4_0", "gemv q8_0",
-                     "gemv q4_1", "gemv int4", "gemv int8"]
+                     "gemv q4_1", "gemv int4", "gemv int8", "gemv f16", "gemv bcq"]
     assert all(s["ok"] for s in report["steps"])
 
 
@@ -85,8 +85,8 @@ def test_selftest_text(monkeypatch, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "lpaccel selftest on fake"
     steps = lines[1:-1]
-    assert len(steps) == 8 and all(" PASS " in line for line in steps)
-    assert lines[-1] == "selftest: PASS (8 of 8 steps passed)"
+    assert len(steps) == 10 and all(" PASS " in line for line in steps)
+    assert lines[-1] == "selftest: PASS (10 of 10 steps passed)"
 
 
 class _AliasedAddressLine(SocModel):
@@ -178,9 +178,10 @@ def test_gemv_over_port_refuses_simulation_options(monkeypatch, capsys):
 def test_selftest_in_process(capsys):
     assert main(["selftest", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["ok"] and len(report["steps"]) == 8
+    assert report["ok"] and len(report["steps"]) == 10
     gemv = {s["format"]: s["cycles"] for s in report["steps"] if s["step"].startswith("gemv")}
-    assert set(gemv) == {"q4_0", "q8_0", "q4_1", "int4", "int8"} and min(gemv.values()) > 0
+    assert set(gemv) == {"q4_0", "q8_0", "q4_1", "int4", "int8", "f16", "bcq"} and \
+        min(gemv.values()) > 0
 
 
 # --- port errors: exit code 2, the message, no traceback, nothing written --------------------
@@ -320,7 +321,7 @@ def test_serve_sim_recovers_from_a_broken_client(board):
 def test_serve_sim_selftest(board):
     r = _lpaccel("--port", board.pty, "selftest")
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "selftest: PASS (8 of 8 steps passed)" in r.stdout
+    assert "selftest: PASS (10 of 10 steps passed)" in r.stdout
 
 
 def test_serve_sim_run_gguf(board, tmp_path):
