@@ -60,6 +60,8 @@ WIDE_BEATS_PER_ROW = {
     # 16 groups of 128: two whole chunks of 4 scale beats and 8 tiles x 4.
     ("bcq", 128, 4, False, 2048): 2 * (4 + 8 * 4),
 }
+
+
 def _wide_argv(fmt, group, bits, offset, cols):
     return (["gemv", "--engine-only", "--format", fmt, "--rows", "5", "--cols", str(cols),
              "--lanes", "32", "--seed", "3", "--json"]
