@@ -110,6 +110,11 @@ class BeatSequencer(EngineBlock):
         plane = Signal(range(BCQ_PLANES[-1]))      # plane beat of the tile
         alpha_regs = [Signal(B, name=f"alpha_beat_{p}") for p in range(BCQ_PLANES[-1])]
         offset_reg = Signal(B)
+        # BCQ, kept beside ``col`` so that a plane beat's slot lookups start from
+        # registers (no adder on ``col`` in that path): the block of the tile's
+        # first column inside its chunk, and the row's blocks from the tile on.
+        chunk_blk = Signal(range(max(2, (B // 16) * 4)))
+        blocks_left = Signal(BLOCK_COUNT_BITS + 1)
 
         take = Signal()
         m.d.comb += [take.eq(self.beats.valid & active & self.en),
@@ -152,7 +157,7 @@ class BeatSequencer(EngineBlock):
                     is16.eq(params.fmt == WeightFormat.F16),
                     isbcq.eq(params.fmt == WeightFormat.BCQ), head.eq(0), plane.eq(0),
                     row.eq(0), col.eq(0), expect_scale.eq(params.fmt != WeightFormat.F16),
-                    active.eq(1)]
+                    chunk_blk.eq(0), blocks_left.eq(params.cols[5:]), active.eq(1)]
 
         with m.If(~active & self.full.bit_select(rsel, 1)):
             m.d.sync += start(self.jobs[rsel])
@@ -178,9 +183,11 @@ class BeatSequencer(EngineBlock):
             with m.Else():
                 m.d.sync += [expect_scale.eq(chunk_end & ~is16), plane.eq(0)]
                 with m.If(row_last):
-                    m.d.sync += [col.eq(0), row.eq(row + 1)]
+                    m.d.sync += [col.eq(0), row.eq(row + 1), chunk_blk.eq(0),
+                                 blocks_left.eq(nblocks)]
                 with m.Else():
-                    m.d.sync += col.eq(col_end)
+                    m.d.sync += [col.eq(col_end), blocks_left.eq(blocks_left - g.tile_blocks),
+                                 chunk_blk.eq(Mux(chunk_end, 0, chunk_blk + g.tile_blocks))]
                 with m.If(job_last):
                     # Hand the buffer back and go straight on with the next
                     # job if its activations are already in.
@@ -227,16 +234,16 @@ class BeatSequencer(EngineBlock):
                   (flags.row_first, block0 == 0), (flags.row_last, row_last),
                   (flags.final, job_last), (flags.wide, is16)]
         if g.has_bcq:
-            pairs += self._bcq_beat(m, take & ~expect_scale & isbcq, job, col, nblocks,
-                                    bcq_mask, lg_group, plane, alpha_regs, offset_reg, rsel,
-                                    tile_last, row_last, job_last)
+            pairs += self._bcq_beat(m, take & ~expect_scale & isbcq, job, col, chunk_blk,
+                                    blocks_left, lg_group, plane, alpha_regs, offset_reg,
+                                    rsel, tile_last, row_last, job_last)
         with m.If(self.en):
             m.d.sync += [dst.eq(src) for dst, src in pairs]
         m.d.comb += self.beat.eq(out)
         return m
 
-    def _bcq_beat(self, m, valid, job, col, nblocks, bcq_mask, lg_group, plane, alpha_regs,
-                  offset_reg, rsel, tile_last, row_last, job_last):
+    def _bcq_beat(self, m, valid, job, col, chunk_blk, blocks_left, lg_group, plane,
+                  alpha_regs, offset_reg, rsel, tile_last, row_last, job_last):
         """The registers of a BCQ plane beat for :class:`~.lutgemm.LutGemm` (stage 1).
 
         Block ``k`` of the tile (column ``col + 32 k``) takes the plane's
@@ -254,11 +261,14 @@ class BeatSequencer(EngineBlock):
                  (out.flags.plane_first, plane == 0), (out.flags.plane_last, tile_last),
                  (out.flags.row_first, col == 0), (out.flags.row_last, row_last),
                  (out.flags.final, job_last)]
-        cpos = col & bcq_mask                  # column of the tile inside its chunk
         for k in range(nb):
+            # Slot ((col mod C) + 32 k) // G = (chunk block + k) // (G / 32).
+            blk = Signal.like(chunk_blk, name=f"bcq_blk_{k}")
             index = Signal(range(nslots), name=f"bcq_slot_{k}")
-            m.d.comb += index.eq((cpos + BLOCK * k) >> lg_group)
-            inside = col[5:] + k < nblocks
+            m.d.comb += [blk.eq(chunk_blk + k),
+                         index.eq(Mux(lg_group == 7, blk >> 2, Mux(lg_group == 6, blk >> 1,
+                                                                    blk)))]
+            inside = blocks_left > k
             alpha = select([alpha_beat[16 * j:16 * j + 16] for j in range(nslots)], index)
             offset = select([offset_reg[16 * j:16 * j + 16] for j in range(nslots)], index)
             pairs += [(out.alpha[k], Mux(inside, alpha, 0)),
