@@ -69,12 +69,14 @@ def test_dma_depths_are_the_built_ones(soc):
 def test_engine_capabilities_are_the_built_ones(soc):
     regmap = register_map(RegmapConfig(soc))
     engine = GemvEngine(soc.gemv)
-    multipliers = _origins(engine, RegisteredMultiplier)
+    # One multiplier per lane (LutGemm's scale multipliers are not lanes).
+    multipliers = [path for path in _origins(engine, RegisteredMultiplier) if path[0] == "lanes"]
     assert len(multipliers) == _field(regmap, "CAP_ENGINE", "LANES")
     assert len(engine.weights.payload) == _field(regmap, "CAP_ENGINE", "WORD_BITS")
     # Two activation buffers (ping-pong) of max_cols elements, BLOCK per entry.
+    # (LutGemm's table banks hold BCQ's tables, not activation blocks.)
     memories = [m for path, m in _origins(engine, object).items()
-                if type(m).__name__ == "Memory"]
+                if type(m).__name__ == "Memory" and path[0] == "buffers"]
     entries = sum(m.depth for m in memories)
     assert entries * BLOCK == 2 * _field(regmap, "CAP_MAX_COLS")
     assert _field(regmap, "CAP_MAX_ROWS") == soc.gemv.max_rows
