@@ -56,6 +56,8 @@ static int run(void)
     job.format = LPACCEL_FORMAT_Q4_0;
     job.group = 32;
     job.irq = false;
+    job.planes = 0u;       /* not BCQ */
+    job.offset = false;
     if ((err = lpaccel_gemv(&dev, &job, y, &done, 1u << 24)))
         return err;
     for (i = 0; i < ROWS; i++)

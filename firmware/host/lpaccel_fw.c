@@ -350,6 +350,8 @@ static int run_job(uint32_t format, uint32_t rows, uint32_t cols, uint32_t group
     job.format = format;
     job.group = group;
     job.irq = false;
+    job.planes = 0u;       /* not BCQ */
+    job.offset = false;
     done->tag = 0;
     done->error = 0;
     done->dma = 0;
@@ -499,6 +501,8 @@ static void step_chain(void)
         job.format = vec->format;
         job.group = vec->group;
         job.irq = false;
+        job.planes = 0u;       /* not BCQ */
+        job.offset = false;
         if ((err = lpaccel_submit(&dev, &job, &tag, 0))) {
             fail("chain", "submit of job %u: %s", k, describe(err));
             return;
@@ -571,6 +575,8 @@ static void step_control(void)
     job.format = vec->format;
     job.group = vec->group;
     job.irq = false;
+    job.planes = 0u;       /* not BCQ */
+    job.offset = false;
     if ((err = lpaccel_mem_write(&dev, job.weight_addr, vec->weights, vec->weight_bytes)) ||
         (err = lpaccel_mem_write(&dev, job.act_addr, vec->act, vec->act_bytes))) {
         fail("control", "upload: %s", describe(err));

@@ -107,9 +107,10 @@ typedef struct lpaccel_job {
     uint32_t rows, cols;
     uint32_t format;            /* LPACCEL_FORMAT_* */
     uint32_t group;             /* 32 for the GGUF formats and F16; 32/64/128 for INT4/INT8/BCQ */
+    bool irq;                   /* JOB_FLAGS.IRQ */
+    /* Last, so that initializers written before BCQ leave them 0: */
     uint32_t planes;            /* BCQ: binary planes, 1 to 4; 0 for every other format */
     bool offset;                /* BCQ: the groups carry a float16 offset */
-    bool irq;                   /* JOB_FLAGS.IRQ */
 } lpaccel_job;
 
 /* A completion record (JOB_STATUS). */
