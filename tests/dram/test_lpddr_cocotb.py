@@ -70,6 +70,7 @@ def test_random_traffic_ratio_refresh(ratio, refresh):
 LPDDR5 = {"part": "lpddr5-6400", "ratio": 2, "sim_bytes": 64 * 1024, "window": 8}
 
 
+@pytest.mark.slow      # a soak: 3 to 6 minutes; LPDDR4's random traffic stays in make test
 def test_random_traffic_lpddr5():
     # ~10^4 AXI beats over the three pause modes, then 10 tREFI of streaming
     # reads with per-bank (pair) refresh, both against the BG-aware checker.
