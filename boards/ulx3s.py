@@ -209,6 +209,11 @@ def _platform():
 def _gemv_top(core_mhz, variant):
     if variant == "blinky":
         return BlinkyTop(core_mhz=core_mhz)
+    if variant == "all-formats":
+        # The self-test engine with every format compiled in (F16 and BCQ too).
+        from ..rtl.config import ALL_FORMATS
+        from .selftest import default_config
+        return SelfTestTop(core_mhz=core_mhz, config=default_config(256, formats=ALL_FORMATS))
     return SelfTestTop(core_mhz=core_mhz)
 
 
@@ -226,7 +231,7 @@ register_board("ulx3s-85f", BoardEntry(
     platform=_platform, family="ecp5",
     designs={
         "gemv-selftest": BoardDesign(make_top=_gemv_top, core_mhz=DEFAULT_CORE_MHZ,
-                                     variants=("selftest", "blinky")),
+                                     variants=("selftest", "blinky", "all-formats")),
         # The generated SDR core's timings are for 50 MHz.
         "dram-selftest": BoardDesign(make_top=_dram_top, core_mhz=50.0, fixed_clock=True),
         # 25 MHz x 5 / 6: UART divisor 7 at the FT231X's 3 Mbaud (boards/ulx3s_soc.py).

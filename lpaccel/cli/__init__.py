@@ -227,7 +227,7 @@ def _cmd_bench(args):
 def _cmd_build(args):
     from lpaccel.boards import BOARDS
     from lpaccel.boards.build import build_board
-    report = build_board(args.board, design=args.design, seed=args.seed)
+    report = build_board(args.board, design=args.design, seed=args.seed, variant=args.variant)
     if args.json:
         print(json.dumps(report))
     else:
@@ -359,6 +359,9 @@ def _parser():
                    help="what to build (default per board: " + ", ".join(
                        f"{n} {e.default_design}" for n, e in BOARDS.items()) + ")")
     b.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
+    b.add_argument("--variant", default=None,
+                   help="top variant of the design (gemv-selftest: selftest, the default, "
+                        "blinky, or all-formats: the engine with F16 and BCQ too)")
     b.add_argument("--json", action="store_true", help="print one JSON object")
     b.set_defaults(func=_cmd_build)
 

@@ -36,7 +36,7 @@ def test_board_design_table():
         assert spec.fixed_clock and spec.core_mhz == 50.0
     gemv = BOARDS["ulx3s-85f"].designs["gemv-selftest"]
     assert not gemv.fixed_clock and gemv.core_mhz == 100.0
-    assert gemv.variants == ("selftest", "blinky")
+    assert gemv.variants == ("selftest", "blinky", "all-formats")
     assert (BOARDS["ulx3s-85f"].programmer, BOARDS["ecpix5-85f"].programmer) == \
         ("ulx3s", "ecpix5")
     for entry in BOARDS.values():
