@@ -143,6 +143,7 @@ def test_console_script_help():
         assert verb in out
 
 
+@pytest.mark.slow      # six engine runs of 64 x 4096; `lpaccel gemv` runs stay in make test
 def test_bench_quick(tmp_path):
     assert main(["bench", "--quick", "--out", str(tmp_path)]) == 0
     reports = json.loads((tmp_path / "bench.json").read_text())

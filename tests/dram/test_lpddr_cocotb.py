@@ -48,6 +48,7 @@ ONE_TO_ONE_ALL_BANK = {"ratio": 1, "sim_bytes": 64 * 1024, "window": 8,
                        "refresh": "all_bank"}
 
 
+@pytest.mark.slow      # 1:1 with all-bank refresh stays in make test (refresh under streaming)
 def test_random_traffic_1to1_all_bank():
     _run(ONE_TO_ONE_ALL_BANK, RANDOM_TESTS, beats=6000)
 
