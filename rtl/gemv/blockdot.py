@@ -194,7 +194,9 @@ class BlockDot(EngineBlock):
         nparts = nf // part
         psum4 = Signal(data.ArrayLayout(signed(shifted_bits + exact_log2(part)), nparts),
                        name="f16_psum_4")
-        stage(*((psum4[p], tree_reduce(prod3[p * part + i] << u3[p * part + i]
+        # (u mod 4 is already in the product: Lanes shifted the DSP operand.)
+        stage(*((psum4[p], tree_reduce(prod3[p * part + i] << Cat(Const(0, 2),
+                                                                   u3[p * part + i][2:])
                                        for i in range(part))) for p in range(nparts)))
         # ... then the beat, then the block's beats (exact: |W| < 2^61).
         ssum5 = Signal(signed(F16_WIDE_BITS), name="f16_ssum_5")

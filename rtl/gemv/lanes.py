@@ -106,7 +106,7 @@ class Lanes(EngineBlock):
                                      beat.seg[j].second[:8], 0)))
             zero.append(z)
         nf = g.f16_lanes
-        v = [Signal(signed(12 if i < nf else 9), name=f"v_{i}") for i in range(g.lanes)]
+        v = [Signal(signed(15 if i < nf else 9), name=f"v_{i}") for i in range(g.lanes)]
         mant = [Signal(signed(16), name=f"mant_{i}") for i in range(g.lanes)]
         pairs = []
         for i in range(g.lanes):
@@ -124,16 +124,22 @@ class Lanes(EngineBlock):
             else:
                 code, a = Const(0, signed(2)), Const(0, signed(16))
             if i < nf:
-                # F16: the lane multiplies +-md (the weight's sign and 11-bit
-                # mantissa, docs/arithmetic.md section 7); u rides beside.
+                # F16: the lane multiplies +-md << (u mod 4) (the weight's sign
+                # and 11-bit mantissa, docs/arithmetic.md section 7, with the low
+                # two bits of its shift u taken into the DSP operand so that only
+                # multiples of 4 are left for BlockDot); u rides beside.
                 h = word[16 * i:16 * i + 16]
                 e_field = h[10:15]
                 md = Cat(h[:10], e_field != 0)
-                signed_md = Mux(h[15], -md, md)
+                u = Signal(5, name=f"f16_u_{i}")
+                m.d.comb += u.eq(Mux(e_field == 0, 0, e_field - 1))
+                md_sh = Signal(14, name=f"f16_md_{i}")
+                m.d.comb += md_sh.eq(md << u[:2])
+                signed_md = Mux(h[15], -md_sh, md_sh)
                 a16 = mants16.word_select(i, 16)
                 pairs += [(v[i], Mux(is16, signed_md, code - z)),
                           (mant[i], Mux(is16, a16, a).as_signed()),
-                          (side.u[i], Mux(e_field == 0, 0, e_field - 1))]
+                          (side.u[i], u)]
             else:
                 pairs += [(v[i], code - z), (mant[i], a.as_signed())]
 

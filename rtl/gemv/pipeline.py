@@ -37,8 +37,8 @@ from ..config import (
 __all__ = ["SlotKind", "EngineGeometry", "EngineBlock", "ActivationLayout", "BeatFlags",
            "RowFlags", "WideTerm", "F16_PRODUCT_BITS"]
 
-#: Width of an F16 lane product: a 16-bit mantissa times a signed 12-bit ``+-md``.
-F16_PRODUCT_BITS = 28
+#: Width of an F16 lane product: a 16-bit mantissa times a signed 15-bit ``+-md << (u mod 4)``.
+F16_PRODUCT_BITS = 31
 
 
 class SlotKind(enum.IntEnum, shape=2):
@@ -263,7 +263,7 @@ class EngineGeometry:
 
     @property
     def f16_products_layout(self):
-        """The F16 lanes' full products ``m * (+-md)`` (16 x 12 bits signed)."""
+        """The F16 lanes' full products ``m * (+-md << (u mod 4))`` (16 x 15 bits signed)."""
         return data.ArrayLayout(signed(F16_PRODUCT_BITS), max(1, self.f16_lanes))
 
     @property
