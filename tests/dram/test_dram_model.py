@@ -343,3 +343,131 @@ def test_lpddr5_data_written_then_read(ratio):
     r = run(cfg, cmds, wrdata={2: data1, 3: data2}, extra_cycles=60)
     assert not r["violation"], r["rule"].name
     assert r["reads"] == data2 + data1
+
+
+# --- rules with more than one way in (issue 13) ----------------------------
+# Each case commits its rule one DRAM clock early through a path the table
+# above does not take (PREA, REF, writes, REFpb in the activate window) and
+# must be caught with exactly that rule, bank and cycle; its twin at the
+# exact minimum must pass.
+
+def _faw50():
+    part = dataclasses.replace(LPDDR4_3200, tFAW=Timing(50))
+    cfg = LpddrConfig(part=part, ratio=1)
+    assert cfg.timings.tFAW > 4 * cfg.timings.tRRD
+    return cfg
+
+
+def _path(case, early):
+    """Returns (config, commands, rule, bank); the last command is ``early`` clocks early."""
+    d = 1 if early else 0
+    cfg = CFG1
+    if case == "tRPab_act":        # PREA then ACT: tRPab, longer than tRPpb
+        assert T.tRPab > T.tRPpb
+        cmds = [(0, ACT, 1, 5, 0), (T.tRAS, PREA, 0, 0, 0), (T.tRAS + T.tRPab - d, ACT, 1, 6, 0)]
+        return cfg, cmds, Rule.tRP, 1
+    if case == "tRPab_refab":      # PREA then REFab: PREA precharged every bank, 0 first
+        cmds = [(0, ACT, 1, 5, 0), (T.tRAS, PREA, 0, 0, 0), (T.tRAS + T.tRPab - d, REFAB, 0, 0, 0)]
+        return cfg, cmds, Rule.tRP, 0
+    if case == "tRP_refab":        # PRE then REFab: every bank's precharge checked
+        cmds = [(0, ACT, 2, 5, 0), (T.tRAS, PRE, 2, 0, 0), (T.tRAS + T.tRPpb - d, REFAB, 0, 0, 0)]
+        return cfg, cmds, Rule.tRP, 2
+    if case == "tRP_refpb":        # PRE then REFpb of that bank
+        cmds = [(0, ACT, 3, 5, 0), (T.tRAS, PRE, 3, 0, 0), (T.tRAS + T.tRPpb - d, REFPB, 3, 0, 0)]
+        return cfg, cmds, Rule.tRP, 3
+    if case == "tRAS_prea":
+        return cfg, [(0, ACT, 3, 5, 0), (T.tRAS - d, PREA, 0, 0, 0)], Rule.tRAS, 3
+    if case == "tRTP_prea":
+        cmds = [(0, ACT, 5, 5, 0), (T.tRAS, RD, 5, 0, 0), (T.tRAS + T.tRTP - d, PREA, 0, 0, 0)]
+        return cfg, cmds, Rule.tRTP, 5
+    if case == "tRCD_wr":
+        return cfg, [(0, ACT, 2, 5, 0), (T.tRCD - d, WR, 2, 0, 0)], Rule.tRCD, 2
+    if case == "tCCD_wr":
+        t0 = T.tRRD + T.tRCD
+        return cfg, [(0, ACT, 0, 5, 0), (T.tRRD, ACT, 1, 5, 0), (t0, WR, 0, 0, 0),
+                     (t0 + T.tCCD - d, WR, 1, 0, 0)], Rule.tCCD, 1
+    if case == "tRRD_refpb_act":   # REFpb counts as an activation for tRRD
+        return cfg, [(0, REFPB, 0, 0, 0), (T.tRRD - d, ACT, 1, 5, 0)], Rule.tRRD, 1
+    if case == "tRRD_act_refpb":
+        return cfg, [(0, ACT, 0, 5, 0), (T.tRRD - d, REFPB, 1, 0, 0)], Rule.tRRD, 1
+    if case == "tFAW_refpb_first":  # a REFpb is the oldest of the four
+        cfg = _faw50()
+        t = cfg.timings
+        cmds = [(0, REFPB, 4, 0, 0)] + [(i * t.tRRD, ACT, i - 1, 5, 0) for i in range(1, 4)]
+        return cfg, cmds + [(t.tFAW - d, ACT, 3, 5, 0)], Rule.tFAW, 3
+    if case == "tFAW_refpb_fifth":  # ... or the fifth
+        cfg = _faw50()
+        t = cfg.timings
+        cmds = [(i * t.tRRD, ACT, i, 5, 0) for i in range(4)]
+        return cfg, cmds + [(t.tFAW - d, REFPB, 4, 0, 0)], Rule.tFAW, 4
+    if case == "tRFCab_refab":     # nothing but NOP during tRFCab, REF included
+        return cfg, [(0, REFAB, 0, 0, 0), (T.tRFCab - d, REFAB, 0, 0, 0)], Rule.tRFCab, 0
+    if case == "tRFCab_refpb":
+        return cfg, [(0, REFAB, 0, 0, 0), (T.tRFCab - d, REFPB, 6, 0, 0)], Rule.tRFCab, 6
+    if case == "tRFCpb_refab":     # REFab waits for a running REFpb (reports REFab's bank field)
+        return cfg, [(0, REFPB, 3, 0, 0), (T.tRFCpb - d, REFAB, 0, 0, 0)], Rule.tRFCpb, 0
+    raise AssertionError(case)
+
+
+PATH_CASES = ["tRPab_act", "tRPab_refab", "tRP_refab", "tRP_refpb", "tRAS_prea", "tRTP_prea",
+              "tRCD_wr", "tCCD_wr", "tRRD_refpb_act", "tRRD_act_refpb", "tFAW_refpb_first",
+              "tFAW_refpb_fifth", "tRFCab_refab", "tRFCab_refpb", "tRFCpb_refab"]
+
+
+@pytest.mark.parametrize("case", PATH_CASES)
+def test_rule_path_violation_caught(case):
+    cfg, cmds, rule, bank = _path(case, early=True)
+    r = run(cfg, cmds)
+    assert r["violation"], f"{case} one clock early was not caught"
+    assert (r["rule"], r["bank"], r["cycle"]) == (rule, bank, cmds[-1][0])
+
+
+@pytest.mark.parametrize("case", PATH_CASES)
+def test_rule_path_at_minimum_passes(case):
+    cfg, cmds, _, _ = _path(case, early=False)
+    r = run(cfg, cmds)
+    assert not r["violation"], f"legal {case} sequence flagged as {r['rule'].name}"
+
+
+@pytest.mark.parametrize("first", [RD, WR])
+def test_tccd_between_read_and_write(first):
+    # Mixed CAS pairs: one clock inside tCCD is a tCCD violation (it has
+    # priority); at exactly tCCD the turnaround (tRTW / tWTR) is what is left.
+    second = WR if first == RD else RD
+    t0 = T.tRRD + T.tRCD
+    base = [(0, ACT, 0, 5, 0), (T.tRRD, ACT, 1, 5, 0), (t0, first, 0, 0, 0)]
+    for d, rule in ((1, Rule.tCCD), (0, Rule.tRTW if first == RD else Rule.tWTR)):
+        cmds = base + [(t0 + T.tCCD - d, second, 1, 0, 0)]
+        r = run(CFG1, cmds)
+        assert r["violation"] and (r["rule"], r["bank"], r["cycle"]) == (rule, 1, cmds[-1][0])
+
+
+@pytest.mark.parametrize("early", [True, False])
+def test_two_commands_in_one_controller_cycle(early):
+    # Slot 1 sees the state slot 0 of the same controller cycle left: an
+    # ACT in each is a tRRD violation at slot 1; the same two ACTs tRRD
+    # apart (slot 0, then slot 0 of the cycle tRRD / 4 later) pass.
+    t0 = 4 * 10
+    cmds = [(t0, ACT, 0, 1, 0), (t0 + (1 if early else T.tRRD), ACT, 1, 1, 0)]
+    r = run(CFG4, cmds)
+    assert r["violation"] == early
+    if early:
+        assert (r["rule"], r["bank"], r["cycle"]) == (Rule.tRRD, 1, t0 + 1)
+
+
+def test_same_cycle_earliest_slot_wins():
+    # Violations in slots 2 (tRCD, bank 0) and 3 (ACT to the open bank 0) of
+    # one controller cycle: the slot-2 one is reported.
+    t0 = 4 * 20
+    cmds = [(t0, ACT, 0, 1, 0), (t0 + 2, RD, 0, 0, 0), (t0 + 3, ACT, 0, 2, 0)]
+    r = run(CFG4, cmds)
+    assert r["violation"] and (r["rule"], r["bank"], r["cycle"]) == (Rule.tRCD, 0, t0 + 2)
+
+
+def test_first_violation_stays_latched():
+    # A tRCD violation, then much later an ACT to an open bank, a WRITE to a
+    # closed bank and starved refresh: rule, bank and cycle keep the first.
+    cmds = [(0, ACT, 2, 5, 0), (T.tRCD - 1, RD, 2, 0, 0), (300, ACT, 2, 6, 0),
+            (400, WR, 5, 0, 0)]
+    r = run(CFG1, cmds, wrdata={3: False})
+    assert r["violation"] and (r["rule"], r["bank"], r["cycle"]) == (Rule.tRCD, 2, T.tRCD - 1)
