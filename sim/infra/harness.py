@@ -137,7 +137,9 @@ def run_cocotb(component_factory: Callable[..., Any], *,
     ------
     AssertionError
         If a cocotb test failed (the message names each failing test and its
-        reason), if no cocotb test ran, or if the simulator died.
+        reason), if no cocotb test ran, if a name in ``testcase`` matched no
+        test exactly, if a cocotb test was reported skipped, or if the
+        simulator died.
     RuntimeError
         If conversion to Verilog or the Verilator build failed (the message
         holds the tail of the build log).
@@ -221,7 +223,7 @@ def run_cocotb(component_factory: Callable[..., Any], *,
     print(log_text, end="")
     _check_results(name=name, results_xml=results_xml, log_file=log_file,
                    log_text=log_text, sim_error=sim_error, timeout_s=timeout_s,
-                   elapsed=elapsed)
+                   elapsed=elapsed, requested=_requested_names(testcase))
 
 
 def build_dir_for(component_factory: Callable[..., Any], *, name: str,
@@ -464,8 +466,20 @@ def _run_id(testcase) -> str:
     return re.sub(r"[^A-Za-z0-9_.=-]+", "_", node)[:120]
 
 
+def _requested_names(testcase) -> list[str]:
+    # The same split as cocotb_tools.runner's, which turns the names into a
+    # suffix regex: we check afterwards that every name ran under exactly
+    # that name, so a misspelt name (or one that merely ends another test's
+    # name) cannot pass by selecting nothing or something else.
+    if testcase is None:
+        return []
+    if isinstance(testcase, str):
+        return [part.strip() for part in testcase.split(",") if part.strip()]
+    return list(testcase)
+
+
 def _check_results(*, name, results_xml: Path, log_file: Path, log_text: str,
-                   sim_error, timeout_s, elapsed) -> None:
+                   sim_error, timeout_s, elapsed, requested=()) -> None:
     __tracebackhide__ = True
     seed = _seed_from_log(log_text)
     replay = f" (seed={seed})" if seed is not None else ""
@@ -476,32 +490,45 @@ def _check_results(*, name, results_xml: Path, log_file: Path, log_text: str,
             why = f"terminated abnormally ({sim_error or 'no results file'})"
         raise AssertionError(f"cocotb simulation of {name!r} {why}{replay}; "
                              f"log {log_file}:\n{_tail(log_text)}")
-    tests, failures = _parse_results(results_xml)
+    tests, failures, skipped = _parse_results(results_xml)
     if not tests:
         raise AssertionError(f"no cocotb test ran for {name!r}: check test_module "
                              f"and testcase; log {log_file}:\n{_tail(log_text)}")
+    unknown = [test for test in requested if test not in tests]
+    if unknown:
+        raise AssertionError(f"cocotb test(s) {', '.join(map(repr, unknown))} requested for "
+                             f"{name!r} did not run: no test of that exact name (ran: "
+                             f"{', '.join(tests)}); fix the name in testcase; log {log_file}")
     if failures:
         listing = "\n".join(f"  {test}: {reason}" for test, reason in failures)
         raise AssertionError(f"{len(failures)} of {len(tests)} cocotb tests failed "
                              f"for {name!r}{replay}:\n{listing}\nlog {log_file}")
+    if skipped:
+        listing = "\n".join(f"  {test}: {reason}" for test, reason in skipped)
+        raise AssertionError(f"{len(skipped)} of {len(tests)} cocotb tests were skipped "
+                             f"for {name!r}; a skipped test checks nothing, so it counts "
+                             f"as a failure (remove it or make it run):\n{listing}\n"
+                             f"log {log_file}")
     if sim_error is not None:
         raise AssertionError(f"simulator of {name!r} exited with an error after all "
                              f"tests passed ({sim_error}); log {log_file}")
 
 
-def _parse_results(results_xml: Path) -> tuple[list[str], list[tuple[str, str]]]:
+def _parse_results(results_xml: Path) -> tuple[list[str], list[tuple[str, str]],
+                                                list[tuple[str, str]]]:
     tests: list[str] = []
     failures: list[tuple[str, str]] = []
+    skipped: list[tuple[str, str]] = []
     root = ElementTree.parse(results_xml).getroot()
     for case in root.iter("testcase"):
         test = case.get("name", "?")
         tests.append(test)
-        for kind in ("failure", "error"):
+        for kind, into in (("failure", failures), ("error", failures), ("skipped", skipped)):
             node = case.find(kind)
             if node is not None:
                 reason = (node.get("message") or node.text or kind).strip()
-                failures.append((test, reason.splitlines()[0] if reason else kind))
-    return tests, failures
+                into.append((test, reason.splitlines()[0] if reason else kind))
+    return tests, failures, skipped
 
 
 def _seed_from_log(log_text: str) -> int | None:

@@ -112,6 +112,25 @@ def test_zero_tests_is_a_failure():
         run_cocotb(**BROKEN, testcase="no_such_test")
 
 
+def test_unknown_test_name_is_a_failure():
+    # One known name must not hide a misspelt one beside it.
+    with pytest.raises(AssertionError, match=r"'no_such_test' requested .* did not run"):
+        run_cocotb(**BROKEN, testcase=["violations_are_recorded", "no_such_test"], seed=1)
+
+
+def test_name_suffix_is_a_failure():
+    # cocotb selects tests by a suffix regex, so "are_recorded" runs
+    # violations_are_recorded; the harness insists on the exact name.
+    with pytest.raises(AssertionError, match=r"'are_recorded' requested .* did not run"):
+        run_cocotb(**BROKEN, testcase="are_recorded", seed=1)
+
+
+def test_skipped_test_is_a_failure():
+    with pytest.raises(AssertionError,
+                       match=r"1 of 1 cocotb tests were skipped(.|\n)*skipped_at_run_time"):
+        run_cocotb(**BROKEN, testcase="skipped_at_run_time", seed=1)
+
+
 def test_build_dir_depends_on_params():
     a = build_dir_for(IncrementFifo, name="increment_fifo", params={"width": 16, "depth": 4})
     b = build_dir_for(IncrementFifo, name="increment_fifo", params={"depth": 4, "width": 16})
