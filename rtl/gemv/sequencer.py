@@ -120,10 +120,23 @@ class BeatSequencer(EngineBlock):
         m.d.comb += [take.eq(self.beats.valid & active & self.en),
                      self.beats.ready.eq(take)]
 
-        n = Signal(range(B + 1))           # columns a quant beat (BCQ: a tile) covers
-        n_legacy = Mux(is16, g.n16, Mux(is8, n8, n4)) if g.has_f16 else Mux(is8, n8, n4)
-        m.d.comb += n.eq(Mux(isbcq, B, n_legacy) if g.has_bcq else n_legacy)
+        # ``n``, the columns a quant beat (BCQ: a tile) covers, is set when the
+        # job starts, and ``col_end`` (always ``col + n``) is kept beside
+        # ``col`` rather than added to it: the row, chunk and job ends and
+        # everything they select then start from registers (the adder was
+        # the all-formats engine's critical path on the ECP5).
+        n = Signal(range(B + 1))
         col_end = Signal(COL_BITS)
+
+        def beat_cols(params):
+            is8_ = (params.fmt == WeightFormat.Q8_0) | (params.fmt == WeightFormat.INT8)
+            cols = Mux(is8_, n8, n4)
+            if g.has_f16:
+                cols = Mux(params.fmt == WeightFormat.F16, g.n16, cols)
+            if g.has_bcq:
+                cols = Mux(params.fmt == WeightFormat.BCQ, B, cols)
+            return cols
+
         row_last = Signal()
         chunk_end = Signal()
         job_last = Signal()
@@ -143,7 +156,6 @@ class BeatSequencer(EngineBlock):
         tile_last = Signal()               # the beat ends its tile (always, but in BCQ)
         m.d.comb += tile_last.eq(~isbcq | (plane == job.planes - 1))
         m.d.comb += [
-            col_end.eq(col + n),
             row_last.eq(col_end >= job.cols),
             chunk_end.eq(row_last | ((col_end & Mux(isbcq, bcq_mask, chunk_mask)) == 0)),
             job_last.eq(row_last & (row == job.rows - 1)),
@@ -156,7 +168,8 @@ class BeatSequencer(EngineBlock):
                            (params.fmt == WeightFormat.INT8)),
                     is16.eq(params.fmt == WeightFormat.F16),
                     isbcq.eq(params.fmt == WeightFormat.BCQ), head.eq(0), plane.eq(0),
-                    row.eq(0), col.eq(0), expect_scale.eq(params.fmt != WeightFormat.F16),
+                    row.eq(0), col.eq(0), n.eq(beat_cols(params)),
+                    col_end.eq(beat_cols(params)), expect_scale.eq(params.fmt != WeightFormat.F16),
                     chunk_blk.eq(0), blocks_left.eq(params.cols[5:]), active.eq(1)]
 
         with m.If(~active & self.full.bit_select(rsel, 1)):
@@ -183,10 +196,10 @@ class BeatSequencer(EngineBlock):
             with m.Else():
                 m.d.sync += [expect_scale.eq(chunk_end & ~is16), plane.eq(0)]
                 with m.If(row_last):
-                    m.d.sync += [col.eq(0), row.eq(row + 1), chunk_blk.eq(0),
+                    m.d.sync += [col.eq(0), col_end.eq(n), row.eq(row + 1), chunk_blk.eq(0),
                                  blocks_left.eq(nblocks)]
                 with m.Else():
-                    m.d.sync += [col.eq(col_end), blocks_left.eq(blocks_left - g.tile_blocks),
+                    m.d.sync += [col.eq(col_end), col_end.eq(col_end + n), blocks_left.eq(blocks_left - g.tile_blocks),
                                  chunk_blk.eq(Mux(chunk_end, 0, chunk_blk + g.tile_blocks))]
                 with m.If(job_last):
                     # Hand the buffer back and go straight on with the next
