@@ -13,6 +13,15 @@ the cycle the hardware performs it:
 * [stable] on every channel, once ``valid`` is high without ``ready``,
   ``valid`` stays high and every payload field holds until the transfer.
 * [4k] an INCR burst on AW or AR does not cross a 4 KiB boundary.
+* [size] ``AxSIZE`` is at most the bus width (``2**AxSIZE`` bytes no more
+  than the data bus carries).
+* [burst] ``AxBURST`` is FIXED (0), INCR (1) or WRAP (2), never the
+  reserved 3; a WRAP burst has 2, 4, 8 or 16 beats and an address aligned
+  to ``AxSIZE``; a FIXED burst has at most 16 beats.
+* [strb] every W beat's ``WSTRB`` lies inside the bytes its beat addresses:
+  for a narrow or unaligned beat only the lanes of the addressed bytes
+  (AXI4 A3.4.1, ``Lower_Byte_Lane`` to ``Upper_Byte_Lane``) may be set.
+  A W beat that arrives before its AW is checked when the AW arrives.
 * [wlen] a write burst has exactly ``AWLEN + 1`` W beats, ``WLAST`` on the
   last one only (W bursts are matched to AW requests in order; W may come
   before its AW).
@@ -20,6 +29,10 @@ the cycle the hardware performs it:
   last data beat have both been transferred.
 * [r] an R beat names an ID with an outstanding read; a read returns
   exactly ``ARLEN + 1`` beats with ``RLAST`` on the last one only.
+* [reset] while the reset is asserted, every ``VALID`` (AW, W, AR from the
+  manager, B, R from the subordinate) is low (AXI4 A3.1.2). A reset also
+  forgets every outstanding transaction, so a response to a request made
+  before it is reported by [b] or [r].
 * [idle] (:meth:`AxiProtocolChecker.check_idle`) nothing is left
   outstanding.
 
@@ -105,6 +118,8 @@ class AxiProtocolChecker:
                 if handle is not None:
                     sigs[f] = handle
             self._sig[ch] = sigs
+        #: Bytes per data beat, from the width of WDATA.
+        self.data_bytes = len(self._sig["w"]["data"]) // 8
         self._clear_state()
         self._task = cocotb.start_soon(self._run())
 
@@ -124,6 +139,9 @@ class AxiProtocolChecker:
         self._aw_pending: collections.deque[dict] = collections.deque()  # AW without W
         self._w_bursts: collections.deque[int] = collections.deque()     # W bursts without AW
         self._w_current = 0                                              # beats of open W burst
+        self._w_strobes: list[int] = []          # WSTRB of the open burst's beats, no AW yet
+        self._w_burst_strobes: collections.deque[list[int]] = collections.deque()
+        self._w_beat = 0                         # beats of the burst of _aw_pending[0]
         self._writes: dict[int, collections.deque] = collections.defaultdict(collections.deque)
         self._reads: dict[int, collections.deque] = collections.defaultdict(collections.deque)
 
@@ -181,6 +199,9 @@ class AxiProtocolChecker:
             await readonly
             if self.reset is not None and int(self.reset.value):
                 self._clear_state()
+                high = [ch.upper() + "VALID" for ch, s in sig.items() if int(s["valid"].value)]
+                if high:
+                    self._error("reset", f"{', '.join(high)} high while the reset is asserted")
                 continue
             self.cycles += 1
             for ch, s in sig.items():
@@ -212,6 +233,57 @@ class AxiProtocolChecker:
     def _fmt(payload: dict) -> str:
         return "{" + ", ".join(f"{k}={v:#x}" for k, v in payload.items()) + "}"
 
+    def _check_request(self, ch: str, p: dict) -> None:
+        """The [size], [burst] and [4k] rules of one AW or AR request."""
+        size = 1 << p.get("size", 0)
+        burst, beats = p.get("burst", 1), p["len"] + 1
+        what = f"{ch.upper()} addr={p['addr']:#x} len={p['len']} size={size}"
+        if size > self.data_bytes:
+            self._error("size", f"{what}: {size} bytes per beat on a {self.data_bytes}-byte "
+                                f"bus ({ch.upper()}SIZE at most "
+                                f"{self.data_bytes.bit_length() - 1})")
+        if burst == 3:
+            self._error("burst", f"{what}: {ch.upper()}BURST=3 is reserved")
+        elif burst == 2:
+            if beats not in (2, 4, 8, 16):
+                self._error("burst", f"{what}: a WRAP burst has 2, 4, 8 or 16 beats, "
+                                     f"not {beats}")
+            if p["addr"] % size:
+                self._error("burst", f"{what}: a WRAP burst's address must be aligned to "
+                                     f"its {size}-byte beats")
+        elif burst == 0 and beats > 16:
+            self._error("burst", f"{what}: a FIXED burst has at most 16 beats, not {beats}")
+        self._check_4k(ch, p)
+
+    def _lanes(self, aw: dict, beat: int) -> int:
+        """Byte-lane mask beat ``beat`` of burst ``aw`` may strobe (AXI4 A3.4.1)."""
+        size = 1 << aw.get("size", 0)
+        start, burst = aw["addr"], aw.get("burst", 1)
+        aligned = start // size * size
+        if burst == 0 or beat == 0:
+            addr = start
+        else:
+            addr = aligned + beat * size
+            if burst == 2:
+                span = size * (aw["len"] + 1)
+                boundary = start // span * span
+                if addr >= boundary + span:
+                    addr -= span
+        lower = addr % self.data_bytes
+        # A size above the bus ([size] reports it) would reach past the top lane.
+        upper = min((addr // size * size) % self.data_bytes + size - 1, self.data_bytes - 1)
+        return ((1 << (upper + 1)) - 1) & ~((1 << lower) - 1)
+
+    def _check_strobe(self, aw: dict, beat: int, strb: int) -> None:
+        if strb is None or beat > aw["len"]:   # no WSTRB, or [wlen] reports the extra beat
+            return
+        lanes = self._lanes(aw, beat)
+        if strb & ~lanes:
+            self._error("strb", f"W beat {beat} of the burst addr={aw['addr']:#x} "
+                                f"len={aw['len']} size={1 << aw.get('size', 0)} "
+                                f"burst={aw.get('burst', 1)} has WSTRB={strb:#x}, outside "
+                                f"the addressed byte lanes {lanes:#x}")
+
     def _check_4k(self, ch: str, p: dict) -> None:
         if p.get("burst", 1) != 1:   # only INCR is checked
             return
@@ -223,13 +295,21 @@ class AxiProtocolChecker:
                               f"size={size} crosses a 4 KiB boundary (last beat at {last:#x})")
 
     def _on_aw(self, p: dict) -> None:
-        self._check_4k("aw", p)
+        self._check_request("aw", p)
         writes = len(self._aw_pending) + sum(len(q) for q in self._writes.values()) + 1
         self.peak_outstanding["writes"] = max(self.peak_outstanding["writes"], writes)
         if self._w_bursts:
+            for beat, strb in enumerate(self._w_burst_strobes.popleft()):
+                self._check_strobe(p, beat, strb)
             self._pair_write(p, self._w_bursts.popleft())
         else:
             self._aw_pending.append(p)
+            if len(self._aw_pending) == 1:
+                # The open W burst's beats so far belong to this AW.
+                for beat, strb in enumerate(self._w_strobes):
+                    self._check_strobe(p, beat, strb)
+                self._w_strobes = []
+                self._w_beat = self._w_current
             # The open W burst (if any) belongs to this AW only if no older
             # AW is still waiting for its data.
             if len(self._aw_pending) == 1 and self._w_current > p["len"] + 1:
@@ -241,6 +321,11 @@ class AxiProtocolChecker:
         # The AW this beat belongs to, if it was seen already.
         aw = self._aw_pending[0] if self._aw_pending else None
         expected = aw["len"] + 1 if aw is not None else None
+        if aw is not None:
+            self._check_strobe(aw, self._w_beat, p.get("strb"))
+            self._w_beat += 1
+        else:
+            self._w_strobes.append(p.get("strb"))
         if not p["last"]:
             if expected is not None and self._w_current == expected:
                 self._error("wlen", f"WLAST missing on beat {self._w_current} of a burst with "
@@ -249,8 +334,11 @@ class AxiProtocolChecker:
         count, self._w_current = self._w_current, 0
         if aw is not None:
             self._pair_write(self._aw_pending.popleft(), count)
+            self._w_beat = 0
         else:
             self._w_bursts.append(count)
+            self._w_burst_strobes.append(self._w_strobes)
+            self._w_strobes = []
 
     def _pair_write(self, aw: dict, count: int) -> None:
         if count != aw["len"] + 1:
@@ -275,7 +363,7 @@ class AxiProtocolChecker:
         queue.popleft()
 
     def _on_ar(self, p: dict) -> None:
-        self._check_4k("ar", p)
+        self._check_request("ar", p)
         reads = sum(len(q) for q in self._reads.values()) + 1
         self.peak_outstanding["reads"] = max(self.peak_outstanding["reads"], reads)
         self._reads[p.get("id", 0)].append([p, 0])

@@ -116,7 +116,11 @@ def run_cocotb(component_factory: Callable[..., Any], *,
         ``tests/harness/cocotb_stream_passthrough.py``. Its folder is put on
         the simulator's Python path, so it may import its neighbours.
     testcase : str or list of str, optional
-        Run only these cocotb tests (names as in ``@cocotb.test``); default all.
+        Run only these cocotb tests (names as in ``@cocotb.test``; a
+        parametrized test's name selects all its variants, a full variant
+        name such as ``"run/mode=none"`` only that one); default all. A
+        comma-separated string is split like a list. Every name must select
+        at least one test, exactly (not by suffix).
     seed : int, optional
         Seed for cocotb's global PRNG (``cocotb.RANDOM_SEED``). Default: the
         ``COCOTB_RANDOM_SEED`` environment variable, else chosen by cocotb
@@ -205,7 +209,7 @@ def run_cocotb(component_factory: Callable[..., Any], *,
                 hdl_toplevel_lang="verilog",
                 build_dir=build_dir,
                 test_dir=run_dir,
-                testcase=testcase,
+                test_filter=_test_filter(testcase),
                 seed=seed,
                 waves=waves,
                 results_xml=str(results_xml),
@@ -467,15 +471,28 @@ def _run_id(testcase) -> str:
 
 
 def _requested_names(testcase) -> list[str]:
-    # The same split as cocotb_tools.runner's, which turns the names into a
-    # suffix regex: we check afterwards that every name ran under exactly
-    # that name, so a misspelt name (or one that merely ends another test's
-    # name) cannot pass by selecting nothing or something else.
+    # The same split as cocotb_tools.runner's ``testcase``.
     if testcase is None:
         return []
     if isinstance(testcase, str):
         return [part.strip() for part in testcase.split(",") if part.strip()]
     return list(testcase)
+
+
+def _test_filter(testcase) -> str | None:
+    # cocotb matches the filter against "<module>.<test name>". The runner's
+    # own ``testcase`` regex matches any name ending in the given text and
+    # misses a parametrized test's variants ("run/mode=none"); ours takes the
+    # exact name or its variants. _check_results then makes sure each name
+    # selected something, so a misspelt name cannot pass by selecting nothing.
+    names = _requested_names(testcase)
+    if not names:
+        return None
+    return r"\.(?:" + "|".join(re.escape(n) for n in names) + r")(?:/.*)?$"
+
+
+def _selected(requested: str, tests: Sequence[str]) -> bool:
+    return any(test == requested or test.startswith(requested + "/") for test in tests)
 
 
 def _check_results(*, name, results_xml: Path, log_file: Path, log_text: str,
@@ -491,14 +508,15 @@ def _check_results(*, name, results_xml: Path, log_file: Path, log_text: str,
         raise AssertionError(f"cocotb simulation of {name!r} {why}{replay}; "
                              f"log {log_file}:\n{_tail(log_text)}")
     tests, failures, skipped = _parse_results(results_xml)
+    unknown = [test for test in requested if not _selected(test, tests)]
+    if unknown:
+        raise AssertionError(f"cocotb test(s) {', '.join(map(repr, unknown))} requested for "
+                             f"{name!r} did not run: no test of that name or its variants (ran: "
+                             f"{', '.join(tests) or 'none'}); fix the name in testcase; "
+                             f"log {log_file}")
     if not tests:
         raise AssertionError(f"no cocotb test ran for {name!r}: check test_module "
                              f"and testcase; log {log_file}:\n{_tail(log_text)}")
-    unknown = [test for test in requested if test not in tests]
-    if unknown:
-        raise AssertionError(f"cocotb test(s) {', '.join(map(repr, unknown))} requested for "
-                             f"{name!r} did not run: no test of that exact name (ran: "
-                             f"{', '.join(tests)}); fix the name in testcase; log {log_file}")
     if failures:
         listing = "\n".join(f"  {test}: {reason}" for test, reason in failures)
         raise AssertionError(f"{len(failures)} of {len(tests)} cocotb tests failed "

@@ -84,8 +84,9 @@ BROKEN = {"component_factory": BrokenStreams, "name": "broken_streams",
 
 def test_passthrough_all_pause_combinations():
     # One build, one simulator run: 9 cocotb tests ({none, periodic, random}
-    # idle on the input x the same back-pressure on the output).
-    run_cocotb(**PASSTHROUGH, seed=1234)
+    # idle on the input x the same back-pressure on the output), selected by
+    # the parametrized test's name.
+    run_cocotb(**PASSTHROUGH, testcase="run_test", seed=1234)
 
 
 def test_monitor_catches_valid_drop():
@@ -108,8 +109,10 @@ def test_deprecation_warning_fails_cocotb_test():
 
 
 def test_zero_tests_is_a_failure():
-    with pytest.raises(AssertionError, match="no cocotb test ran"):
+    with pytest.raises(AssertionError, match="'no_such_test' requested .* did not run"):
         run_cocotb(**BROKEN, testcase="no_such_test")
+    with pytest.raises(AssertionError, match="no cocotb test ran"):
+        run_cocotb(**BROKEN, extra_env={"COCOTB_TEST_FILTER": "no_such_test"})
 
 
 def test_unknown_test_name_is_a_failure():
@@ -119,10 +122,19 @@ def test_unknown_test_name_is_a_failure():
 
 
 def test_name_suffix_is_a_failure():
-    # cocotb selects tests by a suffix regex, so "are_recorded" runs
+    # cocotb_tools' own testcase regex would take "are_recorded" for
     # violations_are_recorded; the harness insists on the exact name.
     with pytest.raises(AssertionError, match=r"'are_recorded' requested .* did not run"):
         run_cocotb(**BROKEN, testcase="are_recorded", seed=1)
+
+
+def test_variant_names_select_variants():
+    # A full variant name, or a leading part of one, selects those variants;
+    # a misspelt value selects nothing and fails.
+    run_cocotb(**PASSTHROUGH, testcase=["run_test/idle=random/backpressure=periodic",
+                                        "run_test/idle=none"], seed=1)
+    with pytest.raises(AssertionError, match=r"'run_test/idle=rand' requested .* did not run"):
+        run_cocotb(**PASSTHROUGH, testcase="run_test/idle=rand", seed=1)
 
 
 def test_skipped_test_is_a_failure():
