@@ -5,7 +5,11 @@ channels) extended to answer SLVERR on chosen beats; the top's
 ``decerr_mode`` turns those into DECERR. Streams use
 :mod:`lpaccel.sim.infra.streams`. An AXI monitor checks every AR/AW request (INCR,
 full size, aligned, ``max_burst_beats``, no 4 KiB crossing, valid and fields
-stable until accepted) and counts what is outstanding.
+stable until accepted) and counts what is outstanding; the project's
+:class:`~lpaccel.sim.infra.axi_checker.AxiProtocolChecker` watches the same
+port (every AXI4 rule, reset included), and every test ends with it idle and
+clean and with no more than ``max_outstanding`` bursts ever in flight per
+direction.
 """
 
 import json
@@ -29,6 +33,7 @@ from lpaccel.sim.golden.dma import (
     mm2s_expected,
     s2mm_expected,
 )
+from lpaccel.sim.infra.axi_checker import AxiProtocolChecker
 from lpaccel.sim.infra.harness import params
 from lpaccel.sim.infra.streams import PAUSE_MODES, StreamSink, StreamSource, unpack
 
@@ -169,6 +174,7 @@ class DmaTB:
         self.s2mm_status = StreamSink(dut.clk, dut, "s2mm_status",
                                       pause=mode[backpressure](seed=seed + 106))
         self.axi = AxiMonitor(dut)
+        self.checker = AxiProtocolChecker(dut.clk, dut, "m_axi", reset=dut.rst)
         dut.abort.value = 0
         dut.decerr_mode.value = 0
         self.set_window(*FULL_WINDOW)
@@ -261,6 +267,16 @@ class DmaTB:
             f"{len(self.axi.writes)} AW but {self.axi.b_resps} B responses"
         assert self.axi.w_beats == sum(n for _, n in self.axi.writes), "W beats != AW beats"
         assert not self.axi.errors
+        self.checker.check_idle()
+        self.check_outstanding_limit()
+
+    def check_outstanding_limit(self):
+        """docs/dma.md, Bursts: at most ``max_outstanding`` read bursts not
+        fully returned and write bursts not answered on B."""
+        peak = self.checker.peak_outstanding
+        assert max(peak.values()) <= CFG.max_outstanding, (
+            f"bursts in flight {peak} exceed max_outstanding={CFG.max_outstanding}")
+        return peak
 
 
 # --- descriptor sets --------------------------------------------------------
@@ -598,10 +614,36 @@ async def abort_mid_transfer(dut, bus):
     await tb.check_quiet()
 
 
+def throughput_bound(latency, overhead):
+    """Beats per cycle the engine must reach with ``max_outstanding`` bursts of
+    ``max_burst_beats`` in flight against a memory of ``latency`` idle
+    cycles per burst; ``overhead`` is the engine's own round trip per burst
+    (2 cycles MM2S, AR to R; 3 cycles S2MM, B to AW to W). docs/dma.md,
+    "Measured throughput", derives and pins it in amaranth.sim too."""
+    n, k = CFG.max_burst_beats, CFG.max_outstanding
+    return min(1.0, k * n / (n + latency + overhead))
+
+
 @cocotb.test()
 async def throughput(dut):
-    """Long aligned transfers without pauses: beats per cycle, logged."""
+    """Long aligned transfers without pauses: beats per cycle against the
+    bound the configuration and the memory's latency allow, and the
+    outstanding-burst limit reached but not exceeded."""
     tb = DmaTB(dut, seed=15)
+    # The memory's own latency (idle cycles between a request and its
+    # first R beat / between the last W beat and B) enters the bound.
+    ar_cycles, r_first, wlast_cycles, b_cycles = [], [], [], []
+    in_burst = [False]
+
+    def on_r(cycle, p):
+        if not in_burst[0]:
+            r_first.append(cycle)
+        in_burst[0] = not p["last"]
+
+    tb.checker.add_callback("ar", lambda cycle, p: ar_cycles.append(cycle))
+    tb.checker.add_callback("r", on_r)
+    tb.checker.add_callback("w", lambda cycle, p: p["last"] and wlast_cycles.append(cycle))
+    tb.checker.add_callback("b", lambda cycle, p: b_cycles.append(cycle))
     await tb.reset()
     length = KNOBS.get("throughput_bytes", 16384)
     tb.fill(0, length)
@@ -637,4 +679,18 @@ async def throughput(dut):
                       f"max_outstanding={CFG.max_outstanding})")
     mm2s_beats, mm2s_cycles = counts["mm2s"]
     assert mm2s_beats == length // B
+    read_latency = min(r - a - 1 for a, r in zip(ar_cycles, r_first))
+    write_latency = min(b - w - 1 for w, b in zip(wlast_cycles, b_cycles))
+    for name, latency, overhead in (("mm2s", read_latency, 2), ("s2mm", write_latency, 3)):
+        beats, cycles = counts[name]
+        bound = throughput_bound(latency, overhead)
+        dut._log.info(f"THROUGHPUT {name}: bound {bound:.4f} beats/cycle for memory latency "
+                      f"{latency}")
+        assert beats / cycles >= bound, (
+            f"{name}: {beats} beats in {cycles} cycles = {beats / cycles:.4f} beats/cycle, "
+            f"below {bound:.4f} (max_outstanding={CFG.max_outstanding} bursts of "
+            f"{CFG.max_burst_beats} beats, memory latency {latency})")
     await tb.check_quiet()
+    # Long transfers fill the window: the limit is reached, never passed.
+    peak = tb.check_outstanding_limit()
+    assert peak == {"reads": CFG.max_outstanding, "writes": CFG.max_outstanding}, peak
