@@ -52,7 +52,7 @@ def _reg_body(body, params):
     """(width, reset value as software reads it, any field readable)."""
     width = 64 if re.search(r"\bregwidth\s*=\s*64\b", body) else 32
     value, readable = 0, False
-    for props, _name, msb, lsb, reset in _FIELD.findall(body):
+    for props, _name, _msb, lsb, reset in _FIELD.findall(body):
         sw = re.search(r"\bsw\s*=\s*(\w+)", props)
         sw = sw.group(1) if sw else "rw"       # the addrmap's default
         if "r" not in sw:
