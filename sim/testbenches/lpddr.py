@@ -1,10 +1,11 @@
 """cocotb testbench for LpddrController + LpddrModel (``sim/tops/lpddr.py``).
 
 :class:`LpddrTB` wraps the simulation top: clock, reset, a cocotbext-axi
-``AxiMaster`` on ``s_axi``, a watcher that fails the test on the first timing
-violation (printing rule, bank and DRAM cycle), and helpers to read the
-controller's counters. The ``bench`` test below is what ``lpaccel mem-bench``
-runs; the regression tests live in ``tests/dram/cocotb_lpddr.py``.
+``AxiMaster`` on ``s_axi`` with an :class:`AxiProtocolChecker` on the same
+port, a watcher that fails the test on the first timing violation (printing
+rule, bank and DRAM cycle), and helpers to read the controller's counters.
+The ``bench`` test below is what ``lpaccel mem-bench`` runs; the regression
+tests live in ``tests/dram/cocotb_lpddr.py``.
 """
 
 import json
@@ -18,6 +19,7 @@ from cocotb.triggers import ClockCycles, RisingEdge, Timer
 
 from lpaccel.rtl.dram.config import LpddrConfig
 from lpaccel.rtl.dram.perf import LpddrPerfSignature
+from lpaccel.sim.infra.axi_checker import AxiProtocolChecker
 from lpaccel.sim.infra.axi_traffic import quiet_axi_master
 from lpaccel.sim.infra.harness import params
 from lpaccel.sim.models.lpddr import Rule
@@ -44,9 +46,13 @@ class LpddrTB:
     dut : cocotb handle
         The ``LpddrSimTop`` instance.
     config : LpddrConfig
+    check_axi : bool
+        Watch ``s_axi`` with an :class:`AxiProtocolChecker` (its first
+        violation fails the test; :meth:`assert_quiet` also requires it idle
+        and clean). Off only for measurement runs, to save simulation time.
     """
 
-    def __init__(self, dut, config):
+    def __init__(self, dut, config, *, check_axi=True):
         from cocotbext.axi import AxiBus, AxiMaster
         self.dut = dut
         self.config = config
@@ -54,6 +60,8 @@ class LpddrTB:
         cocotb.start_soon(Clock(dut.clk, 2, unit="ns").start())
         self.axi = AxiMaster(AxiBus.from_prefix(dut, "s_axi"), dut.clk, dut.rst)
         quiet_axi_master(self.axi)
+        self.checker = (AxiProtocolChecker(dut.clk, dut, "s_axi", reset=dut.rst)
+                        if check_axi else None)
         self.cycle = 0
         self.violation = None
         cocotb.start_soon(self._watch())
@@ -105,6 +113,8 @@ class LpddrTB:
             assert not int(self.dut.s_axi_rvalid.value), "R beat with no read outstanding"
             assert not int(self.dut.s_axi_bvalid.value), "B response with no write outstanding"
         assert self.axi.idle()
+        if self.checker is not None:
+            self.checker.check_idle()
 
 
 async def measure(tb, pattern, nbytes, seed=1):
@@ -137,7 +147,7 @@ async def bench(dut):
     """Measurement run for ``lpaccel mem-bench`` (report file in LPACCEL_REPORT)."""
     p = params()
     cfg = config_from_params(p)
-    tb = LpddrTB(dut, cfg)
+    tb = LpddrTB(dut, cfg, check_axi=False)
     await tb.reset()
     knobs = json.loads(os.environ.get("LPACCEL_BENCH", "{}"))
     pattern = knobs.get("pattern", "seq")
