@@ -24,6 +24,9 @@ timer (allows)              loaded by (spacing)
 ``rd_group_ok[g]`` etc.     RD or WR in group g (tCCD_L), WR in g → RD (tWTR_L)
 ``refpb_ok`` (REFpb)        REFpb (tPBR2PBR)
 ``refab_ok`` (REFab)         REFab (tRFCab), REFpb (tRFCpb)
+``pre_ok[b]`` also waits    PRE, PREA (tPPD, any bank: LPDDR4 4 nCK, a no-op
+                            from 1:4 on, where row slots are 4 nCK apart)
+``mwr_ok[b]`` (MASK-WRITE)  WR b (tCCDMW: a masked write to the bank waits)
 ``act_ab_ok`` (ACT)         REFab (tRFCab): every bank; after a REFpb only the
                             refreshed bank waits tRFCpb (``act_ok``), the
                             others tRRD (``rrd_ok``), as JEDEC allows
@@ -58,6 +61,7 @@ def bank_state_layout(config):
         "pre_ok": 1,             # PRE allowed now
         "cas_ok": 1,             # RD/WR allowed now (tRCD passed)
         "idle": 1,               # open and unused for idle_precharge cycles
+        "mwr_ok": 1,             # a masked WRITE allowed now (tCCDMW passed)
     })
 
 
@@ -130,7 +134,7 @@ class BankMachines(wiring.Component):
         ROW, COL = 0, cfg.ratio - 1
         half = nb // 2
         pair = cfg.part.refpb_banks == 2
-        lim = max(t.tRFCab, t.tRC, t.wr_to_pre, t.tFAW, t.tRPab) + 2
+        lim = max(t.tRFCab, t.tRC, t.wr_to_pre, t.tFAW, t.tRPab, t.tCCDMW) + 2
 
         def cyc(ck, src, dst):
             return cfg.cycles(ck, src, dst)
@@ -145,6 +149,8 @@ class BankMachines(wiring.Component):
         is_wr = col.cmd == Command.WR
         is_cas = is_rd | is_wr
 
+        # PRE/PREA to PRE/PREA (tPPD), whichever banks: gates every pre_ok.
+        ppd_ok = _countdown(m, "t_ppd", lim, [(is_pre | is_prea, cyc(t.tPPD, ROW, ROW))])
         is_open = [Signal(name=f"open{b}") for b in range(nb)]
         open_row = [Signal(cfg.row_bits, name=f"open_row{b}") for b in range(nb)]
         for b in range(nb):
@@ -165,10 +171,12 @@ class BankMachines(wiring.Component):
                     (is_prea, cyc(t.tRPab, ROW, ROW)),
                     (is_refpb & ref_here, cyc(t.tRFCpb, ROW, ROW)),
                     (is_refab, cyc(t.tRFCab, ROW, ROW))])),
-                state.pre_ok.eq(_countdown(m, f"t_pre{b}", lim, [
+                state.pre_ok.eq(ppd_ok & _countdown(m, f"t_pre{b}", lim, [
                     (is_act & here, cyc(t.tRAS, ROW, ROW)),
                     (is_rd & cas_here, cyc(t.tRTP, COL, ROW)),
                     (is_wr & cas_here, cyc(t.wr_to_pre, COL, ROW))])),
+                state.mwr_ok.eq(_countdown(m, f"t_mwr{b}", lim, [
+                    (is_wr & cas_here, cyc(t.tCCDMW, COL, COL))])),
                 state.cas_ok.eq(_countdown(m, f"t_cas{b}", lim, [
                     (is_act & here, cyc(t.tRCD, ROW, COL))])),
             ]

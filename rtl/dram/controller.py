@@ -122,6 +122,7 @@ class LpddrController(wiring.Component):
             front.column.eq(sched.column),
             sched.rd_room.eq(front.rd_room),
             sched.wr_data_ready.eq(front.wr_data_ready),
+            sched.wr_masked.eq(front.wr_masked),
             sched.b_room.eq(front.b_room),
             # The command bus, and the blocks that watch it.
             dfi.phases.eq(sched.phases),

@@ -154,6 +154,8 @@ class AxiFrontEnd(wiring.Component):
         The column command issued this cycle.
     rd_room, wr_data_ready, b_room : Out(1)
         Flow control toward the scheduler.
+    wr_masked : Out(1)
+        The next write burst to issue has a clear strobe bit (a MASK-WRITE).
     splitting : Out(1)
         An AXI burst is being cut into requests.
     busy : Out(1)
@@ -177,6 +179,7 @@ class AxiFrontEnd(wiring.Component):
             "column": In(column_layout(id_width)),
             "rd_room": Out(1),
             "wr_data_ready": Out(1),
+            "wr_masked": Out(1),
             "b_room": Out(1),
             "splitting": Out(1),
             "busy": Out(1),
@@ -243,6 +246,21 @@ class AxiFrontEnd(wiring.Component):
         wbursts = Signal(range(4 * beats + 2))   # packed bursts not yet written
         m.d.sync += wbursts.eq(wbursts + burst_packed - col.write)
         m.d.comb += self.wr_data_ready.eq(wbursts != 0)
+        # Whether each packed burst has a clear strobe bit (a MASK-WRITE on
+        # the device), in write order: the head is the next WRITE's.
+        m.submodules.wmask = wmask = StructFIFO(unsigned(1), 8)
+        full_strb = (1 << (dw // 8)) - 1
+        partial = wdq.w_stream.payload.strb != full_strb
+        masked = Signal()
+        masked_now = Mux(pk == 0, partial, masked | partial)
+        with m.If(pk_go):
+            m.d.sync += masked.eq(masked_now)
+        m.d.comb += [
+            wmask.w_stream.valid.eq(burst_packed),
+            wmask.w_stream.payload.eq(masked_now),
+            wmask.r_stream.ready.eq(col.write),
+            self.wr_masked.eq(wmask.r_stream.payload),
+        ]
 
         # Write data goes out with the WRITE command and the beats after it.
         wr_left = Signal(range(beats))

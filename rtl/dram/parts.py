@@ -78,7 +78,9 @@ class DramTimings:
     ``tCCD`` and ``wr_to_rd`` are the different-group (short) spacings and
     ``tCCD_L`` / ``wr_to_rd_L`` the same-group (long) ones; without, the
     ``_L`` values equal the plain ones. ``tPBR2ACT`` is 0 when the part has
-    no separate REFpb-to-ACT spacing (tRRD covers it).
+    no separate REFpb-to-ACT spacing (tRRD covers it). ``tPPD`` (PRE/PREA to
+    PRE/PREA) and ``tCCDMW`` (WRITE or MASK-WRITE to MASK-WRITE, same bank)
+    are 0 on parts that do not define them.
     """
 
     tck_ns: float
@@ -111,6 +113,8 @@ class DramTimings:
     bank_groups: int = 1
     wr_to_rd_L: int = 0
     refpb_banks: int = 1
+    tPPD: int = 0
+    tCCDMW: int = 0
 
 
 @dataclass(frozen=True)
@@ -159,6 +163,16 @@ class DramPart:
     refpb_banks : int
         Banks one REFpb refreshes: 1, or 2 (bank ``b`` and ``b + banks/2``,
         LPDDR5).
+    tPPD : Timing or None
+        PRE/PREA to PRE/PREA (any banks); ``None`` if the part has no such rule.
+    tCCDMW : Timing or None
+        WRITE or MASK-WRITE to a MASK-WRITE of the same bank; ``None``: no
+        masked-write rule (the checker then does not look at write strobes).
+    tDQSCKmax : Timing or None
+        Read DQS output access time, maximum (LPDDR4): enters READ to WRITE.
+        ``None``: READ to WRITE uses the older ``RL + BL/2 - WL + 3`` form.
+    wpre_rpst_ck : int
+        ``tWPRE + RD(tRPST)`` in nCK for READ to WRITE (LPDDR4: 2 + RD(0.5)).
     note : str
         Where the numbers come from and what is simplified.
     """
@@ -197,6 +211,10 @@ class DramPart:
     tWTR_L: Timing = None
     tPBR2ACT: Timing = None
     refpb_banks: int = 1
+    tPPD: Timing = None
+    tCCDMW: Timing = None
+    tDQSCKmax: Timing = None
+    wpre_rpst_ck: int = 0
     note: str = field(default="", compare=False)
 
     def __post_init__(self):
@@ -295,6 +313,9 @@ class DramPart:
         c.setdefault("tCCD_L", c["tCCD"])
         c.setdefault("tWTR_L", c["tWTR"])
         c.setdefault("tPBR2ACT", 0)
+        c.setdefault("tPPD", 0)
+        c.setdefault("tCCDMW", 0)
+        dqsck = c.pop("tDQSCKmax", None)
         bl_n_max = c["tCCD_L"] if grouped else burst
         refs = max(1, self.refpb_per_refab)
         # Refresh intervals are maxima, not minima: round them down.
@@ -308,8 +329,11 @@ class DramPart:
             RL=self.RL, WL=self.WL, burst_ck=burst,
             # JESD209-4 "Precharge and Auto Precharge clarification": WRITE
             # to PRECHARGE = WL + BL/2 + 1 + nWR; WRITE to READ = WL + BL/2
-            # + 1 + tWTR; READ to WRITE = RL + BL/2 - WL + tWPRE + tRPST + 1
-            # (tDQSCK folded into the +3 margin).
+            # + 1 + tWTR. READ to WRITE (JESD209-4 "Read to Write" timing,
+            # as in Micron's LPDDR4 data sheets): RL + RU(tDQSCK(max)/tCK) +
+            # BL/2 - WL + tWPRE + RD(tRPST) = 30 nCK at 3200. Before issue
+            # 13 it was RL + BL/2 - WL + 3 = 25 ("tDQSCK folded into the
+            # +3"), short by RU(3.5 ns / tCK) - 1 clocks.
             # JESD209-5 (BG mode) writes the same with BL/n_min (= the burst)
             # for WRITE to PRE and different-group WRITE to READ (tWTR_S),
             # BL/n_max for same-group WRITE to READ (tWTR_L) and READ to
@@ -317,7 +341,8 @@ class DramPart:
             wr_to_pre=self.WL + burst + 1 + c["tWR"],
             wr_to_rd=self.WL + burst + 1 + c["tWTR"],
             wr_to_rd_L=self.WL + bl_n_max + 1 + c["tWTR_L"],
-            rd_to_wr=max(burst, self.RL + bl_n_max - self.WL + 3),
+            rd_to_wr=(max(burst, self.RL + bl_n_max - self.WL + 3) if dqsck is None else
+                      max(burst, self.RL + dqsck + burst - self.WL + self.wpre_rpst_ck)),
             refresh_postpone=self.refresh_postpone,
             bank_groups=self.bank_groups,
             refpb_banks=self.refpb_banks,
@@ -362,7 +387,11 @@ def controller_cycles(dram_ck, ratio, from_phase=0, to_phase=0):
 # JESD209-4B Table "Core AC Timing" (tCK >= 0.625 ns column), Table
 # "Refresh Requirement Parameters" (8 Gb per channel: tRFCab 280 ns, tRFCpb
 # 140 ns, tpbR2pbR 90 ns, tREFI 3.904 us at <= 85 C), RL 28 / WL 14 (set A,
-# read DBI off) from the read/write latency table.
+# read DBI off) from the read/write latency table. tPPD 4 nCK, tCCDMW 32 nCK
+# (= 4 tCCD), tDQSCK(max) 3.5 ns, tWPRE 2 nCK, tRPST 0.5 nCK: the same
+# tables; cross-checked with DRAMSys's JEDEC_8Gb_LPDDR4-3200_16bit memspec
+# (PPD 4, CCDMW 32, DQSCK 6 = RU(3.5 / 0.625), WPRE 2, RPST 0, and every
+# other spacing here) and its LPDDR4 checker's read-to-write formula.
 LPDDR4_3200 = DramPart(
     name="lpddr4-3200", standard="LPDDR4", tck_ns=0.625,
     data_width=16, beats_per_ck=2, burst_length=16,
@@ -372,19 +401,27 @@ LPDDR4_3200 = DramPart(
     tWTR=Timing(10, 8), tRTP=Timing(7.5, 8),
     tRFCab=Timing(280), tRFCpb=Timing(140), tPBR2PBR=Timing(90), tREFI=Timing(3904),
     RL=28, WL=14, refpb_per_refab=8,
+    tPPD=_ck(4), tCCDMW=_ck(32), tDQSCKmax=Timing(3.5), wpre_rpst_ck=2,
     note="JESD209-4B, 8 Gb x16 channel, 2 KiB page, BL16 (32 bytes per burst)")
 
-# Same tables, tCK >= 0.468 ns column: tRRD 7.5 ns and tFAW 30 ns above
-# 3200 Mbps; RL 36 / WL 18 (set A, read DBI off).
+# Same tables, tCK >= 0.468 ns column; RL 36 / WL 18 (set A, read DBI off).
+# tRRD max(10 ns, 4nCK) and tFAW 40 ns as at 3200: DRAMSys's JEDEC
+# LPDDR4-4266 memspecs (512Mbx16 and 1Gbx16: RRD 22, FAW 86 nCK at 0.469 ns,
+# with RCD/RAS/RP/WR/WTR/RTP/RFC/REFI equal to the values here). Until issue
+# 13 this part had tRRD 7.5 ns and tFAW 30 ns "above 3200 Mbps", from no
+# source found since; the longer values are the safe ones. (The same
+# memspecs give DQSCK 4 nCK at 4266, below the 3.5 ns the 3200 file and the
+# standard's table give; 3.5 ns is kept.)
 LPDDR4X_4266 = DramPart(
     name="lpddr4x-4266", standard="LPDDR4X", tck_ns=0.468,
     data_width=16, beats_per_ck=2, burst_length=16,
     banks=8, rows=65536, columns=1024, density_mbit=8192,
     tRCD=Timing(18, 4), tRPpb=Timing(18, 4), tRPab=Timing(21, 4), tRAS=Timing(42, 3),
-    tRRD=Timing(7.5, 4), tFAW=Timing(30), tCCD=_ck(8), tWR=Timing(18, 6),
+    tRRD=Timing(10, 4), tFAW=Timing(40), tCCD=_ck(8), tWR=Timing(18, 6),
     tWTR=Timing(10, 8), tRTP=Timing(7.5, 8),
     tRFCab=Timing(280), tRFCpb=Timing(140), tPBR2PBR=Timing(90), tREFI=Timing(3904),
     RL=36, WL=18, refpb_per_refab=8,
+    tPPD=_ck(4), tCCDMW=_ck(32), tDQSCKmax=Timing(3.5), wpre_rpst_ck=2,
     note="JESD209-4B, 8 Gb x16 channel, 2 KiB page, BL16 (32 bytes per burst)")
 
 # LPDDR5-6400, one 8 Gb x16 die (one channel) in bank-group mode: JESD209-5B
@@ -428,7 +465,7 @@ LPDDR5_6400 = DramPart(
     tWTR=Timing(6.25, 4), tWTR_L=Timing(12, 4), tRTP=Timing(7.5, 2),
     tRFCab=Timing(210), tRFCpb=Timing(120), tPBR2PBR=Timing(90), tPBR2ACT=Timing(7.5),
     tREFI=Timing(3906),
-    RL=17, WL=9, refpb_per_refab=8, refpb_banks=2,
+    RL=17, WL=9, refpb_per_refab=8, refpb_banks=2, tPPD=_ck(2),
     note="JESD209-5B, 8 Gb x16 die, BG mode (4 bank groups x 4 banks), 2 KiB page, "
          "BL16 (32 bytes per burst); tRFC/tpbR2pbR for 8 Gb from Ramulator2 only")
 

@@ -150,6 +150,9 @@ class CommandScheduler(wiring.Component):
         The read-data FIFO has room for one more burst.
     wr_data_ready : In(1)
         At least one write burst's data is packed.
+    wr_masked : In(1)
+        The next write burst to issue has a clear strobe bit: on the device it
+        is a MASK-WRITE and waits for ``mwr_ok`` of its bank (tCCDMW).
     b_room : In(1)
         The B FIFO can take a response.
     banks : In(ArrayLayout(bank_state_layout(config), banks))
@@ -182,6 +185,7 @@ class CommandScheduler(wiring.Component):
             "writes": In(stream.Signature(write_request_layout(config, id_width))),
             "rd_room": In(1),
             "wr_data_ready": In(1),
+            "wr_masked": In(1),
             "b_room": In(1),
             "banks": In(data.ArrayLayout(bank_state_layout(config), nb)),
             "timing": In(timing_layout(config)),
@@ -223,7 +227,8 @@ class CommandScheduler(wiring.Component):
         head_bank = banks[head.bank]
         head_hit = head_bank.open & (head_bank.row == head.row)
         head_last = wq.entries[0].last
-        dir_ok = Mux(mode_wr, timing.wr_ok & self.wr_data_ready & (~head_last | self.b_room),
+        dir_ok = Mux(mode_wr, timing.wr_ok & self.wr_data_ready & (~head_last | self.b_room) &
+                     (~self.wr_masked | head_bank.mwr_ok),
                      timing.rd_ok & self.rd_room)
         if cfg.bg_bits:
             group = head.bank[cfg.ba_bits:]

@@ -64,6 +64,10 @@ class Rule(enum.IntEnum):
     tCCD_L = 20
     tWTR_L = 21
     tPBR2ACT = 22
+    tRASmax = 23
+    tPPD = 24
+    tCCDMW = 25
+    REF_BANK = 26
 
 
 def _first_hit(m, checks, p, bank_port):
@@ -105,9 +109,16 @@ class LpddrTimingChecker(wiring.Component):
     ACT and REF), tRAS, tRC, tRRD and tFAW (REFpb counts as an ACT), tCCD,
     tWR (WRITE to PRE: WL + BL/2 + 1 + tWR), tWTR (WRITE to READ), tRTP,
     tRTW (READ to WRITE), tRFCab (nothing but NOP during an all-bank
-    refresh), tRFCpb (no ACT/REF to the refreshing bank, no REFab), tpbR2pbR,
-    tREFI (refresh debt, counted in REFpb units, must stay within
-    ``refresh_postpone`` intervals either way), ACT to an open bank, READ or
+    refresh), tRFCpb (no ACT/PRE/REF to the refreshing bank, no REFab),
+    tpbR2pbR, tREFI (refresh debt, counted in REFpb units, must stay within
+    ``refresh_postpone`` intervals either way), REF_BANK (the same per bank:
+    each bank owes one refresh per tREFI, paid by a REFpb to it or a REFab,
+    and its own debt must stay within ``refresh_postpone`` either way, so a
+    refresh pointer that skips banks is caught), tRASmax (a row open longer
+    than 9 x tREFI), tPPD (PRE/PREA to PRE/PREA), tCCDMW (a masked write, a
+    WRITE whose burst has a clear strobe bit, which on the device is a
+    MASK-WRITE, less than tCCDMW after a WRITE to its bank; reported at the
+    WRITE's clock when its last beat is seen), ACT to an open bank, READ or
     WRITE to a closed bank, REF with a bank open (all banks for REFab, the
     target for REFpb), and WRDATA (write data beats missing or unexpected).
 
@@ -176,6 +187,8 @@ class LpddrTimingChecker(wiring.Component):
             "pre_rtp": ts,    # READ -> PRE (tRTP)
             "pre_wr": ts,     # WRITE -> PRE (write recovery)
             "cas_rcd": ts,    # ACT -> READ/WRITE (tRCD)
+            "ras_max": ts,    # ACT -> latest PRE (tRAS(max) = 9 tREFI)
+            "wr_mw": ts,      # WRITE -> MASK-WRITE (tCCDMW)
         })
         fields = {
             "bank": data.ArrayLayout(bank, cfg.part.banks),
@@ -186,6 +199,7 @@ class LpddrTimingChecker(wiring.Component):
             "rfcab": ts,      # REFab -> anything (tRFCab)
             "refpb_sp": ts,   # REFpb -> REFpb (tpbR2pbR)
             "refab_pb": ts,   # REFpb -> REFab (tRFCpb)
+            "pre_ppd": ts,    # PRE/PREA -> PRE/PREA (tPPD)
             "faw": data.ArrayLayout(ts, 4),   # the last four ACTs, oldest first
         }
         if cfg.part.bank_groups > 1:
@@ -211,16 +225,17 @@ class LpddrTimingChecker(wiring.Component):
         def early(timestamp):
             return tp < timestamp
 
+        any_cmd = act | rd | wr | pre | prea | refab | refpb
         checks = [
+            (any_cmd & early(cur.rfcab), Rule.tRFCab, ba),
             (act & this.open, Rule.ACT_OPEN, ba),
-            ((act | refpb | refab) & early(cur.rfcab), Rule.tRFCab, ba),
             ((act | refpb) & early(this.act_rp), Rule.tRP, ba),
         ]
         if pair:
             checks += [(refpb & early(other.act_rp), Rule.tRP, pba)]
         checks += [
             (act & early(this.act_rc), Rule.tRC, ba),
-            ((act | refpb) & early(this.act_rfc), Rule.tRFCpb, ba),
+            ((act | refpb | pre) & early(this.act_rfc), Rule.tRFCpb, ba),
         ]
         if pair:
             checks += [(refpb & early(other.act_rfc), Rule.tRFCpb, pba)]
@@ -247,6 +262,7 @@ class LpddrTimingChecker(wiring.Component):
         checks += [
             (refpb & early(cur.refpb_sp), Rule.tPBR2PBR, ba),
             (refab & early(cur.refab_pb), Rule.tRFCpb, ba),
+            ((pre | prea) & early(cur.pre_ppd), Rule.tPPD, ba),
         ]
         # PRE checks the addressed bank, PREA every open bank, REFab every bank.
         for b in range(nb):
@@ -259,6 +275,9 @@ class LpddrTimingChecker(wiring.Component):
                 (refab & bank.open, Rule.REF_OPEN, b),
                 (refab & early(bank.act_rp), Rule.tRP, b),
             ]
+        # A row may stay open at most 9 x tREFI, command or not.
+        checks += [(cur.bank[b].open & (tp > cur.bank[b].ras_max), Rule.tRASmax, b)
+                   for b in range(nb)]
         return checks
 
     def _advance(self, m, cur, nxt, tp, cmd, ba):
@@ -281,6 +300,8 @@ class LpddrTimingChecker(wiring.Component):
                 now.cas_rcd.eq(Mux(act & sel, tp + t.tRCD, was.cas_rcd)),
                 now.pre_rtp.eq(Mux(rd & sel, tp + t.tRTP, was.pre_rtp)),
                 now.pre_wr.eq(Mux(wr & sel, tp + t.wr_to_pre, was.pre_wr)),
+                now.ras_max.eq(Mux(act & sel, tp + 9 * t.tREFI, was.ras_max)),
+                now.wr_mw.eq(Mux(wr & sel, tp + t.tCCDMW, was.wr_mw)),
             ]
         m.d.comb += [
             nxt.act_rrd.eq(Mux(act | refpb, tp + t.tRRD, cur.act_rrd)),
@@ -290,6 +311,7 @@ class LpddrTimingChecker(wiring.Component):
             nxt.rfcab.eq(Mux(refab, tp + t.tRFCab, cur.rfcab)),
             nxt.refpb_sp.eq(Mux(refpb, tp + t.tPBR2PBR, cur.refpb_sp)),
             nxt.refab_pb.eq(Mux(refpb, tp + t.tRFCpb, cur.refab_pb)),
+            nxt.pre_ppd.eq(Mux(pre | prea, tp + t.tPPD, cur.pre_ppd)),
         ]
         if cfg.part.bank_groups > 1:
             for g in range(cfg.part.bank_groups):
@@ -321,6 +343,12 @@ class LpddrTimingChecker(wiring.Component):
         state = Signal(layout)
         cur = state
         viol_p, rule_p, bank_p, pays = [], [], [], []
+        nb, half = cfg.part.banks, cfg.part.banks // 2
+        bank_pays = [[] for _ in range(nb)]
+        mw_start = Const(0, 1)          # a WRITE in this controller cycle ...
+        mw_early = Const(0, 1)          # ... less than tCCDMW after one to its bank
+        mw_bank = Const(0, self.bank.shape())
+        mw_time = Const(0, _TS_BITS)
         counts = {c: [] for c in (Command.ACT, Command.RD, Command.WR, Command.REFAB,
                                   Command.REFPB)}
         for p in range(n):
@@ -331,6 +359,7 @@ class LpddrTimingChecker(wiring.Component):
             m.d.comb += [s.eq(slot.cmd == c) for c, s in cmd.items()]
             for c in counts:
                 counts[c].append(cmd[c])
+            cur_before = cur
             v, r, bk = _first_hit(m, self._checks(cur, tp, cmd, slot.bank), p, self.bank)
             viol_p.append(v)
             rule_p.append(r)
@@ -339,6 +368,17 @@ class LpddrTimingChecker(wiring.Component):
             self._advance(m, cur, nxt, tp, cmd, slot.bank)
             cur = nxt
             pays.append(Mux(cmd[Command.REFAB], refs, Mux(cmd[Command.REFPB], 1, 0)))
+            for b in range(nb):
+                sel = slot.bank == b
+                if cfg.part.refpb_banks == 2:
+                    sel = sel | (slot.bank == (b ^ half))
+                bank_pays[b].append(cmd[Command.REFAB] | (cmd[Command.REFPB] & sel))
+            is_wr = cmd[Command.WR]
+            this_early = tp < cur_before.bank[slot.bank].wr_mw
+            mw_early = Mux(is_wr, this_early, mw_early)
+            mw_bank = Mux(is_wr, slot.bank, mw_bank)
+            mw_time = Mux(is_wr, tp, mw_time)
+            mw_start = mw_start | is_wr
         m.d.sync += state.eq(cur)
 
         # Refresh debt: +1 REFpb unit per tREFIpb, paid by REF commands.
@@ -363,6 +403,46 @@ class LpddrTimingChecker(wiring.Component):
 
         wrdata_bad = self.wrdata_expected != self.dfi.wrdata_en
 
+        # Per-bank refresh debt: every bank owes one refresh per tREFI (one
+        # per ``refs`` global ticks, so the two debts never drift apart).
+        post = t.refresh_postpone
+        sub = Signal(range(refs))
+        bank_tick = Signal()
+        m.d.comb += bank_tick.eq(tick & (sub == refs - 1))
+        with m.If(tick):
+            m.d.sync += sub.eq(Mux(sub == refs - 1, 0, sub + 1))
+        bank_bad = []
+        for b in range(nb):
+            bd = Signal(signed(8), name=f"bank_debt{b}")
+            new_bd = Signal(signed(8), name=f"bank_debt_next{b}")
+            m.d.comb += new_bd.eq(bd + bank_tick - sum(bank_pays[b]))
+            m.d.sync += bd.eq(new_bd)
+            bank_bad.append((new_bd > post) | (new_bd < -post))
+
+        # Masked writes (tCCDMW): a WRITE whose burst has a clear strobe bit
+        # is a MASK-WRITE; it is judged when its last beat has been seen.
+        mw_bad = Const(0, 1)
+        mw_bad_bank, mw_bad_time = Const(0, 1), Const(0, _TS_BITS)
+        if t.tCCDMW:
+            beats = cfg.beats_per_burst
+            full = (1 << (cfg.data_width // 8)) - 1
+            left = Signal(range(beats))
+            masked = Signal()
+            p_early = Signal()
+            p_bank = Signal.like(self.bank)
+            p_time = Signal(_TS_BITS)
+            partial = self.dfi.wrdata_en & (self.dfi.wrdata_strb != full)
+            acc = Mux(mw_start, partial, masked | partial)
+            cur_early = Mux(mw_start, mw_early, p_early)
+            last_beat = Mux(mw_start, beats == 1, left == 1)
+            m.d.sync += [masked.eq(acc), left.eq(Mux(mw_start, beats - 1,
+                                                     Mux(left != 0, left - 1, 0)))]
+            with m.If(mw_start):
+                m.d.sync += [p_early.eq(mw_early), p_bank.eq(mw_bank), p_time.eq(mw_time)]
+            mw_bad = last_beat & acc & cur_early
+            mw_bad_bank = Mux(mw_start, mw_bank, p_bank)
+            mw_bad_time = Mux(mw_start, mw_time, p_time)
+
         def latch(rule, bank, slot):
             m.d.sync += [self.violation.eq(1), self.rule.eq(rule), self.bank.eq(bank),
                          self.cycle.eq(now + slot - _EPOCH)]
@@ -376,8 +456,14 @@ class LpddrTimingChecker(wiring.Component):
                     latch(rule_p[p], bank_p[p], p)
             with m.Elif(wrdata_bad):
                 latch(Rule.WRDATA, 0, 0)
+            with m.Elif(mw_bad):
+                m.d.sync += [self.violation.eq(1), self.rule.eq(Rule.tCCDMW),
+                             self.bank.eq(mw_bad_bank), self.cycle.eq(mw_bad_time - _EPOCH)]
             with m.Elif(debt_bad):
                 latch(Rule.tREFI, 0, 0)
+            for b in range(nb):
+                with m.Elif(bank_bad[b]):
+                    latch(Rule.REF_BANK, b, 0)
         return m
 
 

@@ -18,11 +18,13 @@ ACT, RD, WR, PRE, PREA, REFAB, REFPB = (Command.ACT, Command.RD, Command.WR, Com
                                         Command.PREA, Command.REFAB, Command.REFPB)
 
 
-def run(config, commands, *, extra_cycles=20, wrdata=None, reads=None):
+def run(config, commands, *, extra_cycles=20, wrdata=None, reads=None, strb=None):
     """Drive ``commands`` = [(dram_clock, cmd, bank, row, col)] into a model.
 
     Write data is supplied automatically for every WR unless ``wrdata`` maps
-    a WR's index to False (omit it) or a list of beat values. Returns the
+    a WR's index to False (omit it) or a list of beat values; ``strb`` maps a
+    WR's index to the strobe of all its beats or a list of one per beat
+    (default all ones). Returns the
     checker's (violation, rule, bank, cycle) and the read beats seen.
     """
     dut = LpddrModel(config, storage="amaranth")   # amaranth.sim cannot run Verilog
@@ -33,6 +35,7 @@ def run(config, commands, *, extra_cycles=20, wrdata=None, reads=None):
         by_cycle.setdefault(t // n, []).append((t % n, i, cmd, bank, row, col))
     last = max([t for t, *_ in commands], default=0) // n + extra_cycles
     result = {}
+    full = (1 << (config.data_width // 8)) - 1
 
     async def bench(ctx):
         wr_beats = []  # (cycle, value) planned write data
@@ -48,11 +51,13 @@ def run(config, commands, *, extra_cycles=20, wrdata=None, reads=None):
                 if cmd == WR:
                     plan = (wrdata or {}).get(i, [0x1000 * i + k for k in range(beats)])
                     if plan is not False:
-                        wr_beats += [(c + k, v) for k, v in enumerate(plan)]
-            now = [v for cc, v in wr_beats if cc == c]
+                        s = (strb or {}).get(i, full)
+                        s = s if isinstance(s, list) else [s] * len(plan)
+                        wr_beats += [(c + k, v, s[k]) for k, v in enumerate(plan)]
+            now = [(v, s) for cc, v, s in wr_beats if cc == c]
             ctx.set(dut.dfi.wrdata_en, bool(now))
-            ctx.set(dut.dfi.wrdata, now[0] if now else 0)
-            ctx.set(dut.dfi.wrdata_strb, (1 << (config.data_width // 8)) - 1)
+            ctx.set(dut.dfi.wrdata, now[0][0] if now else 0)
+            ctx.set(dut.dfi.wrdata_strb, now[0][1] if now else full)
             await ctx.tick()
             if ctx.get(dut.dfi.rddata_valid):
                 got.append(ctx.get(dut.dfi.rddata))
@@ -471,3 +476,155 @@ def test_first_violation_stays_latched():
             (400, WR, 5, 0, 0)]
     r = run(CFG1, cmds, wrdata={3: False})
     assert r["violation"] and (r["rule"], r["bank"], r["cycle"]) == (Rule.tRCD, 2, T.tRCD - 1)
+
+
+# --- rules added by issue 13 -----------------------------------------------
+
+def _new_rule(case, early):
+    """Returns (config, commands, rule, bank, strb); the last command is ``early`` clocks early."""
+    d = 1 if early else 0
+    cfg = CFG1
+    if case == "tRFCab_pre":       # only NOP during tRFCab: a PRE is flagged too
+        return cfg, [(0, REFAB, 0, 0, 0), (T.tRFCab - d, PRE, 3, 0, 0)], Rule.tRFCab, 3, None
+    if case == "tRFCab_prea":
+        return cfg, [(0, REFAB, 0, 0, 0), (T.tRFCab - d, PREA, 0, 0, 0)], Rule.tRFCab, 0, None
+    if case == "tRFCpb_pre":       # ... and to the refreshing bank during tRFCpb
+        return cfg, [(0, REFPB, 3, 0, 0), (T.tRFCpb - d, PRE, 3, 0, 0)], Rule.tRFCpb, 3, None
+    if case == "tPPD_pre":         # PRE to PRE, different banks
+        t0 = T.tRRD + T.tRAS
+        return cfg, [(0, ACT, 0, 5, 0), (T.tRRD, ACT, 1, 5, 0), (t0, PRE, 1, 0, 0),
+                     (t0 + T.tPPD - d, PRE, 0, 0, 0)], Rule.tPPD, 0, None
+    if case == "tPPD_prea":        # PRE to PREA
+        t0 = T.tRRD + T.tRAS
+        return cfg, [(0, ACT, 0, 5, 0), (T.tRRD, ACT, 1, 5, 0), (t0, PRE, 1, 0, 0),
+                     (t0 + T.tPPD - d, PREA, 2, 0, 0)], Rule.tPPD, 2, None
+    if case in ("tCCDMW", "tCCDMW_mw"):   # WRITE (or MASK-WRITE), then MASK-WRITE, same bank
+        w = T.tRCD
+        first = {} if case == "tCCDMW" else {1: 0b0111}
+        return cfg, [(0, ACT, 4, 5, 0), (w, WR, 4, 0, 0), (w + T.tCCDMW - d, WR, 4, 0, 1)], \
+            Rule.tCCDMW, 4, {**first, 2: 0b1110}
+    raise AssertionError(case)
+
+
+NEW_RULE_CASES = ["tRFCab_pre", "tRFCab_prea", "tRFCpb_pre", "tPPD_pre", "tPPD_prea", "tCCDMW",
+                  "tCCDMW_mw"]
+
+
+@pytest.mark.parametrize("case", NEW_RULE_CASES)
+def test_new_rule_violation_caught(case):
+    cfg, cmds, rule, bank, strb = _new_rule(case, early=True)
+    r = run(cfg, cmds, strb=strb)
+    assert r["violation"], f"{case} one clock early was not caught"
+    assert (r["rule"], r["bank"], r["cycle"]) == (rule, bank, cmds[-1][0])
+
+
+@pytest.mark.parametrize("case", NEW_RULE_CASES)
+def test_new_rule_at_minimum_passes(case):
+    cfg, cmds, _, _, strb = _new_rule(case, early=False)
+    r = run(cfg, cmds, strb=strb)
+    assert not r["violation"], f"legal {case} sequence flagged as {r['rule'].name}"
+
+
+def test_trfcab_read_reported_before_closed_bank():
+    # A READ during tRFCab is a tRFCab violation first (the bank is also closed).
+    r = run(CFG1, [(0, REFAB, 0, 0, 0), (T.tRFCab - 1, RD, 2, 0, 0)])
+    assert r["violation"] and (r["rule"], r["bank"], r["cycle"]) == (Rule.tRFCab, 2, T.tRFCab - 1)
+
+
+def test_unmasked_writes_and_other_banks_need_no_tccdmw():
+    # Full-strobe WRITEs at tCCD to one bank, and a masked one to another
+    # bank tCCD later: no MASK-WRITE to the same bank within tCCDMW.
+    t0 = T.tRRD + T.tRCD
+    cmds = [(0, ACT, 0, 5, 0), (T.tRRD, ACT, 1, 5, 0), (t0, WR, 0, 0, 0),
+            (t0 + T.tCCD, WR, 0, 0, 1), (t0 + 2 * T.tCCD, WR, 1, 0, 0)]
+    assert not run(CFG1, cmds, strb={4: 0b0001})["violation"]
+
+
+@pytest.mark.parametrize("early", [True, False])
+def test_masked_write_whose_clear_strobe_is_the_last_beat(early):
+    # Only the last beat of the burst is partial: still a MASK-WRITE,
+    # judged at its WRITE's clock once that beat is seen.
+    beats = CFG1.beats_per_burst
+    full = (1 << (CFG1.data_width // 8)) - 1
+    w = T.tRCD
+    cmds = [(0, ACT, 4, 5, 0), (w, WR, 4, 0, 0), (w + T.tCCDMW - early, WR, 4, 0, 1)]
+    r = run(CFG1, cmds, strb={2: [full] * (beats - 1) + [0b0111]})
+    assert r["violation"] == early
+    if early:
+        assert (r["rule"], r["bank"], r["cycle"]) == (Rule.tCCDMW, 4, cmds[-1][0])
+
+
+def _tras_max_config():
+    part = dataclasses.replace(LPDDR4_3200, tREFI=Timing(800))
+    return LpddrConfig(part=part, ratio=4)
+
+
+@pytest.mark.slow      # ~10 tREFI of pysim: 40 to 60 s each
+@pytest.mark.parametrize("early", [True, False])
+def test_tras_max(early):
+    # Bank 2 is refreshed 8 times ahead (pulled in, its own debt -8), then
+    # kept open while the other seven banks are refreshed at the nominal
+    # rate: the only rule left is tRAS(max) = 9 x tREFI.
+    cfg = _tras_max_config()
+    t = cfg.timings
+    cmds = [(k * t.tRFCpb, REFPB, 2, 0, 0) for k in range(8)]
+    t_act = 8 * t.tRFCpb
+    cmds.append((t_act, ACT, 2, 5, 0))
+    t_pre = t_act + 9 * t.tREFI + (1 if early else 0)
+    others = [b for b in range(8) if b != 2]
+    k, tr = 0, t_act + t.tRRD
+    while tr < t_pre + 40:
+        cmds.append((tr, REFPB, others[k % 7], 0, 0))
+        k, tr = k + 1, tr + t.tREFIpb
+    cmds.append((t_pre, PRE, 2, 0, 0))
+    cmds.sort(key=lambda c: c[0])
+    r = run(cfg, cmds, extra_cycles=12)
+    if early:
+        assert r["violation"] and (r["rule"], r["bank"], r["cycle"]) == \
+            (Rule.tRASmax, 2, t_act + 9 * t.tREFI + 1)
+    else:
+        assert not r["violation"], r["rule"].name
+
+
+@pytest.mark.slow      # ~10 tREFI of pysim: 40 to 60 s each
+@pytest.mark.parametrize("late", [True, False])
+def test_per_bank_refresh_coverage(late):
+    # REFpb at the nominal rate, round robin, but bank 5 is skipped: enough
+    # REFpb overall (the global debt stays ~0), yet bank 5 owes one more
+    # refresh every tREFI. Its 9th owed one is a REF_BANK violation; a REFpb
+    # to bank 5 just before it keeps the run legal.
+    cfg = _tras_max_config()
+    t = cfg.timings
+    post = t.refresh_postpone
+    others = [b for b in range(8) if b != 5]
+    end = (post + 1) * t.tREFI + 8 * cfg.ratio
+    cmds, k, tr = [], 0, 0
+    rescue = ((post + 1) * t.tREFI // t.tREFIpb - 2) * t.tREFIpb
+    while tr < end:
+        bank = 5 if (not late and tr == rescue) else others[k % 7]
+        cmds.append((tr, REFPB, bank, 0, 0))
+        k, tr = k + (bank != 5), tr + t.tREFIpb
+    r = run(cfg, cmds, extra_cycles=4)
+    if late:
+        assert r["violation"] and (r["rule"], r["bank"]) == (Rule.REF_BANK, 5)
+        assert abs(r["cycle"] - (post + 1) * t.tREFI) <= cfg.ratio
+    else:
+        assert not r["violation"], r["rule"].name
+    assert r["debt_max"] <= 2     # the global debt never noticed
+
+
+def test_refresh_pointer_stuck_on_one_bank_caught():
+    # Every REFpb to bank 0 (tRFCpb apart): bank 0 is refreshed far ahead of
+    # its share (its own debt drops below -refresh_postpone) at the 9th
+    # REFpb after its first owed tick.
+    cfg = _tras_max_config()
+    t = cfg.timings
+    cmds = [(k * t.tRFCpb, REFPB, 0, 0, 0) for k in range(16)]
+    r = run(cfg, cmds)
+    assert r["violation"] and (r["rule"], r["bank"]) == (Rule.REF_BANK, 0)
+    # The first REFpb after which bank 0 is more than refresh_postpone
+    # refreshes ahead of the ticks it has owed (one per tREFI).
+    post = t.refresh_postpone
+    first = next(c for k, (c, *_) in enumerate(cmds)
+                 if (k + 1) - (c + cfg.ratio) // t.tREFI > post)
+    assert r["cycle"] == first

@@ -1,6 +1,7 @@
 """DRAM part tables and the conversion to clock cycles."""
 
 import dataclasses
+import math
 
 import pytest
 
@@ -129,3 +130,62 @@ def test_idle_precharge_defaults_and_validation():
     assert LpddrConfig(part="lpddr5-6400", ratio=2, idle_precharge=0).idle_precharge == 0
     with pytest.raises(ValueError, match="idle_precharge must be an integer from 0 to 1024"):
         LpddrConfig(idle_precharge=-1)
+
+
+# --- every derived LPDDR4 / LPDDR4X spacing, computed here from the table ---
+# Independent of parts.py: the JESD209-4B numbers are written out below in
+# ns / nCK and converted with this file's own arithmetic, then compared with
+# what the controller's bank machines and the timing checker are built from.
+# Sources: JESD209-4B "Core AC Timing" (tRCD, tRP, tRAS, tRRD, tFAW, tWR,
+# tWTR, tRTP, tCCD, tPPD, tCCDMW), "Refresh Requirement Parameters" (8 Gb per
+# channel), "Read and Write Latencies" (set A, read DBI off), the "Read to
+# Write" and "Precharge and Auto Precharge clarification" formulas, and
+# tDQSCK(max) = 3.5 ns, tWPRE = 2 nCK, tRPST = 0.5 nCK (static postamble).
+# Cross-checked against DRAMSys: configs/memspec/JEDEC_8Gb_LPDDR4-3200_16bit
+# .json gives RCD 29, RPpb 29, RPab 34, RAS 68, RCpb 97, RRD 16, FAW 64, WR
+# 29, WTR 16, RTP 12, CCD 8, PPD 4, CCDMW 32, RFCab 448, RFCpb 224, REFI
+# 6246, REFIpb 780, RL 28, WL 14, DQSCK 6, WPRE 2, RPST 0, and its
+# CheckerLPDDR4 computes tRDWR = RL + tDQSCK + BL/2 - WL + tWPRE + tRPST =
+# 30 and tWRRD = WL + 1 + BL/2 + tWTR = 39. JEDEC_512Mbx16_LPDDR4-4266.json
+# (tCK 0.469 ns) gives RCD 39, RPab 45, RAS 90, RRD 22, FAW 86, WR 39, WTR
+# 22, RTP 17, RFCab 599, RFCpb 300, REFI 8341, REFIpb 1042, RL 36, WL 18.
+# (Ramulator 1's LPDDR4.cpp gives read-to-write 26 at 3200 with its own
+# command-end convention and DRAMsim3 23 without a tDQSCK term: neither
+# models the JESD209-4 formula.)
+
+def _ck(ns, tck, min_ck=0):
+    return max(math.ceil(round(ns / tck, 6)), min_ck)
+
+
+def _lpddr4_spacings(tck, rl, wl):
+    bl2 = 8                                   # BL16 on a DDR bus: 8 CK
+    c = {
+        "tRCD": _ck(18, tck, 4), "tRPpb": _ck(18, tck, 4), "tRPab": _ck(21, tck, 4),
+        "tRAS": _ck(42, tck, 3), "tRRD": _ck(10, tck, 4), "tFAW": _ck(40, tck),
+        "tCCD": 8, "tWR": _ck(18, tck, 6), "tWTR": _ck(10, tck, 8), "tRTP": _ck(7.5, tck, 8),
+        "tPPD": 4, "tCCDMW": 32,
+        "tRFCab": _ck(280, tck), "tRFCpb": _ck(140, tck), "tPBR2PBR": _ck(90, tck),
+        "tREFI": math.floor(3904 / tck),
+    }
+    c["tRC"] = c["tRAS"] + c["tRPpb"]
+    c["tREFIpb"] = c["tREFI"] // 8
+    c["wr_to_pre"] = wl + bl2 + 1 + c["tWR"]
+    c["wr_to_rd"] = wl + bl2 + 1 + c["tWTR"]
+    # RL + RU(tDQSCK(max) / tCK) + BL/2 - WL + tWPRE + RD(tRPST)
+    c["rd_to_wr"] = rl + math.ceil(3.5 / tck) + bl2 - wl + 2 + math.floor(0.5)
+    return c
+
+
+@pytest.mark.parametrize("name,tck,rl,wl,pinned", [
+    ("lpddr4-3200", 0.625, 28, 14,
+     {"tRRD": 16, "tFAW": 64, "wr_to_pre": 52, "wr_to_rd": 39, "rd_to_wr": 30}),
+    ("lpddr4x-4266", 0.468, 36, 18,
+     {"tRRD": 22, "tFAW": 86, "wr_to_pre": 66, "wr_to_rd": 49, "rd_to_wr": 36}),
+])
+def test_lpddr4_spacings_match_the_standard(name, tck, rl, wl, pinned):
+    want = _lpddr4_spacings(tck, rl, wl)
+    assert {k: want[k] for k in pinned} == pinned     # the arithmetic above, by hand
+    t = LpddrConfig(part=name, ratio=1).timings       # what controller and checker use
+    got = {k: getattr(t, k) for k in want}
+    assert got == want
+    assert (t.RL, t.WL, t.burst_ck) == (rl, wl, 8)
