@@ -1,0 +1,353 @@
+# amaranth: UnusedElaboratable=no
+"""LPDDR controller tests written for the mutation catalogue (``tests/mutations/``).
+
+Fast: every timer of :class:`~lpaccel.rtl.dram.banks.BankMachines` is
+loaded by the command the module docstring says, with that command's
+spacing (one command, then count the cycles until the timer allows the next
+one), and the refresh scheduler walks the banks in round-robin order.
+
+Slow (about a minute in amaranth.sim): the whole controller against the
+device model and its timing checker: random AXI writes (partial strobes),
+then reads, then both at once (read/write turnarounds), over every bank and
+several rows, checked against a reference memory; the checker must report
+nothing; and, what the checker does not check, REFpb must visit the banks in
+round-robin order. The Verilator regression (``tests/dram/test_lpddr_cocotb.py``)
+does more, but rebuilds for every mutant.
+"""
+
+import random
+
+import pytest
+from amaranth.hdl import Module
+from amaranth.lib import wiring
+from amaranth.sim import Simulator
+
+from lpaccel.rtl.dram.banks import BankMachines
+from lpaccel.rtl.dram.config import Command, LpddrConfig
+from lpaccel.rtl.dram.controller import LpddrController
+from lpaccel.rtl.dram.refresh import RefreshScheduler
+from lpaccel.sim.models.lpddr import LpddrModel, Rule
+
+SIM_BYTES = 64 * 1024
+
+
+# --- fast: the bank machines' timers, one command at a time ---------------------------
+
+def _issue(ctx, dut, cfg, slot, cmd, bank=0, row=0):
+    for p in range(cfg.ratio):
+        ctx.set(dut.commands[p].cmd, Command.NOP)
+    ctx.set(dut.commands[slot].cmd, cmd)
+    ctx.set(dut.commands[slot].bank, bank)
+    ctx.set(dut.commands[slot].row, row)
+
+
+#: (name, setup commands, command, its slot, the signal, spacing name, its slot).
+#: ``row``/``col``: phase 0 or phase ratio-1. The signal is ``bank:<field>`` of bank 2
+#: or ``timing:<field>``.
+SPACINGS = [
+    ("PREA->ACT tRPab", [("ACT", 2), ("WAIT", "tRC")], "PREA", "row", "bank:act_ok", "tRPab",
+     "row"),
+    ("PRE->ACT tRPpb", [("ACT", 2), ("WAIT", "tRC")], "PRE", "row", "bank:act_ok", "tRPpb", "row"),
+    ("ACT->ACT same bank tRC", [], "ACT", "row", "bank:act_ok", "tRC", "row"),
+    ("REFpb->ACT other bank tRRD", [], "REFPB", "row", "timing:rrd_ok", "tRRD", "row"),
+    ("ACT->ACT tRRD", [], "ACT", "row", "timing:rrd_ok", "tRRD", "row"),
+    ("REFpb->ACT same bank tRFCpb", [], "REFPB", "row", "bank:act_ok", "tRFCpb", "row"),
+    ("REFpb->REFab tRFCpb", [], "REFPB", "row", "timing:refab_ok", "tRFCpb", "row"),
+    ("REFpb->REFpb tPBR2PBR", [], "REFPB", "row", "timing:refpb_ok", "tPBR2PBR", "row"),
+    ("REFab->ACT tRFCab", [], "REFAB", "row", "timing:act_ab_ok", "tRFCab", "row"),
+    ("REFab->REFab tRFCab", [], "REFAB", "row", "timing:refab_ok", "tRFCab", "row"),
+    ("RD->RD tCCD", [("ACT", 2)], "RD", "col", "timing:rd_ok", "tCCD", "col"),
+    ("WR->WR tCCD", [("ACT", 2)], "WR", "col", "timing:wr_ok", "tCCD", "col"),
+    ("RD->WR turnaround", [("ACT", 2)], "RD", "col", "timing:wr_ok", "rd_to_wr", "col"),
+    ("WR->RD turnaround", [("ACT", 2)], "WR", "col", "timing:rd_ok", "wr_to_rd", "col"),
+    ("RD->PRE tRTP", [("ACT", 2), ("WAIT", "tRAS")], "RD", "col", "bank:pre_ok", "tRTP",
+     "row"),
+    ("WR->PRE write recovery", [("ACT", 2), ("WAIT", "tRAS")], "WR", "col", "bank:pre_ok",
+     "wr_to_pre", "row"),
+]
+
+
+@pytest.mark.parametrize("ratio", [4, 1])
+@pytest.mark.parametrize("case", SPACINGS, ids=[c[0] for c in SPACINGS])
+def test_bank_machine_spacing(case, ratio):
+    """The command loads the timer with exactly its spacing (allowed that many cycles on)."""
+    _, setup, cmd, src, signal, spacing, dst = case
+    cfg = LpddrConfig(ratio=ratio)
+    t = cfg.timings
+    phase = {"row": 0, "col": cfg.ratio - 1}
+    want = cfg.cycles(getattr(t, spacing), phase[src], phase[dst])
+    dut = BankMachines(cfg)
+    kind, field = signal.split(":")
+    observed = getattr(dut.banks[2], field) if kind == "bank" else getattr(dut.timing, field)
+    seen = {}
+
+    async def bench(ctx):
+        for step, arg in setup:
+            if step == "WAIT":
+                for _ in range(cfg.cycles(getattr(t, arg)) + 2):
+                    await ctx.tick()
+            else:
+                _issue(ctx, dut, cfg, 0, Command[step], bank=arg, row=7)
+                await ctx.tick()
+                _issue(ctx, dut, cfg, 0, Command.NOP)
+                for _ in range(cfg.cycles(max(t.tRCD, t.tRRD)) + 2):
+                    await ctx.tick()
+        _issue(ctx, dut, cfg, phase[src], Command[cmd], bank=2, row=7)
+        await ctx.tick()
+        _issue(ctx, dut, cfg, 0, Command.NOP)
+        for c in range(1, want + 3):
+            if ctx.get(observed):
+                seen["at"] = c
+                break
+            await ctx.tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-9)
+    sim.add_testbench(bench)
+    sim.run()
+    assert want > 1, f"{spacing} is {want} cycle(s) at 1:{ratio}: the case proves nothing"
+    assert seen.get("at") == want, (
+        f"{case[0]} at 1:{ratio}: allowed {seen.get('at')} cycles after the command, "
+        f"the spacing is {want}")
+
+
+def test_faw_counts_refpb():
+    """Four REFpb (to different banks) open the tFAW window like four ACTs.
+
+    They go out in four consecutive cycles (the bank machines only time, they
+    do not refuse): tFAW is 4 x tRRD on LPDDR4-3200, so only then can it bind.
+    """
+    cfg = LpddrConfig(ratio=4)
+    t = cfg.timings
+    dut = BankMachines(cfg)
+    faw = cfg.cycles(t.tFAW)
+    seen = {}
+
+    async def bench(ctx):
+        for k in range(4):
+            _issue(ctx, dut, cfg, 0, Command.REFPB, bank=k)
+            await ctx.tick()
+            _issue(ctx, dut, cfg, 0, Command.NOP)
+        for c in range(4, faw + 3):
+            if ctx.get(dut.timing.faw_ok):
+                seen["at"] = c
+                break
+            await ctx.tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-9)
+    sim.add_testbench(bench)
+    sim.run()
+    assert faw > 4
+    assert seen.get("at") == faw, (seen, faw)
+
+
+def test_refresh_scheduler_round_robin():
+    """REFpb after REFpb: the scheduler asks for bank 0, 1, 2, ... in turn (and wraps)."""
+    cfg = LpddrConfig(ratio=4)
+    dut = RefreshScheduler(cfg)
+    banks = cfg.part.banks
+    asked = []
+
+    async def bench(ctx):
+        for b in range(banks):
+            ctx.set(dut.banks[b].act_ok, 1)
+            ctx.set(dut.banks[b].pre_ok, 1)
+        for name in ("rrd_ok", "faw_ok", "refpb_ok", "refab_ok"):
+            ctx.set(getattr(dut.timing, name), 1)
+        interval = cfg.timings.tREFIpb // cfg.ratio
+        # Run up a debt of more than a full turn, then pay it as fast as asked.
+        for _ in range(interval * (banks + 3)):
+            await ctx.tick()
+        for _ in range(8 * (banks + 2)):
+            if ctx.get(dut.cmd) == Command.REFPB:
+                bank = ctx.get(dut.bank)
+                asked.append(bank)
+                _issue(ctx, dut, cfg, 0, Command.REFPB, bank=bank)
+            await ctx.tick()
+            _issue(ctx, dut, cfg, 0, Command.NOP)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-9)
+    sim.add_testbench(bench)
+    sim.run()
+    assert len(asked) >= banks + 2, asked
+    assert asked == [k % banks for k in range(len(asked))], asked
+
+
+# --- slow: the whole controller against the device model ------------------------------
+
+
+def _top(config):
+    m = Module()
+    m.submodules.ctrl = ctrl = LpddrController(config)
+    m.submodules.model = model = LpddrModel(config, storage="amaranth")
+    wiring.connect(m, ctrl.dfi, model.dfi)
+    return m, ctrl, model
+
+
+def _bursts(rng, count, beat_bytes, lo, hi):
+    """``count`` random (addr, beats) AXI bursts in [lo, hi), none crossing 4 KiB."""
+    out = []
+    for _ in range(count):
+        beats = rng.randint(1, 4)
+        addr = rng.randrange(lo, hi - beats * beat_bytes, beat_bytes)
+        if addr // 4096 != (addr + beats * beat_bytes - 1) // 4096:
+            addr -= (addr + beats * beat_bytes) % 4096
+        out.append((addr, beats))
+    return out
+
+
+def run_controller(config, *, seed=1, cycles=3600):
+    """Run the traffic; return a dict of what was seen (see the module docstring)."""
+    m, ctrl, model = _top(config)
+    axi = ctrl.axi
+    bb = config.data_width // 8
+    rng = random.Random(seed)
+    half = SIM_BYTES // 2
+    phase1 = _bursts(rng, 40, bb, 0, SIM_BYTES)
+    reads2 = _bursts(rng, 40, bb, 0, SIM_BYTES)
+    writes3 = _bursts(rng, 24, bb, 0, half)
+    reads3 = _bursts(rng, 24, bb, half, SIM_BYTES)
+    data = {}
+    ref = {}
+    seen = {"refpb": [], "refab": 0, "reads": [], "expected": [], "violation": None,
+            "bresp": [], "done": False}
+
+    def beat_value(addr):
+        return rng.getrandbits(config.data_width)
+
+    async def write_bursts(ctx, bursts):
+        # AW and W from one testbench: the address, then its data beats.
+        for addr, beats in bursts:
+            ctx.set(axi.aw.addr, addr)
+            ctx.set(axi.aw.len, beats - 1)
+            ctx.set(axi.aw.size, (bb - 1).bit_length())
+            ctx.set(axi.aw.burst, 1)
+            ctx.set(axi.aw.valid, 1)
+            while not (await ctx.tick().sample(axi.aw.ready))[2]:
+                pass
+            ctx.set(axi.aw.valid, 0)
+            for i in range(beats):
+                value = beat_value(addr + i * bb)
+                ref[addr + i * bb] = value
+                ctx.set(axi.w.data, value)
+                ctx.set(axi.w.strb, (1 << bb) - 1)
+                ctx.set(axi.w.last, i == beats - 1)
+                ctx.set(axi.w.valid, 1)
+                while not (await ctx.tick().sample(axi.w.ready))[2]:
+                    pass
+                ctx.set(axi.w.valid, 0)
+
+    async def collect_b(ctx):
+        ctx.set(axi.b.ready, 1)
+        async for _clk, _rst, valid, resp in ctx.tick().sample(axi.b.valid, axi.b.resp):
+            if valid:
+                seen["bresp"].append(int(resp))
+
+    async def wait_b(ctx, count):
+        while len(seen["bresp"]) < count:
+            await ctx.tick()
+
+    async def read_bursts(ctx, bursts):
+        for addr, beats in bursts:
+            seen["expected"].extend(ref.get(addr + i * bb, 0) for i in range(beats))
+            ctx.set(axi.ar.addr, addr)
+            ctx.set(axi.ar.len, beats - 1)
+            ctx.set(axi.ar.size, (bb - 1).bit_length())
+            ctx.set(axi.ar.burst, 1)
+            ctx.set(axi.ar.valid, 1)
+            while not (await ctx.tick().sample(axi.ar.ready))[2]:
+                pass
+            ctx.set(axi.ar.valid, 0)
+
+    async def collect_r(ctx):
+        ctx.set(axi.r.ready, 1)
+        async for _clk, _rst, valid, rdata in ctx.tick().sample(axi.r.valid, axi.r.data):
+            if valid:
+                seen["reads"].append(int(rdata))
+
+    async def commands(ctx):
+        slots = [model.dfi.phases[p] for p in range(config.ratio)]
+        async for _clk, _rst, *cmds in ctx.tick().sample(
+                *[s.cmd for s in slots], *[s.bank for s in slots]):
+            n = config.ratio
+            for cmd, bank in zip(cmds[:n], cmds[n:]):
+                if cmd == Command.REFPB:
+                    seen["refpb"].append(int(bank))
+                elif cmd == Command.REFAB:
+                    seen["refab"] += 1
+
+    async def main(ctx):
+        await write_bursts(ctx, phase1)
+        await wait_b(ctx, len(phase1))
+        await read_bursts(ctx, reads2)
+        # Reads of the upper half while the lower half is rewritten.
+        for _ in range(200):
+            await ctx.tick()
+        data["reads3_expected"] = [ref.get(a + i * bb, 0) for a, n in reads3 for i in range(n)]
+        await write_and_read(ctx)
+        await wait_b(ctx, len(phase1) + len(writes3))
+        while cycles_left(ctx):
+            await ctx.tick()
+        seen["violation"] = (ctx.get(model.violation), Rule(ctx.get(model.rule)),
+                             ctx.get(model.bank), ctx.get(model.cycle))
+        seen["done"] = True
+
+    elapsed = {"n": 0}
+
+    async def clock_count(ctx):
+        async for _ in ctx.tick():
+            elapsed["n"] += 1
+
+    def cycles_left(ctx):
+        return elapsed["n"] < cycles
+
+    async def write_and_read(ctx):
+        # AR traffic from a second testbench, W/AW from this one.
+        await write_bursts(ctx, writes3)
+
+    async def reader3(ctx):
+        while "reads3_expected" not in data:
+            await ctx.tick()
+        await read_bursts(ctx, reads3)
+
+    sim = Simulator(m)
+    sim.add_clock(1e-8)
+    sim.add_testbench(main)
+    sim.add_testbench(reader3, background=True)
+    sim.add_testbench(collect_r, background=True)
+    sim.add_testbench(collect_b, background=True)
+    sim.add_testbench(commands, background=True)
+    sim.add_testbench(clock_count, background=True)
+    sim.run()
+    return seen
+
+
+@pytest.fixture(scope="module")
+def per_bank_run():
+    # One run for both tests below (about a minute; they are in the slow suite).
+    config = LpddrConfig(ratio=4, sim_bytes=SIM_BYTES, window=8)
+    return config, run_controller(config)
+
+
+@pytest.mark.slow
+def test_controller_data_and_timing(per_bank_run):
+    config, seen = per_bank_run
+    assert seen["done"]
+    violation, rule, bank, cycle = seen["violation"]
+    assert not violation, f"timing checker: {rule.name} at bank {bank}, DRAM clock {cycle}"
+    assert seen["bresp"] and not any(seen["bresp"]), seen["bresp"]
+    assert len(seen["reads"]) == len(seen["expected"]), (len(seen["reads"]), len(seen["expected"]))
+    bad = [i for i, (a, b) in enumerate(zip(seen["reads"], seen["expected"])) if a != b]
+    assert not bad, f"{len(bad)} read beats differ from what was written, first beat {bad[0]}"
+
+
+@pytest.mark.slow
+def test_per_bank_refresh_visits_every_bank_in_turn(per_bank_run):
+    config, seen = per_bank_run
+    banks = config.part.banks
+    refs = seen["refpb"]
+    assert len(refs) >= 2 * banks, f"only {len(refs)} REFpb in the run"
+    assert refs == [(refs[0] + i) % banks for i in range(len(refs))], refs
+    assert seen["refab"] == 0
