@@ -7,7 +7,7 @@ BOARD   ?= ulx3s-85f
 DESIGN  ?=
 JOBS    ?= 2
 
-.PHONY: demo test lint test-slow bench bitstream firmware clean distclean
+.PHONY: demo test lint test-slow mutate bench bitstream firmware clean distclean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,11 @@ lint: $(STAMP)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -n $(JOBS) -m slow --run-slow tests
+
+# Mutation testing of the gateware (docs/verification.md): each catalogue entry applied
+# in a scratch copy under build/mutate/, its tests run; table and score in build/mutate/.
+mutate: $(STAMP)
+	$(BIN)/python tools/mutate.py --jobs 1
 
 bench: $(STAMP)
 	$(BIN)/lpaccel bench --out build/bench

@@ -247,7 +247,6 @@ def scratch_env(scratch, build):
 
 def check_shim(scratch, build, python=sys.executable):
     """Raise unless every mapped package imports from ``scratch`` under the shim."""
-    packages = [name for name in package_dirs(scratch) if "." not in name] or []
     mapping = package_dirs(scratch)
     for package, folder in mapping.items():
         probe = f"import importlib; print(importlib.import_module({package!r}).__file__)"
@@ -259,7 +258,7 @@ def check_shim(scratch, build, python=sys.executable):
             raise RuntimeError(
                 f"the import shim does not work: {package} imports from {where} "
                 f"(expected under {expected}); stderr: {out.stderr.strip()[-500:]}")
-    return packages
+    return sorted(mapping)
 
 
 # --- running ---------------------------------------------------------------------------
@@ -269,8 +268,12 @@ def run_pytest(scratch, build, tests, timeout, python=sys.executable):
 
     ``status`` is pytest's exit code, or ``"timeout"``.
     """
+    # Node ids name tests explicitly, slow ones included: lpaccel's conftest skips those
+    # unless --run-slow is given (a project without the option gets none).
+    conftest = Path(scratch) / "tests" / "conftest.py"
+    slow = ["--run-slow"] if conftest.is_file() and "--run-slow" in conftest.read_text() else []
     cmd = [python, "-m", "pytest", "-p", "no:xdist", "-p", "no:cacheprovider", "-x", "-q",
-           "-rfE", "--run-slow", "--no-header", *tests]
+           "-rfE", "--no-header", *slow, *tests]
     start = time.monotonic()
     try:
         done = subprocess.run(cmd, cwd=scratch, env=scratch_env(scratch, build),
