@@ -233,9 +233,13 @@ class AxiProtocolChecker:
     def _fmt(payload: dict) -> str:
         return "{" + ", ".join(f"{k}={v:#x}" for k, v in payload.items()) + "}"
 
+    def _beat_size(self, p: dict) -> int:
+        # A port without AxSIZE moves full-width beats (AXI4 A3.4.1).
+        return 1 << p["size"] if "size" in p else self.data_bytes
+
     def _check_request(self, ch: str, p: dict) -> None:
         """The [size], [burst] and [4k] rules of one AW or AR request."""
-        size = 1 << p.get("size", 0)
+        size = self._beat_size(p)
         burst, beats = p.get("burst", 1), p["len"] + 1
         what = f"{ch.upper()} addr={p['addr']:#x} len={p['len']} size={size}"
         if size > self.data_bytes:
@@ -257,7 +261,7 @@ class AxiProtocolChecker:
 
     def _lanes(self, aw: dict, beat: int) -> int:
         """Byte-lane mask beat ``beat`` of burst ``aw`` may strobe (AXI4 A3.4.1)."""
-        size = 1 << aw.get("size", 0)
+        size = self._beat_size(aw)
         start, burst = aw["addr"], aw.get("burst", 1)
         aligned = start // size * size
         if burst == 0 or beat == 0:
@@ -280,14 +284,14 @@ class AxiProtocolChecker:
         lanes = self._lanes(aw, beat)
         if strb & ~lanes:
             self._error("strb", f"W beat {beat} of the burst addr={aw['addr']:#x} "
-                                f"len={aw['len']} size={1 << aw.get('size', 0)} "
+                                f"len={aw['len']} size={self._beat_size(aw)} "
                                 f"burst={aw.get('burst', 1)} has WSTRB={strb:#x}, outside "
                                 f"the addressed byte lanes {lanes:#x}")
 
     def _check_4k(self, ch: str, p: dict) -> None:
         if p.get("burst", 1) != 1:   # only INCR is checked
             return
-        size = 1 << p.get("size", 0)
+        size = self._beat_size(p)
         first = p["addr"]
         last = (first // size) * size + p["len"] * size
         if first >> 12 != last >> 12:
