@@ -38,6 +38,12 @@ the cycle the hardware performs it:
 
 The checker also counts beats and bursts per channel and non-OKAY
 responses, for throughput figures and end-of-test accounting.
+
+An AXI4-Lite port (no ``AxLEN``, ``WLAST``, ``RLAST``; usually no ID, size
+or burst either) is checked with the same rules, every transfer a burst of
+one beat, except [strb]: AXI4-Lite has no ``AxSIZE``, and what a partial
+strobe or an unaligned address means is the subordinate's to decide (the
+CSR bank answers SLVERR).
 """
 
 from __future__ import annotations
@@ -55,7 +61,9 @@ _CHANNEL_FIELDS = {
     "ar": ("id", "addr", "len", "size", "burst"),
     "r": ("id", "data", "resp", "last"),
 }
-_OPTIONAL = {"id", "strb", "size", "burst", "resp"}
+_OPTIONAL = {"id", "strb", "size", "burst", "resp", "len", "last"}
+#: What an AXI4-Lite port (no AxLEN, WLAST, RLAST) implies for every beat.
+_LITE_IMPLIED = {"aw": ("len", 0), "ar": ("len", 0), "w": ("last", 1), "r": ("last", 1)}
 
 
 class AxiProtocolError(AssertionError):
@@ -120,6 +128,11 @@ class AxiProtocolChecker:
             self._sig[ch] = sigs
         #: Bytes per data beat, from the width of WDATA.
         self.data_bytes = len(self._sig["w"]["data"]) // 8
+        #: An AXI4-Lite port: no AWLEN (see the module docstring).
+        self.lite = "len" not in self._sig["aw"]
+        self._implied = {ch: dict([_LITE_IMPLIED[ch]])
+                         if ch in _LITE_IMPLIED and _LITE_IMPLIED[ch][0] not in sigs else {}
+                         for ch, sigs in self._sig.items()}
         self._clear_state()
         self._task = cocotb.start_soon(self._run())
 
@@ -193,7 +206,7 @@ class AxiProtocolChecker:
     async def _run(self) -> None:
         from cocotb.triggers import ReadOnly, RisingEdge
         edge, readonly = RisingEdge(self.clk), ReadOnly()
-        sig = self._sig
+        sig, implied = self._sig, self._implied
         while True:
             await edge
             await readonly
@@ -215,6 +228,8 @@ class AxiProtocolChecker:
                     continue
                 payload = {f: int(h.value) for f, h in s.items()
                            if f != "valid" and f != "ready"}
+                if implied[ch]:
+                    payload.update(implied[ch])
                 if held is not None and payload != held:
                     changed = sorted(f for f in payload if payload[f] != held[f])
                     self._error("stable", f"{ch.upper()} payload changed while VALID and not "
@@ -279,8 +294,8 @@ class AxiProtocolChecker:
         return ((1 << (upper + 1)) - 1) & ~((1 << lower) - 1)
 
     def _check_strobe(self, aw: dict, beat: int, strb: int) -> None:
-        if strb is None or beat > aw["len"]:   # no WSTRB, or [wlen] reports the extra beat
-            return
+        if strb is None or self.lite or beat > aw["len"]:
+            return   # no WSTRB, AXI4-Lite, or [wlen] reports the extra beat
         lanes = self._lanes(aw, beat)
         if strb & ~lanes:
             self._error("strb", f"W beat {beat} of the burst addr={aw['addr']:#x} "

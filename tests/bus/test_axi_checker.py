@@ -15,7 +15,9 @@ NEGATIVE = ["good_sequence", "catches_valid_drop", "catches_valid_drop_every_cha
             "reset_clears_outstanding", "catches_short_w_burst",
             "catches_missing_wlast", "catches_long_w_before_aw", "catches_b_without_request",
             "catches_b_before_last_w", "catches_b_with_wrong_id", "catches_r_without_request",
-            "catches_early_rlast", "catches_missing_rlast", "catches_leftovers"]
+            "catches_early_rlast", "catches_missing_rlast", "catches_leftovers",
+            "lite_good_sequence", "lite_catches_b_before_w", "lite_catches_r_without_request",
+            "lite_catches_unstable_and_reset"]
 
 
 def test_checker_rules():
