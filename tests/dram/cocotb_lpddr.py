@@ -8,6 +8,7 @@ applied to all five AXI channels. The run fails on the first timing
 violation, on any data mismatch, and if anything is left outstanding.
 """
 
+import itertools
 import json
 import os
 import random
@@ -113,6 +114,51 @@ async def refresh_under_streaming(dut):
     assert refs >= owed - limit, f"only {refs} of {owed} refreshes issued"
     # The stream kept the controller busy the whole time.
     assert perf["busy_cycles"] >= 0.95 * moved_cycles
+
+
+@cocotb.test()
+async def refresh_urgent(dut):
+    """Per-bank refresh through its urgent path: every bank is always wanted.
+
+    One-burst reads walk the banks in strict order (bank = k mod banks, row
+    hits) and R is mostly paused, so the look-ahead window (at least twice
+    as deep as there are banks) stays full and always holds a request for
+    the bank the refresh engine wants next, even in the cycle one is popped:
+    it cannot hide a REFpb and must let the debt climb to its urgent level,
+    then force the refresh (blocking the bank). The checker sees no late refresh (tREFI
+    and per-bank REF_BANK) and the debt peaks between the urgent level and
+    the JEDEC limit.
+    """
+    tb = LpddrTB(dut, CFG)
+    await tb.reset()
+    t = CFG.timings
+    nb, page, burst = CFG.part.banks, CFG.part.page_bytes, CFG.part.bytes_per_burst
+    assert CFG.refresh == "per_bank" and CFG.window >= 2 * nb
+    tb.axi.read_if.r_channel.set_pause_generator(itertools.cycle([True, True, True, False]))
+    intervals = KNOBS.get("refresh_intervals", 12)
+    need_cycles = intervals * t.tREFI // CFG.ratio
+    start, k = tb.cycle, 0
+    while tb.cycle - start < need_cycles:
+        events = []
+        for _ in range(512):
+            col = (k // nb) % (page // burst)
+            events.append(tb.axi.init_read((k % nb) * page + col * burst, burst))
+            k += 1
+        for event in events:
+            await event.wait()
+        tb.assert_no_violation()
+    await tb.assert_quiet()
+    tb.assert_no_violation()
+    perf = tb.perf()
+    limit = t.refresh_postpone * CFG.refs_per_refab
+    urgent_at = limit - 16                       # refresh.py: forced from here on
+    elapsed_ck = tb.cycle * CFG.ratio
+    owed = elapsed_ck // t.tREFIpb
+    dut._log.info("urgent refresh: %d REFpb for %d owed, debt max %d (urgent at %d, limit %d), "
+                  "%d reads", perf["n_refpb"], owed, perf["refresh_debt_max"], urgent_at, limit, k)
+    assert urgent_at <= perf["refresh_debt_max"] <= limit, \
+        f"debt peaked at {perf['refresh_debt_max']}: the urgent path was not exercised"
+    assert perf["n_refpb"] >= owed - limit
 
 
 @cocotb.test()

@@ -41,6 +41,16 @@ def test_refresh_under_streaming():
     _run(BASE, "refresh_under_streaming", refresh_intervals=10)
 
 
+#: A window twice the bank count: every bank stays wanted (refresh_urgent).
+URGENT = {"ratio": 4, "sim_bytes": 64 * 1024, "window": 16}
+
+
+@pytest.mark.slow      # its own build; 12 tREFI of one-burst reads
+def test_refresh_urgent_per_bank():
+    # Every bank always wanted: per-bank refresh only through its urgent path.
+    _run(URGENT, "refresh_urgent", refresh_intervals=12)
+
+
 #: A 1:1 controller:DRAM clock ratio (one command slot per cycle, 32-bit data
 #: path, 8 beats per LPDDR4 burst) with all-bank refresh: the other corner of
 #: the DFI boundary and of the refresh engine.
