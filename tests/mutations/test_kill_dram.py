@@ -217,9 +217,11 @@ def run_controller(config, *, seed=1, cycles=3600):
     def beat_value(addr):
         return rng.getrandbits(config.data_width)
 
-    async def write_bursts(ctx, bursts):
-        # AW and W from one testbench: the address, then its data beats.
-        for addr, beats in bursts:
+    async def write_bursts(ctx, bursts, w_delay=0):
+        # AW and W from one testbench: the address, then its data beats; with
+        # ``w_delay``, every other burst's data comes that many cycles after its
+        # address (a WRITE must wait for its data).
+        for k, (addr, beats) in enumerate(bursts):
             ctx.set(axi.aw.addr, addr)
             ctx.set(axi.aw.len, beats - 1)
             ctx.set(axi.aw.size, (bb - 1).bit_length())
@@ -228,6 +230,8 @@ def run_controller(config, *, seed=1, cycles=3600):
             while not (await ctx.tick().sample(axi.aw.ready))[2]:
                 pass
             ctx.set(axi.aw.valid, 0)
+            for _ in range(w_delay if k % 2 else 0):
+                await ctx.tick()
             for i in range(beats):
                 value = beat_value(addr + i * bb)
                 # One beat in four with a random strobe: only those bytes change.
@@ -308,7 +312,7 @@ def run_controller(config, *, seed=1, cycles=3600):
 
     async def write_and_read(ctx):
         # AR traffic from a second testbench, W/AW from this one.
-        await write_bursts(ctx, writes3)
+        await write_bursts(ctx, writes3, w_delay=40)
 
     async def reader3(ctx):
         while "reads3_expected" not in data:
