@@ -287,7 +287,7 @@ def run_pytest(scratch, build, tests, timeout, python=sys.executable):
     output = done.stdout + done.stderr
     failed = ""
     for line in output.splitlines():
-        if line.startswith(("FAILED ", "ERROR ")):
+        if line.startswith(("FAILED ", "ERROR ")) and "::" in line:
             failed = line.split(" ", 1)[1].split(" - ")[0].strip()
             break
     return done.returncode, seconds, output, failed
