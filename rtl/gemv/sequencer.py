@@ -24,7 +24,7 @@ quant beat is taken. A beat is taken in a cycle where ``beats.valid``, a job
 is active and ``en`` is high: ``beats.ready`` is exactly that.
 """
 
-from amaranth.hdl import Const, Module, Mux, Signal, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
@@ -115,6 +115,13 @@ class BeatSequencer(EngineBlock):
         # first column inside its chunk, and the row's blocks from the tile on.
         chunk_blk = Signal(range(max(2, (B // 16) * 4)))
         blocks_left = Signal(BLOCK_COUNT_BITS + 1)
+        # Which blocks of the tile are inside the row (``blocks_left > k``),
+        # registered with ``blocks_left`` so that the compares do not drive
+        # the plane beat's many cleared registers directly.
+        inside = Signal(g.tile_blocks if g.has_bcq else 1)
+
+        def inside_of(left):
+            return Cat(*(left > k for k in range(len(inside))))
 
         take = Signal()
         m.d.comb += [take.eq(self.beats.valid & active & self.en),
@@ -170,7 +177,8 @@ class BeatSequencer(EngineBlock):
                     isbcq.eq(params.fmt == WeightFormat.BCQ), head.eq(0), plane.eq(0),
                     row.eq(0), col.eq(0), n.eq(beat_cols(params)),
                     col_end.eq(beat_cols(params)), expect_scale.eq(params.fmt != WeightFormat.F16),
-                    chunk_blk.eq(0), blocks_left.eq(params.cols[5:]), active.eq(1)]
+                    chunk_blk.eq(0), blocks_left.eq(params.cols[5:]),
+                    inside.eq(inside_of(params.cols[5:])), active.eq(1)]
 
         with m.If(~active & self.full.bit_select(rsel, 1)):
             m.d.sync += start(self.jobs[rsel])
@@ -197,9 +205,11 @@ class BeatSequencer(EngineBlock):
                 m.d.sync += [expect_scale.eq(chunk_end & ~is16), plane.eq(0)]
                 with m.If(row_last):
                     m.d.sync += [col.eq(0), col_end.eq(n), row.eq(row + 1), chunk_blk.eq(0),
-                                 blocks_left.eq(nblocks)]
+                                 blocks_left.eq(nblocks), inside.eq(inside_of(nblocks))]
                 with m.Else():
-                    m.d.sync += [col.eq(col_end), col_end.eq(col_end + n), blocks_left.eq(blocks_left - g.tile_blocks),
+                    m.d.sync += [col.eq(col_end), col_end.eq(col_end + n),
+                                 blocks_left.eq(blocks_left - g.tile_blocks),
+                                 inside.eq(inside_of(blocks_left - g.tile_blocks)),
                                  chunk_blk.eq(Mux(chunk_end, 0, chunk_blk + g.tile_blocks))]
                 with m.If(job_last):
                     # Hand the buffer back and go straight on with the next
@@ -248,14 +258,14 @@ class BeatSequencer(EngineBlock):
                   (flags.final, job_last), (flags.wide, is16)]
         if g.has_bcq:
             pairs += self._bcq_beat(m, take & ~expect_scale & isbcq, job, col, chunk_blk,
-                                    blocks_left, lg_group, plane, alpha_regs, offset_reg,
+                                    inside, lg_group, plane, alpha_regs, offset_reg,
                                     rsel, tile_last, row_last, job_last)
         with m.If(self.en):
             m.d.sync += [dst.eq(src) for dst, src in pairs]
         m.d.comb += self.beat.eq(out)
         return m
 
-    def _bcq_beat(self, m, valid, job, col, chunk_blk, blocks_left, lg_group, plane,
+    def _bcq_beat(self, m, valid, job, col, chunk_blk, inside_tile, lg_group, plane,
                   alpha_regs, offset_reg, rsel, tile_last, row_last, job_last):
         """The registers of a BCQ plane beat for :class:`~.lutgemm.LutGemm` (stage 1).
 
@@ -281,7 +291,7 @@ class BeatSequencer(EngineBlock):
             m.d.comb += [blk.eq(chunk_blk + k),
                          index.eq(Mux(lg_group == 7, blk >> 2, Mux(lg_group == 6, blk >> 1,
                                                                     blk)))]
-            inside = blocks_left > k
+            inside = inside_tile[k]
             alpha = select([alpha_beat[16 * j:16 * j + 16] for j in range(nslots)], index)
             offset = select([offset_reg[16 * j:16 * j + 16] for j in range(nslots)], index)
             pairs += [(out.alpha[k], Mux(inside, alpha, 0)),
