@@ -32,19 +32,21 @@ that fails there would make every "caught" meaningless, so that is an error.
 
 Usage::
 
-    python tools/mutate.py [--only ID ...] [--list] [--jobs N] [--timeout S]
-                           [--threshold PCT] [--no-baseline]
+    python tools/mutate.py [--only ID ...] [--list] [--check] [--jobs N] [--timeout S]
+                           [--threshold PCT] [--no-baseline] [--from-head]
 
 Writes ``build/mutate/report.md`` and ``report.json``; exit status 0 when the
 score is at least the threshold (95 %) and no entry is in error.
 """
 
 import argparse
+import io
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import time
 import tomllib
 from concurrent.futures import ThreadPoolExecutor
@@ -216,15 +218,26 @@ def project_files(root):
                   if path.is_file() and not skip.intersection(path.relative_to(root).parts))
 
 
-def make_scratch(root, scratch):
-    """(Re)create ``scratch`` as a copy of ``root``'s project files and the shim."""
+def make_scratch(root, scratch, from_head=False):
+    """(Re)create ``scratch`` as a copy of ``root``'s project files and the shim.
+
+    ``from_head``: the files of the last commit (``git archive HEAD``) instead of
+    the working tree, e.g. while others edit a shared checkout.
+    """
     root, scratch = Path(root), Path(scratch)
     if scratch.exists():
         shutil.rmtree(scratch)
-    for name in project_files(root):
-        target = scratch / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(root / name, target)
+    if from_head:
+        scratch.mkdir(parents=True)
+        archive = subprocess.run(["git", "archive", "--format=tar", "HEAD"], cwd=root,
+                                 check=True, capture_output=True).stdout
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            tar.extractall(scratch, filter="data")
+    else:
+        for name in project_files(root):
+            target = scratch / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(root / name, target)
     mapping = {package: str((scratch / folder).resolve())
                for package, folder in package_dirs(root).items()}
     shim = scratch / "_mutate_shim"
@@ -386,6 +399,8 @@ def main(argv=None, root=REPO, catalogue=None, out=None, python=sys.executable):
                         help=f"minimum score in percent (default {THRESHOLD:.0f})")
     parser.add_argument("--no-baseline", action="store_true",
                         help="skip the run of the tests on the unmutated copy")
+    parser.add_argument("--from-head", action="store_true",
+                        help="copy the last commit (git archive HEAD), not the working tree")
     args = parser.parse_args(argv)
     root = Path(root)
     catalogue = Path(catalogue) if catalogue else root / "tests" / "mutations" / "catalogue.toml"
@@ -420,7 +435,7 @@ def main(argv=None, root=REPO, catalogue=None, out=None, python=sys.executable):
     start = time.monotonic()
     jobs = max(1, args.jobs)
     build = out / "build"
-    scratches = [make_scratch(root, out / f"tree-{n}") for n in range(jobs)]
+    scratches = [make_scratch(root, out / f"tree-{n}", args.from_head) for n in range(jobs)]
     check_shim(scratches[0], build, python)
 
     baseline_seconds = None
