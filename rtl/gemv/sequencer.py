@@ -118,10 +118,10 @@ class BeatSequencer(EngineBlock):
         # Which blocks of the tile are inside the row (``blocks_left > k``),
         # registered with ``blocks_left`` so that the compares do not drive
         # the plane beat's many cleared registers directly.
-        inside = Signal(g.tile_blocks if g.has_bcq else 1)
+        tile_inside = Signal(g.tile_blocks if g.has_bcq else 1)
 
         def inside_of(left):
-            return Cat(*(left > k for k in range(len(inside))))
+            return Cat(*(left > k for k in range(len(tile_inside))))
 
         take = Signal()
         m.d.comb += [take.eq(self.beats.valid & active & self.en),
@@ -178,7 +178,7 @@ class BeatSequencer(EngineBlock):
                     row.eq(0), col.eq(0), n.eq(beat_cols(params)),
                     col_end.eq(beat_cols(params)), expect_scale.eq(params.fmt != WeightFormat.F16),
                     chunk_blk.eq(0), blocks_left.eq(params.cols[5:]),
-                    inside.eq(inside_of(params.cols[5:])), active.eq(1)]
+                    tile_inside.eq(inside_of(params.cols[5:])), active.eq(1)]
 
         with m.If(~active & self.full.bit_select(rsel, 1)):
             m.d.sync += start(self.jobs[rsel])
@@ -205,11 +205,11 @@ class BeatSequencer(EngineBlock):
                 m.d.sync += [expect_scale.eq(chunk_end & ~is16), plane.eq(0)]
                 with m.If(row_last):
                     m.d.sync += [col.eq(0), col_end.eq(n), row.eq(row + 1), chunk_blk.eq(0),
-                                 blocks_left.eq(nblocks), inside.eq(inside_of(nblocks))]
+                                 blocks_left.eq(nblocks), tile_inside.eq(inside_of(nblocks))]
                 with m.Else():
                     m.d.sync += [col.eq(col_end), col_end.eq(col_end + n),
                                  blocks_left.eq(blocks_left - g.tile_blocks),
-                                 inside.eq(inside_of(blocks_left - g.tile_blocks)),
+                                 tile_inside.eq(inside_of(blocks_left - g.tile_blocks)),
                                  chunk_blk.eq(Mux(chunk_end, 0, chunk_blk + g.tile_blocks))]
                 with m.If(job_last):
                     # Hand the buffer back and go straight on with the next
@@ -258,7 +258,7 @@ class BeatSequencer(EngineBlock):
                   (flags.final, job_last), (flags.wide, is16)]
         if g.has_bcq:
             pairs += self._bcq_beat(m, take & ~expect_scale & isbcq, job, col, chunk_blk,
-                                    inside, lg_group, plane, alpha_regs, offset_reg,
+                                    tile_inside, lg_group, plane, alpha_regs, offset_reg,
                                     rsel, tile_last, row_last, job_last)
         with m.If(self.en):
             m.d.sync += [dst.eq(src) for dst, src in pairs]
