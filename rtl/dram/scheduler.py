@@ -22,10 +22,14 @@ not needed by an earlier queued request (open-page policy: a row stays open
 until a request for another row of that bank, or a refresh, closes it), so
 row hits stream without gaps while the next bank opens.
 
-Reads and writes are batched: the direction changes only when the other
-queue is full, the current one is empty or stuck (no read-data room, no
-write data), after a starvation limit (1023 cycles of the other direction
-waiting) or after 63 write bursts.
+Reads and writes are batched: the direction changes only when the current
+queue is empty or stuck (no read-data room, no write data), when the other
+queue is full and at least ``MIN_BATCH`` column commands went out since the
+last change, after a starvation limit (1023 cycles of the other direction
+waiting) or after 63 write bursts. The minimum batch matters when both
+queues are full (a streaming reader and a queued writer): without it each
+queue's fullness would turn the direction straight back, paying a
+read-write turnaround per cycle and writing nothing.
 
 Slots: row commands go out in phase 0, column commands in phase
 ``ratio - 1``; at 1:1 they share the one slot and the column command wins.
@@ -47,6 +51,10 @@ from ..utils import check_int, or_reduce
 from .address import address_layout
 from .banks import bank_state_layout, timing_layout
 from .config import Command, LpddrConfig, command_layout
+
+#: Column commands a direction issues before the other queue's fullness
+#: may turn it (the cost of a turnaround is several bursts' time).
+MIN_BATCH = 8
 
 __all__ = ["write_request_layout", "column_layout", "stall_layout", "ShiftQueue",
            "CommandScheduler"]
@@ -298,7 +306,8 @@ class CommandScheduler(wiring.Component):
         this_count = Mux(mode_wr, wq.count, rq.count)
         stuck = Mux(mode_wr, ~self.wr_data_ready, ~self.rd_room)
         other_full = Mux(mode_wr, ~rq.push.ready, ~wq.push.ready)
-        switch = other_waiting & ((this_count == 0) | stuck | other_full | starve.all() |
+        switch = other_waiting & ((this_count == 0) | stuck |
+                                  (other_full & (batch >= MIN_BATCH)) | starve.all() |
                                   (mode_wr & batch.all()))
         with m.If(switch):
             m.d.sync += [mode_wr.eq(~mode_wr), starve.eq(0), batch.eq(0)]

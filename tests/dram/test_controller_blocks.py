@@ -19,7 +19,7 @@ from lpaccel.rtl.dram.config import Command, LpddrConfig, command_layout
 from lpaccel.rtl.dram.controller import LpddrController
 from lpaccel.rtl.dram.perf import LpddrPerfSignature
 from lpaccel.rtl.dram.refresh import RefreshScheduler
-from lpaccel.rtl.dram.scheduler import ShiftQueue
+from lpaccel.rtl.dram.scheduler import MIN_BATCH, CommandScheduler, ShiftQueue
 
 
 def _simulate(dut, bench, *, clock=True):
@@ -191,3 +191,47 @@ def test_command_is_a_shaped_enum():
     # The DFI command field is typed by the enum, not a bare 3-bit value.
     assert command_layout(ctrl.config)["cmd"].shape is Command
     assert Value.cast(ctrl.dfi.phases[0].cmd).shape() == unsigned(3)
+
+
+def test_scheduler_batches_writes_when_both_queues_are_full():
+    """A streaming reader and a full write queue: writes go in batches, not one per turn.
+
+    Every bank is open on the requested row and every timer allows, so only
+    the direction logic decides. Each run of WRITEs between READs must be at
+    least ``MIN_BATCH`` long, and the writes left in a queue that is not full
+    go out once they starve (1023 cycles), in one run. Before the minimum
+    batch each queue's fullness turned the direction straight back: a few
+    writes per turnaround, and a starved write queue switched in and out
+    again without writing (found in the SoC's result writes).
+    """
+    cfg = LpddrConfig()
+    dut = CommandScheduler(cfg)
+    row = (1 << cfg.row_bits) - 1
+    nwrites = 24                       # the write queue fills, then 8 are left
+
+    async def bench(ctx):
+        for view in (dut.banks, dut.timing):     # every bank open on `row`, every timer ok
+            ctx.set(view.as_value(), (1 << len(view.as_value())) - 1)
+        for name in ("rd_room", "wr_data_ready", "b_room"):
+            ctx.set(getattr(dut, name), 1)
+        ctx.set(dut.reads.valid, 1)
+        ctx.set(dut.reads.payload, {"bank": 0, "row": row, "col": 0})
+        ctx.set(dut.writes.payload, {"addr": {"bank": 1, "row": row, "col": 0}})
+        ops, pushed = [], 0
+        for i in range(1400):
+            # One column command every other cycle (tCCD at 1:4): the read
+            # queue fills, as behind a streaming reader.
+            ctx.set(dut.timing.rd_ok, i % 2 == 0)
+            ctx.set(dut.timing.wr_ok, i % 2 == 0)
+            ctx.set(dut.writes.valid, pushed < nwrites)
+            wr_taken = ctx.get(dut.writes.valid) and ctx.get(dut.writes.ready)
+            ops.append("W" if ctx.get(dut.column.write) else
+                       "R" if ctx.get(dut.column.read) else ".")
+            await ctx.tick()
+            pushed += wr_taken
+        trace = "".join(ops)
+        assert trace.count("W") == nwrites, trace
+        runs = [len(r) for r in trace.replace(".", "").split("R") if r]
+        assert all(n >= MIN_BATCH for n in runs), (runs, trace)
+
+    _simulate(dut, bench)
