@@ -27,7 +27,7 @@ is active and ``en`` is high: ``beats.ready`` is exactly that.
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream
 from amaranth.lib.wiring import In, Out
-from amaranth.utils import exact_log2
+from amaranth.utils import bits_for, exact_log2
 
 from ..config import BCQ_PLANES, BLOCK, WeightFormat
 from ..utils import select
@@ -120,8 +120,16 @@ class BeatSequencer(EngineBlock):
         # the plane beat's many cleared registers directly.
         tile_inside = Signal(g.tile_blocks if g.has_bcq else 1)
 
-        def inside_of(left):
-            return Cat(*(left > k for k in range(len(tile_inside))))
+        def inside_of(left, skip=0):
+            # left - skip > k, as "above a small constant": an OR of the high
+            # bits and a compare of the low ones (no carry chains; the
+            # callers' ``left`` is at least ``skip``).
+            flags = []
+            for k in range(len(tile_inside)):
+                c = k + skip
+                w = bits_for(c)
+                flags.append((left[w:] != 0) | (left[:w] > c))
+            return Cat(*flags)
 
         take = Signal()
         m.d.comb += [take.eq(self.beats.valid & active & self.en),
@@ -209,7 +217,7 @@ class BeatSequencer(EngineBlock):
                 with m.Else():
                     m.d.sync += [col.eq(col_end), col_end.eq(col_end + n),
                                  blocks_left.eq(blocks_left - g.tile_blocks),
-                                 tile_inside.eq(inside_of(blocks_left - g.tile_blocks)),
+                                 tile_inside.eq(inside_of(blocks_left, g.tile_blocks)),
                                  chunk_blk.eq(Mux(chunk_end, 0, chunk_blk + g.tile_blocks))]
                 with m.If(job_last):
                     # Hand the buffer back and go straight on with the next
