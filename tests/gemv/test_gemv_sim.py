@@ -25,21 +25,24 @@ def set_job(ctx, dut, desc):
         ctx.set(getattr(dut.job.payload, name), value)
 
 
-def simulate(config, jobs, *, stall=0.0, seed=0, raw_jobs=()):
+def simulate(config, jobs, *, stall=0.0, seed=0, raw_jobs=(), streams=None):
     """Run ``jobs`` through the engine with every stream driven concurrently.
 
     ``jobs`` are ``(weights, x)`` pairs: QuantizedWeights and a float vector
     or ``(mant, exp)``. Jobs are queued back to back (the next job's
     descriptor and activations are offered while the current one computes).
     ``raw_jobs`` are extra descriptors (dicts) sent first, e.g. bad ones.
+    ``streams`` maps a job's index to the weight words sent for it instead of
+    its own (e.g. a wider matrix's, whose extra columns fill the padding).
     Returns the result bits per job and the cycle of every weight handshake.
     """
     dut = GemvEngine(config)
     rng = random.Random(seed)
     prepared = []
-    for w, x in jobs:
+    for k, (w, x) in enumerate(jobs):
         mant, exp = x if isinstance(x, tuple) else quant.quantize_activations(x)
-        prepared.append((w, mant, exp, stream_words(w, config)))
+        words = (streams or {}).get(k)
+        prepared.append((w, mant, exp, stream_words(w, config) if words is None else words))
     total_rows = sum(w.rows for w, *_ in prepared)
     results, taken_cycles = [], []
 
@@ -209,6 +212,36 @@ def test_bcq_mixed_with_legacy(lanes, word_bits, stall):
             random_case(rng, WeightFormat.F16, None, 1, 96),
             random_bcq_case(rng, 1, 384, 3, 128, False)]
     results, _, _ = simulate(config, jobs, stall=stall, seed=lanes)
+    check(jobs, results)
+
+
+@pytest.mark.parametrize("lanes,word_bits,group,offset", [(32, 128, 32, True),
+                                                          (32, 128, 64, False),
+                                                          (16, 64, 32, True)])
+def test_bcq_padding_never_contributes(lanes, word_bits, group, offset):
+    """Non-zero bytes in a BCQ row's padding (the plane bits and scale slots
+    past its last column) change nothing.
+
+    The host pads with zeros, which would hide a wrong inside-the-row flag:
+    here the stream is that of a matrix 2 tiles wide while the job says its
+    rows end one group into the second tile, so the padding holds the wider
+    matrix's random planes, scales and offsets.
+    """
+    rng = np.random.default_rng(lanes + group)
+    config = GemvConfig(lanes=lanes, word_bits=word_bits, max_cols=512)
+    tile = 4 * lanes                       # columns of one plane beat
+    wide, x = random_bcq_case(rng, 3, 2 * tile, 2, group, offset)
+    cols = tile + group                    # the second tile: one group inside, the rest padding
+    narrow = quant.QuantizedWeights.from_bcq(
+        wide.plane_bits[:, :, :cols], wide.alpha_bits[:, :, :cols // group], group,
+        wide.offset_bits[:, :cols // group] if offset else None)
+    words = stream_words(wide, config)
+    assert len(words) == len(stream_words(narrow, config)), "not the same stream layout"
+    # Two full-width jobs first leave non-zero activations past the narrow
+    # job's columns in both buffers (zeros there would hide padding too).
+    x2 = rng.normal(0, 1, 2 * tile).astype(np.float32)
+    jobs = [(wide, x), (wide, x2), (narrow, x[:cols] * 2)]
+    results, _, _ = simulate(config, jobs, stall=0.1, seed=lanes, streams={2: words})
     check(jobs, results)
 
 
