@@ -37,6 +37,23 @@ def _stable_input(m, valid, ready, payload):
         m.d.comb += Assume(valid & (payload == held))
 
 
+def _reset_control(m, free_reset):
+    """Reset handling of a harness; return the one-cycle "reset was high" flag.
+
+    With ``free_reset`` the solver drives ``rst`` high or low in any cycle,
+    so every property must hold across a reset at any time (the harness's own
+    bookkeeping registers are in the same domain and restart with the
+    design). Without it, ``rst`` is assumed low and only the initial state
+    counts as "after reset".
+    """
+    after_reset = Signal(reset_less=True)
+    if free_reset:
+        m.d.sync += after_reset.eq(ResetSignal())
+    else:
+        m.d.comb += Assume(~ResetSignal())
+    return after_reset
+
+
 def _stable_output(m, valid, ready, payload):
     """Assert the design keeps ``valid`` and ``payload`` while stalled."""
     stalled = Signal()
@@ -62,8 +79,9 @@ class SkidBufferHarness(wiring.Component):
     in_payload: In(8)
     out_ready: In(1)
 
-    def __init__(self, dut_class=SkidBuffer):
+    def __init__(self, dut_class=SkidBuffer, *, free_reset=True):
         self.dut_class = dut_class
+        self.free_reset = free_reset
         super().__init__()
 
     def elaborate(self, platform):
@@ -71,7 +89,10 @@ class SkidBufferHarness(wiring.Component):
         m.submodules.dut = dut = self.dut_class(8)
         m.d.comb += [dut.input.valid.eq(self.in_valid), dut.input.payload.eq(self.in_payload),
                      dut.output.ready.eq(self.out_ready)]
-        m.d.comb += Assume(~ResetSignal())
+        after_reset = _reset_control(m, self.free_reset)
+        # A reset at any time empties both entries.
+        with m.If(after_reset):
+            m.d.comb += [Assert(~dut.output.valid), Assert(~dut.skid_valid)]
         sent = Signal(8)
         received = Signal(8)
         occupancy = Signal(3)
@@ -133,9 +154,10 @@ class AXI4LiteHarness(wiring.Component):
     is answered within a bounded time.
     """
 
-    def __init__(self, addr_width=6, dut_class=AXI4LiteSubordinate):
+    def __init__(self, addr_width=6, dut_class=AXI4LiteSubordinate, *, free_reset=True):
         self.addr_width = addr_width
         self.dut_class = dut_class
+        self.free_reset = free_reset
         self.sig = AXI4LiteSignature(addr_width=addr_width, data_width=32)
         super().__init__({
             "bus": In(self.sig),
@@ -149,8 +171,12 @@ class AXI4LiteHarness(wiring.Component):
         acc = dut.access
         m.d.comb += [acc.w_resp.eq(self.w_resp), acc.r_resp.eq(self.r_resp),
                      acc.r_data.eq(self.r_data)]
-        m.d.comb += Assume(~ResetSignal())
+        after_reset = _reset_control(m, self.free_reset)
         bus = self.bus
+        # A reset at any time drops every request and response in flight.
+        with m.If(after_reset):
+            m.d.comb += [Assert(~bus.b.valid), Assert(~bus.r.valid),
+                         Assert(bus.aw.ready), Assert(bus.w.ready), Assert(bus.ar.ready)]
 
         _stable_input(m, bus.aw.valid, bus.aw.ready, bus.aw.addr)
         w_word = Signal(36)

@@ -1,5 +1,9 @@
 """Formal proofs (SymbiYosys, k-induction, yices) of the skid buffer and the
-AXI4-Lite subordinate, each with a broken variant the prover must refute."""
+AXI4-Lite subordinate, each with a broken variant the prover must refute.
+
+The solver drives reset freely (high or low in any cycle) in every proof; the
+reset-blind variants below are refuted only because of that, and are proved
+"correct" when reset is assumed low, which shows the free reset matters."""
 
 import pytest
 from amaranth.hdl import Module, Signal
@@ -26,6 +30,24 @@ class LossySkidBuffer(SkidBuffer):
         return m
 
 
+class ResetBlindSkidBuffer(SkidBuffer):
+    """Broken on purpose: the skid entry's valid flag ignores reset, so a
+    reset while it is full leaves a stale beat behind."""
+
+    def __init__(self, shape):
+        super().__init__(shape)
+        self.skid_valid = Signal(name="skid_valid", reset_less=True)
+
+
+class ResetBlindAXI4LiteSubordinate(AXI4LiteSubordinate):
+    """Broken on purpose: its AR buffer is a :class:`ResetBlindSkidBuffer`."""
+
+    def request_buffer(self, channel, layout):
+        if channel == "ar":
+            return ResetBlindSkidBuffer(layout)
+        return super().request_buffer(channel, layout)
+
+
 class LossyAXI4LiteSubordinate(AXI4LiteSubordinate):
     """Broken on purpose: its AW buffer is a :class:`LossySkidBuffer`."""
 
@@ -50,8 +72,25 @@ def test_axi4lite_subordinate_proof():
 @pytest.mark.parametrize("name,harness", [
     ("lossy_skid_buffer", lambda: SkidBufferHarness(dut_class=LossySkidBuffer)),
     ("lossy_axi4lite", lambda: AXI4LiteHarness(dut_class=LossyAXI4LiteSubordinate)),
+    ("reset_blind_skid_buffer", lambda: SkidBufferHarness(dut_class=ResetBlindSkidBuffer)),
+    ("reset_blind_axi4lite",
+     lambda: AXI4LiteHarness(dut_class=ResetBlindAXI4LiteSubordinate)),
 ])
 def test_prover_finds_counterexample(name, harness):
     ok, log = run_sby(name, harness(), depth=6)
     assert not ok, f"{name}: the broken design was proved correct:\n{log[-2000:]}"
     assert "Assert failed" in log and "counterexample trace" in log
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,harness", [
+    ("reset_blind_skid_buffer_rst0",
+     lambda: SkidBufferHarness(dut_class=ResetBlindSkidBuffer, free_reset=False)),
+    ("reset_blind_axi4lite_rst0",
+     lambda: AXI4LiteHarness(dut_class=ResetBlindAXI4LiteSubordinate, free_reset=False)),
+])
+def test_reset_blind_passes_with_reset_held_low(name, harness):
+    """Control: with reset assumed low the reset-blind variants pass, so the
+    refutations above come from the free reset alone."""
+    ok, log = run_sby(name, harness(), depth=6)
+    assert ok, log[-3000:]
