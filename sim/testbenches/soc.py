@@ -152,9 +152,9 @@ class SocTB:
     config : SocConfig
     build_hash : int
     checkers : bool
-        Watch the host window, the DMA port and the memory port with
-        :class:`AxiProtocolChecker` (off for speed runs: the checkers sample
-        every cycle).
+        Watch the host window, the DMA port, the memory port and the CSR
+        port (AXI4-Lite) with :class:`AxiProtocolChecker` (off for speed
+        runs: the checkers sample every cycle).
     host : str
         ``"light"`` (no cost while idle) or ``"cocotbext"`` (pause modes);
         see the module docstring.
@@ -171,7 +171,8 @@ class SocTB:
     csr : LightAxiLite or cocotbext.axi.AxiLiteMaster
     host : LightAxi or cocotbext.axi.AxiMaster
     checkers : dict
-        ``{"s_axi": ..., "dma": ..., "mem": ...}`` (empty without checkers).
+        ``{"s_axi": ..., "dma": ..., "mem": ..., "s_axil": ...}`` (empty
+        without checkers).
     violation : str or None
         The LPDDR timing checker's first violation, described.
     period : int
@@ -209,7 +210,7 @@ class SocTB:
         self.checkers = {}
         if checkers:
             self.checkers = {p: AxiProtocolChecker(dut.clk, dut, p, reset=dut.rst)
-                             for p in ("s_axi", "dma", "mem")}
+                             for p in ("s_axi", "dma", "mem", "s_axil")}
         self.violation = None
         if config.lpddr is not None:
             cocotb.start_soon(self._watch())
