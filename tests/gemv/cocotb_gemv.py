@@ -19,6 +19,7 @@ from lpaccel.repack import layout_of, repack_weights_bytes
 from lpaccel.rtl.config import GROUP_SIZES, GemvConfig, WeightFormat
 from lpaccel.rtl.gemv import GemvError
 from lpaccel.sim.golden import gemv as golden
+from lpaccel.sim.infra import coverage
 from lpaccel.sim.infra.harness import params
 from lpaccel.sim.infra.streams import PAUSE_MODES
 from lpaccel.sim.testbenches.gemv import GemvTB
@@ -26,6 +27,19 @@ from lpaccel.sim.testbenches.gemv import GemvTB
 P = {**params(), **json.loads(os.environ.get("GEMV_TEST", "{}"))}
 CONFIG = GemvConfig(lanes=P["lanes"], word_bits=P["word_bits"], max_cols=P["max_cols"])
 FORMATS = list(WeightFormat)
+# Functional coverage of the jobs run (docs/verification.md, "Functional
+# coverage"): one file per simulation process, merged by
+# ``python -m lpaccel.sim.infra.coverage merge build/coverage``.
+COV = coverage.gemv_coverage(CONFIG)
+COV_NAME = f"gemv-{CONFIG.lanes}l{CONFIG.word_bits}b{CONFIG.max_cols}-{os.getpid()}"
+
+
+def cover(log, jobs, idle="none", backpressure="none"):
+    """Sample ``jobs`` into the coverage, rewrite this run's file, log the summary."""
+    for weights, *_ in jobs:
+        coverage.gemv_sample(COV, CONFIG, weights, idle, backpressure)
+    COV.write(COV_NAME)
+    log.info(COV.summary())
 
 
 def random_bcq(rng, rows, cols, group, planes, offset):
@@ -98,9 +112,21 @@ async def random_jobs(dut, idle, backpressure):
         cases.append(make_job(rng, WeightFormat.Q4_0, 3, CONFIG.max_cols))
         cases.append(make_job(rng, WeightFormat.INT8, 2, CONFIG.max_cols, 128))
     jobs, expected = zip(*cases)
+    cover(dut._log, jobs, idle, backpressure)
     results, timing = await tb.run_jobs(list(jobs))
     check(jobs, expected, results)
     tb.dut._log.info(f"{len(jobs)} jobs bit-exact, {timing}")
+    # Soak (slow suite): more batches of random jobs until the clock has run
+    # ``soak_cycles`` cycles under these pauses on every port.
+    count = len(jobs)
+    while tb.cycle < P.get("soak_cycles", 0):
+        jobs, expected = zip(*[random_job(rng, P["max_cols_test"]) for _ in range(P["jobs"])])
+        cover(dut._log, jobs, idle, backpressure)
+        results, _ = await tb.run_jobs(list(jobs))
+        check(jobs, expected, results)
+        count += len(jobs)
+    if P.get("soak_cycles"):
+        tb.dut._log.info(f"SOAK {count} jobs bit-exact in {tb.cycle} cycles")
     await tb.check_idle()
 
 
@@ -136,6 +162,7 @@ async def extreme_values(dut):
             w = quant.QuantizedWeights(fmt, rows, cols, w.group, q, scale_bits, zero, min_bits)
             jobs.append((w, mant, exp, repack_weights_bytes(w, CONFIG)))
             expected.append(golden.gemv_golden_quantized(w, mant, exp)[1].view(np.uint32))
+    cover(dut._log, jobs)
     results, _ = await tb.run_jobs(jobs)
     check(jobs, expected, results)
     await tb.check_idle()
@@ -221,6 +248,7 @@ async def wide_extreme_values(dut):
         m, e = mant[:w.cols], exp[:w.cols // 32]
         jobs.append((w, m, e, repack_weights_bytes(w, CONFIG)))
         expected.append(golden.gemv_golden_quantized(w, m, e)[1].view(np.uint32))
+    cover(dut._log, jobs)
     results, _ = await tb.run_jobs(jobs)
     check(jobs, expected, results)
     await tb.check_idle()
@@ -242,6 +270,7 @@ async def wide_throughput(dut):
              make_job(rng, WeightFormat.BCQ, 48, k, 128, planes=1),
              make_job(rng, WeightFormat.F16, 16, 96)]
     jobs, expected = zip(*cases)
+    cover(dut._log, jobs)
     results, timing = await tb.run_jobs(list(jobs))
     check(jobs, expected, results)
     ideal = sum(layout_of(w, CONFIG).ideal_cycles for w, *_ in jobs)

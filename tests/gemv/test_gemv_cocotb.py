@@ -38,3 +38,15 @@ def test_gemv_engine(lanes, word_bits, max_cols, max_cols_test):
                params={"lanes": lanes, "word_bits": word_bits, "max_cols": max_cols},
                test_module="gemv.cocotb_gemv", seed=lanes + word_bits,
                extra_env={"GEMV_TEST": json.dumps(knobs)})
+
+
+@pytest.mark.slow
+def test_gemv_soak():
+    """At least 10^6 cycles of random pauses on every port (the three inputs and
+    the result stream): random jobs, checked bit for bit, until then."""
+    knobs = {"seed": 1306, "jobs": 8, "max_cols_test": 1024, "soak_cycles": 10**6}
+    run_cocotb(engine, name="gemv_engine",
+               params={"lanes": 16, "word_bits": 64, "max_cols": 8192},
+               test_module="gemv.cocotb_gemv", seed=1306,
+               testcase="random_jobs/idle=random/backpressure=random",
+               extra_env={"GEMV_TEST": json.dumps(knobs)})
