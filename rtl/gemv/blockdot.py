@@ -180,24 +180,25 @@ class BlockDot(EngineBlock):
         g = self.geometry
         en, nf = self.en, g.f16_lanes
         u3r = Signal(g.f16_side_layout, name="f16_u_3r")
-        u3 = Signal(g.f16_side_layout, name="f16_u_3")
         exp3r = Signal(signed(8), name="f16_exp_3r")
         exp3, exp4, exp5 = (Signal(signed(8), name=f"f16_exp_{k}") for k in (3, 4, 5))
-        prod3 = Signal(g.f16_products_layout, name="f16_prod_3")
         stage((u3r, s2r.u), (exp3r, s2r.seg[0].exp))
-        stage((u3, u3r), (exp3, exp3r), (prod3, self.f16_products), (exp4, exp3), (exp5, exp4))
 
-        # Each product shifted by its u (0..30), summed in parts of four (the
-        # shifter takes the place of a tree level) ...
+        # Each product shifted by its u (0..30) as it is registered (u mod 4
+        # is already in the product: Lanes shifted the DSP operand; the rest
+        # is a shift by a multiple of 4), ...
         shifted_bits = F16_PRODUCT_BITS + F16_MAX_U
+        sh3 = Signal(data.ArrayLayout(signed(shifted_bits), nf), name="f16_shifted_3")
+        stage((exp3, exp3r), (exp4, exp3), (exp5, exp4),
+              *((sh3[i], self.f16_products[i] << Cat(Const(0, 2), u3r[i][2:]))
+                for i in range(nf)))
+        # ... summed in parts of four, ...
         part = min(F16_PART_LANES, nf)
         nparts = nf // part
         psum4 = Signal(data.ArrayLayout(signed(shifted_bits + exact_log2(part)), nparts),
                        name="f16_psum_4")
-        # (u mod 4 is already in the product: Lanes shifted the DSP operand.)
-        stage(*((psum4[p], tree_reduce(prod3[p * part + i] << Cat(Const(0, 2),
-                                                                   u3[p * part + i][2:])
-                                       for i in range(part))) for p in range(nparts)))
+        stage(*((psum4[p], tree_reduce(sh3[p * part + i] for i in range(part)))
+                for p in range(nparts)))
         # ... then the beat, then the block's beats (exact: |W| < 2^61).
         ssum5 = Signal(signed(F16_WIDE_BITS), name="f16_ssum_5")
         stage((ssum5, tree_reduce(psum4[p] for p in range(nparts))))
