@@ -9,8 +9,8 @@ the proof is a bounded model check (every trace up to the depth given).
 from amaranth.hdl import Assert, Assume, Cat, Const, Module, Signal
 from amaranth.lib import fifo, wiring
 from amaranth.lib.wiring import In
+from formal_harness import reset_control, stable_input
 
-from formal_harness import _reset_control, _stable_input
 from lpaccel.rtl.bus.interconnect import AXI4Arbiter, AXI4ArbiterConfig
 
 #: The smallest useful configuration: 2 managers, 1-bit manager ID, 8-bit
@@ -71,17 +71,17 @@ class ArbiterHarness(wiring.Component):
         wiring.connect(m, dut.subordinate, wiring.flipped(self.subordinate))
         mgrs = list(self.managers)
         sub = self.subordinate
-        after_reset = _reset_control(m, free_reset=True)
+        after_reset = reset_control(m, free_reset=True)
         with m.If(after_reset):
             m.d.comb += [Assert(~sub.aw.valid), Assert(~sub.w.valid), Assert(~sub.ar.valid)]
 
         # -- environment ------------------------------------------------------
         for mg in mgrs:
-            _stable_input(m, mg.aw.valid, mg.aw.ready, _addr_word(mg.aw))
-            _stable_input(m, mg.ar.valid, mg.ar.ready, _addr_word(mg.ar))
-            _stable_input(m, mg.w.valid, mg.w.ready, Cat(mg.w.data, mg.w.strb, mg.w.last))
-        _stable_input(m, sub.b.valid, sub.b.ready, Cat(sub.b.id, sub.b.resp))
-        _stable_input(m, sub.r.valid, sub.r.ready,
+            stable_input(m, mg.aw.valid, mg.aw.ready, _addr_word(mg.aw))
+            stable_input(m, mg.ar.valid, mg.ar.ready, _addr_word(mg.ar))
+            stable_input(m, mg.w.valid, mg.w.ready, Cat(mg.w.data, mg.w.strb, mg.w.last))
+        stable_input(m, sub.b.valid, sub.b.ready, Cat(sub.b.id, sub.b.resp))
+        stable_input(m, sub.r.valid, sub.r.ready,
                       Cat(sub.r.id, sub.r.data, sub.r.resp, sub.r.last))
 
         aw_hs = sub.aw.valid & sub.aw.ready

@@ -28,7 +28,7 @@ FORMAL_BUILD = build_dir("formal")
 BIN = Path(sys.executable).parent
 
 
-def _stable_input(m, valid, ready, payload):
+def stable_input(m, valid, ready, payload):
     """Assume a manager keeps ``valid`` and ``payload`` while stalled."""
     stalled = Signal()
     held = Signal(len(payload))
@@ -37,7 +37,7 @@ def _stable_input(m, valid, ready, payload):
         m.d.comb += Assume(valid & (payload == held))
 
 
-def _reset_control(m, free_reset):
+def reset_control(m, free_reset):
     """Reset handling of a harness; return the one-cycle "reset was high" flag.
 
     With ``free_reset`` the solver drives ``rst`` high or low in any cycle,
@@ -54,7 +54,7 @@ def _reset_control(m, free_reset):
     return after_reset
 
 
-def _stable_output(m, valid, ready, payload):
+def stable_output(m, valid, ready, payload):
     """Assert the design keeps ``valid`` and ``payload`` while stalled."""
     stalled = Signal()
     held = Signal(len(payload))
@@ -89,15 +89,15 @@ class SkidBufferHarness(wiring.Component):
         m.submodules.dut = dut = self.dut_class(8)
         m.d.comb += [dut.input.valid.eq(self.in_valid), dut.input.payload.eq(self.in_payload),
                      dut.output.ready.eq(self.out_ready)]
-        after_reset = _reset_control(m, self.free_reset)
+        after_reset = reset_control(m, self.free_reset)
         # A reset at any time empties both entries.
         with m.If(after_reset):
             m.d.comb += [Assert(~dut.output.valid), Assert(~dut.skid_valid)]
         sent = Signal(8)
         received = Signal(8)
         occupancy = Signal(3)
-        _stable_input(m, dut.input.valid, dut.input.ready, dut.input.payload)
-        _stable_output(m, dut.output.valid, dut.output.ready, dut.output.payload)
+        stable_input(m, dut.input.valid, dut.input.ready, dut.input.payload)
+        stable_output(m, dut.output.valid, dut.output.ready, dut.output.payload)
         with m.If(dut.input.valid):
             m.d.comb += Assume(dut.input.payload == sent)
         take = dut.input.valid & dut.input.ready
@@ -171,23 +171,23 @@ class AXI4LiteHarness(wiring.Component):
         acc = dut.access
         m.d.comb += [acc.w_resp.eq(self.w_resp), acc.r_resp.eq(self.r_resp),
                      acc.r_data.eq(self.r_data)]
-        after_reset = _reset_control(m, self.free_reset)
+        after_reset = reset_control(m, self.free_reset)
         bus = self.bus
         # A reset at any time drops every request and response in flight.
         with m.If(after_reset):
             m.d.comb += [Assert(~bus.b.valid), Assert(~bus.r.valid),
                          Assert(bus.aw.ready), Assert(bus.w.ready), Assert(bus.ar.ready)]
 
-        _stable_input(m, bus.aw.valid, bus.aw.ready, bus.aw.addr)
+        stable_input(m, bus.aw.valid, bus.aw.ready, bus.aw.addr)
         w_word = Signal(36)
         m.d.comb += w_word.eq(Cat(bus.w.data, bus.w.strb))
-        _stable_input(m, bus.w.valid, bus.w.ready, w_word)
-        _stable_input(m, bus.ar.valid, bus.ar.ready, bus.ar.addr)
+        stable_input(m, bus.w.valid, bus.w.ready, w_word)
+        stable_input(m, bus.ar.valid, bus.ar.ready, bus.ar.addr)
         b_word = Signal(2)
         r_word = Signal(34)
         m.d.comb += [b_word.eq(bus.b.resp), r_word.eq(Cat(bus.r.data, bus.r.resp))]
-        _stable_output(m, bus.b.valid, bus.b.ready, b_word)
-        _stable_output(m, bus.r.valid, bus.r.ready, r_word)
+        stable_output(m, bus.b.valid, bus.b.ready, b_word)
+        stable_output(m, bus.r.valid, bus.r.ready, r_word)
 
         aw_open = Signal(3)   # AW accepted, not yet answered on B
         w_open = Signal(3)

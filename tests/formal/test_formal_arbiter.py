@@ -2,7 +2,7 @@
 configuration, with broken variants the checker must refute."""
 
 import pytest
-from amaranth.hdl import Cat, Module, Signal
+from amaranth.hdl import Cat, Signal
 from arbiter_harness import ArbiterHarness
 from formal_harness import run_sby
 
