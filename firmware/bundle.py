@@ -4,20 +4,21 @@ A bundle holds what the C tool needs to run one job on pre-placed buffers
 without any Python on the device side: the weights repacked for an engine
 geometry (:func:`lpaccel.repack.repack_weights_bytes`), the activations in
 the device layout (:func:`lpaccel.driver.pack_activations` of the BFP16
-vector), the shape, format and group, and optionally the golden results
+vector), the shape, format and group (BCQ: planes and offset), and optionally
+the golden results
 (``sim/golden/gemv.py``) the tool compares its results with.
 
 File layout (little-endian ``uint32`` fields)::
 
     0   magic "LPFB"          24  lanes              40  expected rows (0 or rows)
-    4   version (1)           28  word_bits          44  reserved (0)
+    4   version (2)           28  word_bits          44  BCQ: planes | offset << 8
     8   format code           32  weight bytes       48  weights, activations,
     12  rows                  36  activation bytes       expected float32 bits
     16  cols
     20  group
 
-``lpaccel-fw gemv BUNDLE OUT`` writes ``rows`` float32 to ``OUT``
-(:func:`read_results`).
+Version 1 (before BCQ) had 0 at offset 44; it is still read. ``lpaccel-fw
+gemv BUNDLE OUT`` writes ``rows`` float32 to ``OUT`` (:func:`read_results`).
 """
 
 import argparse
@@ -42,7 +43,8 @@ __all__ = ["BUNDLE_MAGIC", "BUNDLE_VERSION", "Bundle", "make_bundle", "read_bund
            "read_results", "write_bundle"]
 
 BUNDLE_MAGIC = b"LPFB"
-BUNDLE_VERSION = 1
+BUNDLE_VERSION = 2
+_READABLE_VERSIONS = (1, 2)
 _HEADER = struct.Struct("<4s11I")
 
 
@@ -59,6 +61,8 @@ class Bundle:
     weights: bytes
     activations: bytes
     expected: np.ndarray | None = None      # float32 [rows], the golden results
+    planes: int = 0                         # BCQ: binary planes (1 to 4); 0 otherwise
+    offset: bool = False                    # BCQ: a per-group offset
 
     def to_bytes(self):
         """The file image."""
@@ -66,7 +70,8 @@ class Bundle:
             np.asarray(self.expected, dtype="<f4").tobytes()
         head = _HEADER.pack(BUNDLE_MAGIC, BUNDLE_VERSION, self.fmt, self.rows, self.cols,
                             self.group, self.lanes, self.word_bits, len(self.weights),
-                            len(self.activations), len(exp) // 4, 0)
+                            len(self.activations), len(exp) // 4,
+                            self.planes | int(self.offset) << 8)
         return head + self.weights + self.activations + exp
 
 
@@ -100,7 +105,7 @@ def make_bundle(weights, x, config=None, golden=True):
         expected = gemv_golden_quantized(weights, mant, exp)[1]
     return Bundle(int(weights.fmt), weights.rows, weights.cols, weights.group, config.lanes,
                   config.word_bits, repack_weights_bytes(weights, config),
-                  pack_activations(mant, exp), expected)
+                  pack_activations(mant, exp), expected, weights.planes, weights.offset)
 
 
 def write_bundle(path, weights, x, config=None, golden=True):
@@ -122,19 +127,23 @@ def read_bundle(path):
     if len(data) < _HEADER.size:
         raise ValueError(f"{path}: {len(data)} bytes is shorter than a bundle header "
                          f"({_HEADER.size}); write it with lpaccel.firmware.bundle")
-    magic, version, fmt, rows, cols, group, lanes, word_bits, nw, na, ne, _ = \
+    magic, version, fmt, rows, cols, group, lanes, word_bits, nw, na, ne, bcq = \
         _HEADER.unpack_from(data)
-    if magic != BUNDLE_MAGIC or version != BUNDLE_VERSION:
-        raise ValueError(f"{path}: not a version-{BUNDLE_VERSION} lpaccel bundle (magic "
-                         f"{magic!r}, version {version}); write it with "
-                         f"lpaccel.firmware.bundle")
+    if magic != BUNDLE_MAGIC or version not in _READABLE_VERSIONS:
+        raise ValueError(f"{path}: not an lpaccel bundle of version "
+                         f"{' or '.join(map(str, _READABLE_VERSIONS))} (magic {magic!r}, "
+                         f"version {version}); write it with lpaccel.firmware.bundle")
+    if bcq & ~0x1FF or (version == 1 and bcq):
+        raise ValueError(f"{path}: word 44 is {bcq:#x}, but a version-{version} bundle holds "
+                         f"{'0 there' if version == 1 else 'planes | offset << 8'}; rewrite "
+                         f"it with lpaccel.firmware.bundle")
     if len(data) != _HEADER.size + nw + na + 4 * ne:
         raise ValueError(f"{path}: {len(data)} bytes, the header announces "
                          f"{_HEADER.size + nw + na + 4 * ne}; the file is truncated")
     o = _HEADER.size
     expected = np.frombuffer(data[o + nw + na:], dtype="<f4").astype(np.float32) if ne else None
     return Bundle(fmt, rows, cols, group, lanes, word_bits, data[o:o + nw],
-                  data[o + nw:o + nw + na], expected)
+                  data[o + nw:o + nw + na], expected, bcq & 0xFF, bool(bcq >> 8))
 
 
 def read_results(path, rows=None):
@@ -154,13 +163,16 @@ def main(argv=None):
     p.add_argument("--rows", type=int, default=64)
     p.add_argument("--cols", type=int, default=256)
     p.add_argument("--group", type=int, default=None)
+    p.add_argument("--bits", type=int, default=None, help="BCQ: binary planes, 1 to 4")
+    p.add_argument("--offset", action="store_true", help="BCQ: a per-group offset")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--lanes", type=int, default=GemvConfig().lanes)
     p.add_argument("--word-bits", type=int, default=GemvConfig().word_bits)
     args = p.parse_args(argv)
     fmt = parse_weight_format(args.format)
     rng = np.random.default_rng(args.seed)
-    w = quantize_weights(rng.standard_normal((args.rows, args.cols)), fmt, args.group)
+    bcq = {"planes": args.bits, "offset": args.offset} if args.bits or args.offset else {}
+    w = quantize_weights(rng.standard_normal((args.rows, args.cols)), fmt, args.group, **bcq)
     x = rng.standard_normal(args.cols).astype(np.float32)
     b = write_bundle(args.out, w, x, GemvConfig(lanes=args.lanes, word_bits=args.word_bits))
     print(f"{args.out}: {fmt.name} {b.rows} x {b.cols} group {b.group}, "

@@ -333,7 +333,7 @@ static uint64_t align_up(uint64_t v, uint64_t a)
  * Returns 0 or an lpaccel_err; *done gets the completion, *cycles PERF_BUSY_CYCLES.
  */
 static int run_job(uint32_t format, uint32_t rows, uint32_t cols, uint32_t group,
-                   const uint8_t *w, uint32_t wbytes, const uint8_t *a, uint32_t abytes,
+                   uint32_t planes, bool offset, const uint8_t *w, uint32_t wbytes, const uint8_t *a, uint32_t abytes,
                    uint8_t *results, lpaccel_completion *done, uint64_t *cycles,
                    const char **where)
 {
@@ -350,8 +350,8 @@ static int run_job(uint32_t format, uint32_t rows, uint32_t cols, uint32_t group
     job.format = format;
     job.group = group;
     job.irq = false;
-    job.planes = 0u;       /* not BCQ */
-    job.offset = false;
+    job.planes = planes;   /* BCQ: 1 to 4; 0 for every other format */
+    job.offset = offset;
     done->tag = 0;
     done->error = 0;
     done->dma = 0;
@@ -408,7 +408,7 @@ static void step_gemv_vectors(void)
                  (unsigned long)dev.info.lanes, (unsigned long)dev.info.word_bits);
             continue;
         }
-        err = run_job(vec->format, vec->rows, vec->cols, vec->group, vec->weights,
+        err = run_job(vec->format, vec->rows, vec->cols, vec->group, 0u, false, vec->weights,
                       vec->weight_bytes, vec->act, vec->act_bytes, results, &done, &cycles,
                       &where);
         if (err == LPACCEL_ERR_JOB) {
@@ -737,7 +737,8 @@ static uint8_t *read_file(const char *path, size_t *n)
 enum { BUNDLE_HEADER = 48 };
 static uint8_t *bundle;         /* the file, checked by load_bundle */
 static uint32_t bundle_h[12];   /* magic version format rows cols group lanes word_bits
-                                 * weight_bytes act_bytes expected_rows reserved */
+                                 * weight_bytes act_bytes expected_rows
+                                 * bcq (version 2: planes | offset << 8) */
 
 /* Read and check a bundle file: before the port is opened, so a bad file
  * touches no device. */
@@ -757,7 +758,8 @@ static int load_bundle(const char *path)
     }
     for (i = 0; i < 12; i++)
         h[i] = get32le(bundle + 4 * i);
-    if (h[1] != 1u || n != BUNDLE_HEADER + (size_t)h[8] + h[9] + 4u * (size_t)h[10] ||
+    if ((h[1] != 1u && h[1] != 2u) || (h[11] & ~0x1FFu) != 0 || (h[1] == 1u && h[11] != 0) ||
+        n != BUNDLE_HEADER + (size_t)h[8] + h[9] + 4u * (size_t)h[10] ||
         (h[10] != 0 && h[10] != h[3]) || h[3] == 0) {
         fail("bundle", "%s: version %lu or sizes do not match the file (%lu bytes); rewrite "
              "it with python -m lpaccel.firmware.bundle", path, (unsigned long)h[1],
@@ -797,8 +799,8 @@ static int cmd_gemv(const char *bundle_path, const char *out_path)
         return 1;
     }
     results = malloc(4u * (size_t)h[3] + 4u);
-    err = results ? run_job(h[2], h[3], h[4], h[5], w, h[8], a, h[9], results, &done, &cycles,
-                            &where)
+    err = results ? run_job(h[2], h[3], h[4], h[5], h[11] & 0xFFu, ((h[11] >> 8) & 1u) != 0,
+                            w, h[8], a, h[9], results, &done, &cycles, &where)
                   : LPACCEL_ERR_ARG;
     if (err == LPACCEL_ERR_JOB)
         fail("gemv", "job %u: %s (DMA %s)", (unsigned)done.tag,

@@ -23,7 +23,7 @@ import tty
 import numpy as np
 import pytest
 
-from lpaccel.firmware.bundle import read_results, write_bundle
+from lpaccel.firmware.bundle import make_bundle, read_bundle, read_results, write_bundle
 from lpaccel.quant import quantize_weights
 from lpaccel.rtl.config import GemvConfig
 from lpaccel.rtl.soc_config import SocConfig
@@ -111,6 +111,36 @@ def test_gemv_bundle_matches_golden(firmware, tmp_path):
     assert "PASS golden: 48 results bit-exact" in text
     y = read_results(tmp_path / "y.f32", 48)
     assert np.array_equal(y.view(np.uint32), b.expected.view(np.uint32))
+
+
+@pytest.mark.parametrize("planes,offset", [(3, True), (1, False)])
+def test_gemv_bcq_bundle_matches_golden(firmware, tmp_path, planes, offset):
+    """A BCQ bundle carries its planes and offset (bundle version 2) into JOB_FORMAT."""
+    rng = np.random.default_rng(planes)
+    w = quantize_weights(rng.standard_normal((24, 256)).astype(np.float32), "bcq", 64,
+                         planes=planes, offset=offset)
+    x = rng.standard_normal(256).astype(np.float32)
+    b = write_bundle(tmp_path / "job.lpfb", w, x)
+    assert read_bundle(tmp_path / "job.lpfb").planes == planes
+    rc, text, _, _ = _run(_soc(), ["gemv", str(tmp_path / "job.lpfb"),
+                                   str(tmp_path / "y.f32")], tmp_path)
+    assert rc == 0, text
+    assert "PASS golden: 24 results bit-exact" in text
+    y = read_results(tmp_path / "y.f32", 24)
+    assert np.array_equal(y.view(np.uint32), b.expected.view(np.uint32))
+
+
+def test_bundle_version_1_still_read_and_bad_bcq_word_refused(tmp_path):
+    rng = np.random.default_rng(5)
+    w = quantize_weights(rng.standard_normal((4, 64)).astype(np.float32), "q8_0")
+    image = bytearray(make_bundle(w, rng.standard_normal(64).astype(np.float32)).to_bytes())
+    image[4:8] = (1).to_bytes(4, "little")            # a version-1 file: word 44 is 0
+    (tmp_path / "v1.lpfb").write_bytes(image)
+    assert read_bundle(tmp_path / "v1.lpfb").planes == 0
+    image[44:48] = (2).to_bytes(4, "little")          # version 1 with planes: refused
+    (tmp_path / "bad.lpfb").write_bytes(image)
+    with pytest.raises(ValueError, match="version-1 bundle holds 0 there"):
+        read_bundle(tmp_path / "bad.lpfb")
 
 
 def test_version_mismatch_refused_before_any_write(firmware, tmp_path):
