@@ -21,6 +21,7 @@ import warnings
 import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
+from cocotb.utils import get_sim_time
 from cocotbext.axi import AxiBus, AxiRam
 from cocotbext.axi.axi_ram import AxiRamRead, AxiRamWrite
 
@@ -33,6 +34,7 @@ from lpaccel.sim.golden.dma import (
     mm2s_expected,
     s2mm_expected,
 )
+from lpaccel.sim.infra import coverage
 from lpaccel.sim.infra.axi_checker import AxiProtocolChecker
 from lpaccel.sim.infra.harness import params
 from lpaccel.sim.infra.streams import PAUSE_MODES, StreamSink, StreamSource, unpack
@@ -49,6 +51,11 @@ MEM_SIZE = 1 << 16
 SRC_BASE = 0x0000       # MM2S reads from the low half
 DST_BASE = 0x8000       # S2MM writes into the high half
 FULL_WINDOW = (0, 1 << CFG.addr_width)
+# Functional coverage of the descriptors run (docs/verification.md,
+# "Functional coverage"): one file per simulation process, merged by
+# ``python -m lpaccel.sim.infra.coverage merge build/coverage``.
+COV = coverage.dma_coverage(CFG)
+COV_NAME = f"dma-{CFG.data_width}b{CFG.max_burst_beats}-{os.getpid()}"
 
 
 class ErrorMemory:
@@ -164,6 +171,7 @@ class DmaTB:
                                       pause=mode[idle](seed=seed + 102),
                                       layout=CFG.descriptor_layout)
         self.idle_mode, self.seed = idle, seed
+        self.modes = {"idle": idle, "backpressure": backpressure, "bus": bus}
         self.s2mm_data = StreamSource(dut.clk, dut, "s2mm_data",
                                       pause=mode[idle](seed=seed + 103),
                                       layout=CFG.beat_layout)
@@ -198,6 +206,11 @@ class DmaTB:
     def image(self):
         return bytearray(self.ram.read(0, MEM_SIZE))
 
+    def cover(self, direction, descs, statuses):
+        """Sample finished descriptors and their status codes into the coverage."""
+        for d, s in zip(descs, statuses):
+            coverage.dma_sample(COV, CFG, direction, d.addr, d.length, s.error, **self.modes)
+
     # --- MM2S -------------------------------------------------------------
 
     def send_mm2s(self, descs):
@@ -227,6 +240,7 @@ class DmaTB:
         for _ in descs:
             packets.append(await self.recv_packet())
             statuses.append(await self.recv_status(self.mm2s_status))
+        self.cover("mm2s", descs, statuses)
         return packets, statuses
 
     # --- S2MM -------------------------------------------------------------
@@ -246,7 +260,9 @@ class DmaTB:
 
     async def run_s2mm(self, descs, packets):
         self.send_s2mm(descs, packets)
-        return [await self.recv_status(self.s2mm_status) for _ in descs]
+        statuses = [await self.recv_status(self.s2mm_status) for _ in descs]
+        self.cover("s2mm", descs, statuses)
+        return statuses
 
     # --- end of test ------------------------------------------------------
 
@@ -269,6 +285,8 @@ class DmaTB:
         assert not self.axi.errors
         self.checker.check_idle()
         self.check_outstanding_limit()
+        COV.write(COV_NAME)
+        self.dut._log.info(COV.summary())
 
     def check_outstanding_limit(self):
         """docs/dma.md, Bursts: at most ``max_outstanding`` read bursts not
@@ -394,6 +412,16 @@ async def sweep_all_pauses(dut, idle, backpressure, bus):
     cases = with_zero_lengths(tb.rng, cases, 6)
     tb.rng.shuffle(cases)
     await sweep(tb, cases)
+    # Soak (slow suite): sweep again, reshuffled, until the clock (10 ns) has
+    # run ``soak_cycles`` cycles under these pauses on every port.
+    rounds = 1
+    while get_sim_time(unit="ns") // 10 < KNOBS.get("soak_cycles", 0):
+        tb.rng.shuffle(cases)
+        await sweep(tb, cases)
+        rounds += 1
+    if KNOBS.get("soak_cycles"):
+        dut._log.info(f"SOAK {rounds} sweeps of {len(cases)} descriptors per direction "
+                      f"in {get_sim_time(unit='ns') // 10:.0f} cycles")
     await tb.check_quiet()
 
 
@@ -592,6 +620,8 @@ async def abort_mid_transfer(dut, bus):
     assert int(dut.idle.value), "engine not idle after the abort"
     check_aborted_run(descs, mst, want_mst)
     check_aborted_run(sdescs, sst, want_sst)
+    tb.cover("mm2s", descs, mst)
+    tb.cover("s2mm", sdescs, sst)
     assert any(s.error == DmaError.ABORTED for s in mst), "no MM2S descriptor was aborted"
     for d, p, s in zip(descs, packets, mst):
         assert len(p) == s.bytes and p == src[d.addr:d.addr + len(p)], \

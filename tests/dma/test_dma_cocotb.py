@@ -17,10 +17,10 @@ SMALL = {"data_width": 32, "max_burst_beats": 8, "max_outstanding": 2, "queue_de
 WIDE = {"data_width": 64, "max_burst_beats": 16, "max_outstanding": 4, "queue_depth": 4}
 
 
-def run(config, tests, **knobs):
+def run(config, tests, timeout_s=600, **knobs):
     # A parametrized test's name selects all its variants (see run_cocotb).
     run_cocotb(make_top, name="dma_top", params=config, test_module="dma.cocotb_dma",
-               testcase=tests, seed=1, timeout_s=600,
+               testcase=tests, seed=1, timeout_s=timeout_s,
                extra_env={"DMA_TEST": json.dumps(knobs)})
 
 
@@ -45,3 +45,11 @@ def test_full_sweep_all_pauses_64():
 @pytest.mark.slow
 def test_full_sweep_all_pauses_32():
     run(SMALL, "sweep_all_pauses", full=True, seed=5)
+
+
+@pytest.mark.slow
+def test_soak_random_pauses_32():
+    """At least 10^6 cycles of random pauses on every port (descriptor and data
+    streams, status streams, the five AXI channels): full sweeps until then."""
+    run(SMALL, "sweep_all_pauses/idle=random/backpressure=random/bus=random",
+        timeout_s=3600, full=True, seed=7, soak_cycles=10**6)
