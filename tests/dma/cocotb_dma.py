@@ -308,7 +308,10 @@ def sweep_cases(variant):
             start = 4096 - k * B + lane
             cases += [(start, k * B - lane), (start, k * B - lane + 1), (start, 2 * k * B + 3)]
     # Around 4 KiB in length: one per run (all of them in the big sweep).
-    big = [(0, 4095), (1, 4096), (B - 1, 4097), (0, 4096 + B), (2 % B, 4096 - B + 1)]
+    # (0, 4096 + 3): 4 KiB or more from an aligned start to an unaligned end
+    # (a hole the functional coverage reported).
+    big = [(0, 4095), (1, 4096), (B - 1, 4097), (0, 4096 + B), (2 % B, 4096 - B + 1),
+           (0, 4096 + 3)]
     if variant is None:
         cases += big
     else:
