@@ -229,9 +229,7 @@ def gemv_coverage(config) -> Coverage:
         fmt = WeightFormat[v["fmt"]]
         if "group" in v and (v["group"] == "none") == fmt.grouped:
             return True
-        if v.get("cols") == "partial_chunk" and fmt is WeightFormat.F16:
-            return True
-        return False
+        return v.get("cols") == "partial_chunk" and fmt is WeightFormat.F16
 
     return Coverage("gemv", {
         "fmt": fmts, "group": ["none", *map(str, GROUP_SIZES)],
@@ -285,9 +283,7 @@ def dma_coverage(config) -> Coverage:
             return True
         if length == "sub_beat" and align == "aligned":
             return True
-        if length == "zero" and v.get("page4k") == "crosses":
-            return True
-        return False
+        return length == "zero" and v.get("page4k") == "crosses"
 
     return Coverage("dma", {
         "direction": ["mm2s", "s2mm"],
