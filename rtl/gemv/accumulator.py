@@ -31,6 +31,10 @@ __all__ = ["RowAccumulator"]
 
 #: Bits of the fine step of the two-step shift (0 to 15).
 FINE_SHIFT_BITS = 4
+#: Where the scaled-term multiply splits its operand (the low half unsigned,
+#: the high half signed, each within one 18 x 18 DSP multiplier).
+_SPLIT = 17
+
 #: Left shift of a wide term before its right shift: the largest
 #: ``exp + ACC_FRAC - WIDE_SH`` the host produces (``exp <= 1``).
 WIDE_LSH = 9
@@ -81,11 +85,15 @@ class RowAccumulator(EngineBlock):
         def beat(terms):
             return Signal(data.StructLayout({"valid": 1, "flags": RowFlags, "terms": terms}))
 
-        # Multiply by the scales' 11-bit mantissas: the block dot product by
-        # d and (Q4_1) the block's mantissa sum by m.
+        # Multiply by the scales' signed 12-bit mantissas (+-m): the block dot
+        # product by d and (Q4_1) the block's mantissa sum by m. The operand
+        # is split at bit LO so that each half is one 18 x 18 DSP multiply;
+        # the halves are registered apart and added in the next stage (a
+        # carry chain after the DSP was the all-formats engine's critical path).
         blk7 = Signal()                    # s7 holds a scaled block (not a wide one)
         s7 = beat(data.ArrayLayout(data.StructLayout({
-            "p": signed(SCALED_BITS), "neg": 1, "rsh": g.shift_term_layout.members["rsh"],
+            "lo": signed(_SPLIT + 13), "hi": signed(SCALED_BITS - _SPLIT),
+            "rsh": g.shift_term_layout.members["rsh"],
         }), nterms))
         # Row flags from whichever input holds a block (never both).
         pairs = [(s7.valid, block.valid | wide_in.valid),
@@ -95,7 +103,11 @@ class RowAccumulator(EngineBlock):
         for c in range(nsc):
             for j in range(nseg):
                 term, out = block.terms[c][j], s7.terms[c * nseg + j]
-                pairs += [(out.p, operands[c][j] * term.mant), (out.neg, term.neg),
+                op = operands[c][j]
+                smant = Mux(term.neg, -term.mant, term.mant)
+                pairs += [(out.lo, op[:_SPLIT] * smant),
+                          (out.hi, op[_SPLIT:].as_signed() * smant if len(op) > _SPLIT
+                           else 0),
                           (out.rsh, term.rsh)]
         stage(*pairs)
 
@@ -147,7 +159,8 @@ class RowAccumulator(EngineBlock):
         # A wide block's cycle adds no scaled terms (the dot products are not its).
         for t in range(nterms):
             src = s7.terms[t]
-            signed_p = Mux(src.neg, -src.p, src.p)
+            signed_p = Signal(signed(SCALED_BITS + 1), name=f"scaled_{t}")
+            m.d.comb += signed_p.eq((src.hi << _SPLIT) + src.lo)
             coarse = Cat(Const(0, FINE_SHIFT_BITS), src.rsh[FINE_SHIFT_BITS:])
             pairs += [(s8.terms[t].t, Mux(blk7, (signed_p.as_signed() << SH_MAX) >> coarse, 0)),
                       (s8.terms[t].fine, src.rsh[:FINE_SHIFT_BITS])]
