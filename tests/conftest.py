@@ -34,3 +34,32 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip_slow)
+
+
+_SESSION_START = None
+
+
+def pytest_sessionstart(session):
+    global _SESSION_START
+    import time
+    _SESSION_START = time.time()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """Functional coverage of this run (``sim/infra/coverage.py``): the files the
+    simulations wrote since the session started, merged per model, with their
+    holes; the merged files go to ``build/coverage/merged-<model>.*``."""
+    if hasattr(config, "workerinput"):
+        return                      # an xdist worker: the controller reports
+    from lpaccel.paths import build_dir
+    from lpaccel.sim.infra.coverage import merge_dir
+    folder = build_dir("coverage")
+    files = [f for f in sorted(folder.glob("*.json"))
+             if not f.name.startswith("merged-") and _SESSION_START is not None
+             and f.stat().st_mtime >= _SESSION_START]
+    if not files:
+        return
+    terminalreporter.section("functional coverage")
+    for model, cov in sorted(merge_dir(folder, files).items()):
+        terminalreporter.write_line(cov.summary())
+        cov.write(f"merged-{model}", folder)
