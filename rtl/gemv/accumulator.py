@@ -85,9 +85,10 @@ class RowAccumulator(EngineBlock):
         def beat(terms):
             return Signal(data.StructLayout({"valid": 1, "flags": RowFlags, "terms": terms}))
 
-        # Multiply by the scales' signed 12-bit mantissas (+-m): the block dot
-        # product by d and (Q4_1) the block's mantissa sum by m. The operand
-        # is split at bit LO so that each half is one 18 x 18 DSP multiply;
+        # Multiply by the scales' signed 12-bit mantissas (+-m, the sign put
+        # in by BlockDot): the block dot product by d and (Q4_1) the block's
+        # mantissa sum by m. The operand is split at bit _SPLIT so that each
+        # half is one 18 x 18 DSP multiply;
         # the halves are registered apart and added in the next stage (a
         # carry chain after the DSP was the all-formats engine's critical path).
         blk7 = Signal()                    # s7 holds a scaled block (not a wide one)
@@ -104,7 +105,7 @@ class RowAccumulator(EngineBlock):
             for j in range(nseg):
                 term, out = block.terms[c][j], s7.terms[c * nseg + j]
                 op = operands[c][j]
-                smant = Mux(term.neg, -term.mant, term.mant)
+                smant = term.mant                          # +-m, signed (BlockDot)
                 pairs += [(out.lo, op[:_SPLIT] * smant),
                           (out.hi, op[_SPLIT:].as_signed() * smant if len(op) > _SPLIT
                            else 0),

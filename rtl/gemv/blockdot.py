@@ -139,7 +139,9 @@ class BlockDot(EngineBlock):
             for j in range(nseg):
                 src, dst = s3.terms[c][j], s4.terms[c][j]
                 rsh = SH_MAX - src.sh
-                pairs += [(dst.mant, src.mant), (dst.neg, src.neg),
+                # The sign goes into the mantissa here, where there is time,
+                # not before the accumulator's multipliers.
+                pairs += [(dst.mant, Mux(src.neg, -src.mant, src.mant)),
                           (dst.rsh, Mux(rsh < 0, 0, Mux(rsh > MAX_RSH, MAX_RSH, rsh)))]
         for j in range(nseg):
             for p in range(nparts):

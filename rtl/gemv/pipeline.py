@@ -268,10 +268,9 @@ class EngineGeometry:
 
     @property
     def shift_term_layout(self):
-        """A decoded scale: 11-bit mantissa, sign and clamped right shift."""
+        """A decoded scale: its signed mantissa (+-m, the sign applied) and clamped right shift."""
         return data.StructLayout({
-            "mant": unsigned(11),
-            "neg": 1,
+            "mant": signed(12),
             "rsh": range(MAX_RSH + 1),
         })
 
