@@ -6,19 +6,28 @@ a set of countdown timers. A timer is loaded by a command with the spacing
 that command imposes on a later one and counts down once per controller
 cycle; the later command is allowed when the timer reads 0. Every spacing
 is converted to controller cycles at build time with
-:meth:`~lpaccel.rtl.dram.config.LpddrConfig.cycles` for the two slots
-involved: row commands (ACT, PRE, PREA, REF) go out in phase 0, column
-commands (RD, WR) in phase ``ratio - 1``.
+:meth:`~lpaccel.rtl.dram.config.LpddrConfig.spacing` for the two commands
+involved: their slots (row commands ACT, PRE, PREA, REF in phase 0, column
+commands RD, WR in ``config.col_phase``) and their CA-bus lengths (a
+spacing counts from the first command's last CA clock to the second's).
+Where ACT and REF differ in CA length (LPDDR4: 4 and 2 CK) the timers that
+allow them are separate (``act_ok`` / ``ref_ok``, ``rrd_ok`` /
+``rrd_ref_ok``, ``faw_ok`` / ``faw_ref_ok``), each loaded with its own
+conversion; with equal lengths the REF signals are the ACT ones. A timer
+that allows two commands of different CA lengths takes the longer
+conversion (``refab_ok``: REFab and REFpb are both 2 CK, so none does today).
 
 ==========================  =====================================================
 timer (allows)              loaded by (spacing)
 ==========================  =====================================================
-``act_ok[b]`` (ACT, REF)    ACT b (tRC), PRE b (tRPpb), PREA (tRPab),
+``act_ok[b]`` (ACT),        ACT b (tRC), PRE b (tRPpb), PREA (tRPab),
+``ref_ok[b]`` (REF)
                             REFpb of b (tRFCpb), REFab (tRFCab)
 ``pre_ok[b]`` (PRE)         ACT b (tRAS), RD b (tRTP), WR b (WL + BL + tWR)
 ``cas_ok[b]`` (RD, WR)      ACT b (tRCD)
-``rrd_ok`` (ACT, REFpb)     ACT, REFpb (tRRD); REFpb (tPBR2ACT, LPDDR5)
-``faw_ok`` (ACT, REFpb)     the 4th-last ACT or REFpb (tFAW), a ring of 4 timers
+``rrd_ok`` (ACT)            ACT, REFpb (tRRD); REFpb (tPBR2ACT, LPDDR5)
+``faw_ok`` (ACT)            the 4th-last ACT or REFpb (tFAW), a ring of 4 timers
+``rrd_ref_ok``, ``faw_ref_ok``  the same two for a REFpb
 ``rd_ok`` / ``wr_ok``       RD or WR (tCCD, tCCD_S with groups); WR → RD
                             (WL + BL + tWTR), RD → WR (read-to-write turnaround)
 ``rd_group_ok[g]`` etc.     RD or WR in group g (tCCD_L), WR in g → RD (tWTR_L)
@@ -57,7 +66,8 @@ def bank_state_layout(config):
     return data.StructLayout({
         "open": 1,               # a row is open
         "row": config.row_bits,  # ... this one
-        "act_ok": 1,             # ACT (or REF) allowed now
+        "act_ok": 1,             # ACT allowed now
+        "ref_ok": 1,             # REFpb (of this bank) or REFab allowed now
         "pre_ok": 1,             # PRE allowed now
         "cas_ok": 1,             # RD/WR allowed now (tRCD passed)
         "idle": 1,               # open and unused for idle_precharge cycles
@@ -69,8 +79,10 @@ def timing_layout(config):
     """Timings that are not per bank: activate window, column spacing, refresh."""
     groups = config.part.bank_groups if config.bg_bits else 1
     return data.StructLayout({
-        "rrd_ok": 1,
+        "rrd_ok": 1,      # ACT allowed by tRRD / tFAW
         "faw_ok": 1,
+        "rrd_ref_ok": 1,  # REFpb allowed by tRRD / tFAW
+        "faw_ref_ok": 1,
         "rd_ok": 1,
         "wr_ok": 1,
         "rd_group_ok": groups,  # per bank group (all ones without groups)
@@ -131,13 +143,16 @@ class BankMachines(wiring.Component):
         cfg = self.config
         t = cfg.timings
         nb = cfg.part.banks
-        ROW, COL = 0, cfg.ratio - 1
+        ROW, COL = 0, cfg.col_phase
         half = nb // 2
         pair = cfg.part.refpb_banks == 2
         lim = max(t.tRFCab, t.tRC, t.wr_to_pre, t.tFAW, t.tRPab, t.tCCDMW) + 2
 
-        def cyc(ck, src, dst):
-            return cfg.cycles(ck, src, dst)
+        C = Command
+
+        def cyc(ck, src, *dsts):
+            # The longest of the conversions to each command the timer allows.
+            return max(cfg.spacing(ck, src, dst) for dst in dsts)
 
         row, col = self.commands[ROW], self.commands[COL]
         is_act = row.cmd == Command.ACT
@@ -150,7 +165,7 @@ class BankMachines(wiring.Component):
         is_cas = is_rd | is_wr
 
         # PRE/PREA to PRE/PREA (tPPD), whichever banks: gates every pre_ok.
-        ppd_ok = _countdown(m, "t_ppd", lim, [(is_pre | is_prea, cyc(t.tPPD, ROW, ROW))])
+        ppd_ok = _countdown(m, "t_ppd", lim, [(is_pre | is_prea, cyc(t.tPPD, C.PRE, C.PRE))])
         is_open = [Signal(name=f"open{b}") for b in range(nb)]
         open_row = [Signal(cfg.row_bits, name=f"open_row{b}") for b in range(nb)]
         for b in range(nb):
@@ -162,23 +177,30 @@ class BankMachines(wiring.Component):
             with m.If((is_pre & here) | is_prea):
                 m.d.sync += is_open[b].eq(0)
             state = self.banks[b]
+
+            def act_or_ref(dst, suffix, b=b, here=here, ref_here=ref_here):
+                return _countdown(m, f"t_{suffix}{b}", lim, [
+                    (is_act & here, cyc(t.tRC, C.ACT, dst)),
+                    (is_pre & here, cyc(t.tRPpb, C.PRE, dst)),
+                    (is_prea, cyc(t.tRPab, C.PREA, dst)),
+                    (is_refpb & ref_here, cyc(t.tRFCpb, C.REFPB, dst)),
+                    (is_refab, cyc(t.tRFCab, C.REFAB, dst))])
+
+            act_ok = act_or_ref(C.ACT, "act")
+            ref_ok = act_or_ref(C.REFPB, "ref") if cfg.part.ca.act != cfg.part.ca.ref else act_ok
             m.d.comb += [
                 state.open.eq(is_open[b]),
                 state.row.eq(open_row[b]),
-                state.act_ok.eq(_countdown(m, f"t_act{b}", lim, [
-                    (is_act & here, cyc(t.tRC, ROW, ROW)),
-                    (is_pre & here, cyc(t.tRPpb, ROW, ROW)),
-                    (is_prea, cyc(t.tRPab, ROW, ROW)),
-                    (is_refpb & ref_here, cyc(t.tRFCpb, ROW, ROW)),
-                    (is_refab, cyc(t.tRFCab, ROW, ROW))])),
+                state.act_ok.eq(act_ok),
+                state.ref_ok.eq(ref_ok),
                 state.pre_ok.eq(ppd_ok & _countdown(m, f"t_pre{b}", lim, [
-                    (is_act & here, cyc(t.tRAS, ROW, ROW)),
-                    (is_rd & cas_here, cyc(t.tRTP, COL, ROW)),
-                    (is_wr & cas_here, cyc(t.wr_to_pre, COL, ROW))])),
+                    (is_act & here, cyc(t.tRAS, C.ACT, C.PRE)),
+                    (is_rd & cas_here, cyc(t.tRTP, C.RD, C.PRE)),
+                    (is_wr & cas_here, cyc(t.wr_to_pre, C.WR, C.PRE))])),
                 state.mwr_ok.eq(_countdown(m, f"t_mwr{b}", lim, [
-                    (is_wr & cas_here, cyc(t.tCCDMW, COL, COL))])),
+                    (is_wr & cas_here, cyc(t.tCCDMW, C.WR, C.WR))])),
                 state.cas_ok.eq(_countdown(m, f"t_cas{b}", lim, [
-                    (is_act & here, cyc(t.tRCD, ROW, COL))])),
+                    (is_act & here, cyc(t.tRCD, C.ACT, C.RD))])),
             ]
             if cfg.idle_precharge:
                 idle = Signal(range(cfg.idle_precharge + 1), name=f"idle{b}")
@@ -190,31 +212,48 @@ class BankMachines(wiring.Component):
 
         # Activate window: tRRD since the last ACT (or REFpb), tFAW since the
         # fourth-last, kept in a ring of four timers.
+        # REFpb counts as an activation; where ACT and REFpb differ in CA
+        # length, the spacing to each is converted (and timed) on its own.
         row_activation = is_act | is_refpb
-        rrd = [(row_activation, cyc(t.tRRD, ROW, ROW))]
-        if t.tPBR2ACT:
-            rrd.append((is_refpb, cyc(t.tPBR2ACT, ROW, ROW)))  # REFpb to ACT (LPDDR5)
+        refpb_activation = row_activation & ~is_act
         faw_ptr = Signal(2)
-        faw_ok = [_countdown(m, f"t_faw{i}", lim, [
-            (row_activation & (faw_ptr == i), cyc(t.tFAW, ROW, ROW))]) for i in range(4)]
         with m.If(row_activation):
             m.d.sync += faw_ptr.eq(faw_ptr + 1)
 
+        def activate_window(dst, suffix):
+            rrd = [(is_act, cyc(t.tRRD, C.ACT, dst)),
+                   (refpb_activation, cyc(t.tRRD, C.REFPB, dst))]
+            if t.tPBR2ACT and dst == C.ACT:
+                rrd.append((is_refpb, cyc(t.tPBR2ACT, C.REFPB, C.ACT)))  # LPDDR5
+            faw = [_countdown(m, f"t_faw{suffix}{i}", lim, [
+                (is_act & (faw_ptr == i), cyc(t.tFAW, C.ACT, dst)),
+                (refpb_activation & (faw_ptr == i), cyc(t.tFAW, C.REFPB, dst))])
+                for i in range(4)]
+            return (_countdown(m, f"t_rrd{suffix}", lim, rrd),
+                    Cat(*[(faw_ptr == i) & ok for i, ok in enumerate(faw)]).any())
+
         timing = self.timing
+        rrd_ok, faw_ok = activate_window(C.ACT, "")
+        if cfg.part.ca.act != cfg.part.ca.ref:
+            rrd_ref_ok, faw_ref_ok = activate_window(C.REFPB, "_ref")
+        else:
+            rrd_ref_ok, faw_ref_ok = rrd_ok, faw_ok
         m.d.comb += [
-            timing.rrd_ok.eq(_countdown(m, "t_rrd", lim, rrd)),
-            timing.faw_ok.eq(Cat(*[(faw_ptr == i) & ok for i, ok in enumerate(faw_ok)]).any()),
+            timing.rrd_ok.eq(rrd_ok),
+            timing.faw_ok.eq(faw_ok),
+            timing.rrd_ref_ok.eq(rrd_ref_ok),
+            timing.faw_ref_ok.eq(faw_ref_ok),
             timing.rd_ok.eq(_countdown(m, "t_rd", lim, [
-                (is_cas, cyc(t.tCCD, COL, COL)), (is_wr, cyc(t.wr_to_rd, COL, COL))])),
+                (is_cas, cyc(t.tCCD, C.RD, C.RD)), (is_wr, cyc(t.wr_to_rd, C.WR, C.RD))])),
             timing.wr_ok.eq(_countdown(m, "t_wr", lim, [
-                (is_cas, cyc(t.tCCD, COL, COL)), (is_rd, cyc(t.rd_to_wr, COL, COL))])),
+                (is_cas, cyc(t.tCCD, C.RD, C.WR)), (is_rd, cyc(t.rd_to_wr, C.RD, C.WR))])),
             timing.refpb_ok.eq(_countdown(m, "t_refpb", lim, [
-                (is_refpb, cyc(t.tPBR2PBR, ROW, ROW))])),
+                (is_refpb, cyc(t.tPBR2PBR, C.REFPB, C.REFPB))])),
             timing.refab_ok.eq(_countdown(m, "t_refab", lim, [
-                (is_refab, cyc(t.tRFCab, ROW, ROW)),
-                (is_refpb, cyc(t.tRFCpb, ROW, ROW))])),  # REFab after REFpb
+                (is_refab, cyc(t.tRFCab, C.REFAB, C.REFAB, C.REFPB)),
+                (is_refpb, cyc(t.tRFCpb, C.REFPB, C.REFAB))])),  # REFab after REFpb
             timing.act_ab_ok.eq(_countdown(m, "t_act_ab", lim, [
-                (is_refab, cyc(t.tRFCab, ROW, ROW))])),
+                (is_refab, cyc(t.tRFCab, C.REFAB, C.ACT))])),
         ]
         if cfg.bg_bits:
             # Same-group column spacing: tCCD_L, and tWTR_L for READ after WRITE.
@@ -222,10 +261,10 @@ class BankMachines(wiring.Component):
                 cas_g = is_cas & (col.bank[cfg.ba_bits:] == g)
                 m.d.comb += [
                     timing.rd_group_ok[g].eq(_countdown(m, f"t_rd_bg{g}", lim, [
-                        (cas_g, cyc(t.tCCD_L, COL, COL)),
-                        (cas_g & is_wr, cyc(t.wr_to_rd_L, COL, COL))])),
+                        (cas_g, cyc(t.tCCD_L, C.RD, C.RD)),
+                        (cas_g & is_wr, cyc(t.wr_to_rd_L, C.WR, C.RD))])),
                     timing.wr_group_ok[g].eq(_countdown(m, f"t_wr_bg{g}", lim, [
-                        (cas_g, cyc(t.tCCD_L, COL, COL))])),
+                        (cas_g, cyc(t.tCCD_L, C.WR, C.WR))])),
                 ]
         else:
             m.d.comb += [timing.rd_group_ok.eq(1), timing.wr_group_ok.eq(1)]

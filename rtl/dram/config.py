@@ -14,9 +14,10 @@ frequency-ratio mode. A slot carries one abstract command (:class:`Command`)
 with a bank, a row and a column. Simplifications against a real LPDDR CA
 bus, all documented in ``docs/memory.md``:
 
-* an LPDDR4 command occupies 2 or 4 CA clocks; here every command is one
-  slot (the command bus has room: a streaming READ needs one slot per
-  ``tCCD`` = 8 CK);
+* a command is the slot of its first CA clock; it occupies the CA bus for
+  ``part.ca`` clocks (LPDDR4: ACT, RD, WR 4 CK; PRE, PREA, REF 2 CK), during
+  which the following slots carry NOP, and its timings count from its last
+  CA clock (:meth:`LpddrConfig.spacing`);
 * ``col`` is the burst index within the row (column address ``C`` divided
   by the burst length);
 * write data is presented on ``wrdata`` in the controller cycle of the WRITE
@@ -191,6 +192,48 @@ class LpddrConfig:
     def cycles(self, dram_ck, from_phase=0, to_phase=0):
         """:func:`~lpaccel.rtl.dram.parts.controller_cycles` at this ratio."""
         return controller_cycles(dram_ck, self.ratio, from_phase, to_phase)
+
+    @property
+    def shared_slot(self):
+        """True when row and column commands share one slot (phase 0), one per cycle.
+
+        Two slots (row commands in phase 0, column commands in phase
+        ``ratio - ca.cas``) fit only when a cycle holds the longest row
+        command and a column command end to end (LPDDR4 at 1:8, LPDDR5 at
+        1:2); otherwise a command may fill or overrun its cycle, so there is
+        one command per cycle, and at ratios below its CA length the next
+        ``ceil(ca / ratio) - 1`` cycles carry none (LPDDR4 at 1:1 and 1:2).
+        """
+        ca = self.part.ca
+        return self.ratio < ca.row_max + ca.cas
+
+    @property
+    def col_phase(self):
+        """The slot of column commands (RD/WR); row commands use slot 0."""
+        return 0 if self.shared_slot else self.ratio - self.part.ca.cas
+
+    def ca_clocks(self, cmd):
+        """CA-bus clocks of ``cmd`` (a :class:`Command`; NOP: 0)."""
+        ca = self.part.ca
+        return {Command.NOP: 0, Command.ACT: ca.act, Command.RD: ca.cas, Command.WR: ca.cas,
+                Command.PRE: ca.pre, Command.PREA: ca.pre, Command.REFAB: ca.ref,
+                Command.REFPB: ca.ref}[Command(cmd)]
+
+    def phase(self, cmd):
+        """The slot the controller issues ``cmd`` in."""
+        return self.col_phase if cmd in (Command.RD, Command.WR) else 0
+
+    def spacing(self, dram_ck, from_cmd, to_cmd):
+        """Controller cycles from a ``from_cmd`` to a ``to_cmd`` that must be ``dram_ck`` apart.
+
+        The spacing counts between the two commands' last CA clocks (the
+        JEDEC convention, see :class:`~lpaccel.rtl.dram.parts.CaClocks`),
+        and each command goes out in its slot (:meth:`phase`) at its first:
+        the DRAM-clock distance between the slots is ``dram_ck`` plus the
+        difference of the CA lengths, converted with :meth:`cycles`.
+        """
+        ck = dram_ck + self.ca_clocks(from_cmd) - self.ca_clocks(to_cmd)
+        return self.cycles(ck, self.phase(from_cmd), self.phase(to_cmd))
 
 
 def command_layout(config):

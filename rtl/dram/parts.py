@@ -29,7 +29,7 @@ Sources of the numbers (the tables they come from are named at each part):
 import math
 from dataclasses import dataclass, field, fields
 
-__all__ = ["Timing", "DramPart", "DramTimings", "PARTS", "LPDDR4_3200", "LPDDR4X_4266",
+__all__ = ["Timing", "CaClocks", "DramPart", "DramTimings", "PARTS", "LPDDR4_3200", "LPDDR4X_4266",
            "LPDDR5_6400", "IS42S16160_SDR", "MT41K256M16_DDR3", "part_by_name",
            "controller_cycles"]
 
@@ -66,6 +66,58 @@ class Timing:
 
 def _ck(n):
     return Timing(0.0, n)
+
+
+@dataclass(frozen=True)
+class CaClocks:
+    """How many DRAM clocks (CK) one command occupies the command/address (CA) bus.
+
+    A command is driven from its first CA clock for ``n`` consecutive clocks;
+    the next command may start on the clock after its last. Timing
+    parameters count between the commands' *last* CA clocks (the controller
+    converts them with :meth:`~lpaccel.rtl.dram.config.LpddrConfig.spacing`,
+    the checker times each command at its last CA clock).
+
+    LPDDR4/LPDDR4X (JEDEC JESD209-4B, "Command Truth Table"): every command
+    is one or two 2-clock halves on the 6-bit SDR CA bus: ACTIVATE = ACT-1 +
+    ACT-2 (4 CK); READ, WRITE and MASK-WRITE = RD-1/WR-1/MWR-1 + CAS-2
+    (4 CK); PRECHARGE (per bank and all banks) and REFRESH (all bank and per
+    bank) one 2-clock command each. Cross-checked with DRAMSys
+    (``MemSpecLPDDR4.cpp``: command lengths ACT 4, RD/WR/MWR 4, PREPB/PREAB
+    2, REFAB/REFPB 2 tCK), whose ``CheckerLPDDR4.cpp`` times each command at
+    its first clock and adds the length difference to the JEDEC spacings
+    (ACT to PRE tRAS + 2 tCK, PRE to ACT tRPpb - 2 tCK, READ to PRE tRTP +
+    BL/2 - 6 tCK, ACT to REFpb tRRD + 2 tCK): the same as counting every
+    parameter from each command's last CA clock.
+
+    Parameters
+    ----------
+    act : int
+        ACT (LPDDR4: ACT-1 + ACT-2).
+    cas : int
+        READ, WRITE and MASK-WRITE (LPDDR4: RD-1/WR-1/MWR-1 + CAS-2).
+    pre : int
+        PRE and PREA.
+    ref : int
+        REFab and REFpb.
+    """
+
+    act: int = 1
+    cas: int = 1
+    pre: int = 1
+    ref: int = 1
+
+    def __post_init__(self):
+        for name in ("act", "cas", "pre", "ref"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or not 1 <= value <= 4:
+                raise ValueError(f"CaClocks {name} must be an integer from 1 to 4 CK, "
+                                 f"not {value!r}")
+
+    @property
+    def row_max(self):
+        """The longest row command (ACT, PRE/PREA, REF)."""
+        return max(self.act, self.pre, self.ref)
 
 
 @dataclass(frozen=True)
@@ -173,6 +225,9 @@ class DramPart:
         ``None``: READ to WRITE uses the older ``RL + BL/2 - WL + 3`` form.
     wpre_rpst_ck : int
         ``tWPRE + RD(tRPST)`` in nCK for READ to WRITE (LPDDR4: 2 + RD(0.5)).
+    ca : CaClocks
+        CA-bus clocks of each command (default one clock each); every timing
+        counts from a command's last CA clock.
     note : str
         Where the numbers come from and what is simplified.
     """
@@ -215,6 +270,7 @@ class DramPart:
     tCCDMW: Timing = None
     tDQSCKmax: Timing = None
     wpre_rpst_ck: int = 0
+    ca: CaClocks = CaClocks()
     note: str = field(default="", compare=False)
 
     def __post_init__(self):
@@ -384,6 +440,10 @@ def controller_cycles(dram_ck, ratio, from_phase=0, to_phase=0):
 
 # --- the parts -------------------------------------------------------------
 
+# JESD209-4B command truth table (see CaClocks): ACT 4 CK, RD/WR/MWR 4 CK,
+# PRE/PREA 2 CK, REFab/REFpb 2 CK; DRAMSys MemSpecLPDDR4.cpp agrees.
+_LPDDR4_CA = CaClocks(act=4, cas=4, pre=2, ref=2)
+
 # JESD209-4B Table "Core AC Timing" (tCK >= 0.625 ns column), Table
 # "Refresh Requirement Parameters" (8 Gb per channel: tRFCab 280 ns, tRFCpb
 # 140 ns, tpbR2pbR 90 ns, tREFI 3.904 us at <= 85 C), RL 28 / WL 14 (set A,
@@ -401,7 +461,7 @@ LPDDR4_3200 = DramPart(
     tWTR=Timing(10, 8), tRTP=Timing(7.5, 8),
     tRFCab=Timing(280), tRFCpb=Timing(140), tPBR2PBR=Timing(90), tREFI=Timing(3904),
     RL=28, WL=14, refpb_per_refab=8,
-    tPPD=_ck(4), tCCDMW=_ck(32), tDQSCKmax=Timing(3.5), wpre_rpst_ck=2,
+    tPPD=_ck(4), tCCDMW=_ck(32), tDQSCKmax=Timing(3.5), wpre_rpst_ck=2, ca=_LPDDR4_CA,
     note="JESD209-4B, 8 Gb x16 channel, 2 KiB page, BL16 (32 bytes per burst)")
 
 # Same tables, tCK >= 0.468 ns column; RL 36 / WL 18 (set A, read DBI off).
@@ -421,7 +481,7 @@ LPDDR4X_4266 = DramPart(
     tWTR=Timing(10, 8), tRTP=Timing(7.5, 8),
     tRFCab=Timing(280), tRFCpb=Timing(140), tPBR2PBR=Timing(90), tREFI=Timing(3904),
     RL=36, WL=18, refpb_per_refab=8,
-    tPPD=_ck(4), tCCDMW=_ck(32), tDQSCKmax=Timing(3.5), wpre_rpst_ck=2,
+    tPPD=_ck(4), tCCDMW=_ck(32), tDQSCKmax=Timing(3.5), wpre_rpst_ck=2, ca=_LPDDR4_CA,
     note="JESD209-4B, 8 Gb x16 channel, 2 KiB page, BL16 (32 bytes per burst)")
 
 # LPDDR5-6400, one 8 Gb x16 die (one channel) in bank-group mode: JESD209-5B
@@ -456,6 +516,11 @@ LPDDR4X_4266 = DramPart(
 #     Not confirmed by a second source.
 #   tpbR2act 7.5 ns (REFpb to ACT of another bank): DWC (tpbr2act 7500 ps);
 #     R2 uses 8 ns.
+#   CA bus: kept at one clock per command (CaClocks default). JESD209-5's CA
+#     is DDR on CK and ACTIVATE is two separate commands (ACT-1, ACT-2; R2
+#     models them as such, with CAS-RD/CAS-WR WCK2CK-sync commands before
+#     RD/WR), but no source in reach states each command's CA clocks, so
+#     the LPDDR5 command bus is not modeled (docs/memory.md).
 LPDDR5_6400 = DramPart(
     name="lpddr5-6400", standard="LPDDR5", tck_ns=1.25,
     data_width=16, beats_per_ck=8, burst_length=16,

@@ -106,7 +106,7 @@ class PerfCounters(wiring.Component):
         m = Module()
         cfg = self.config
         beats = cfg.beats_per_burst
-        row, col = self.commands[0], self.commands[cfg.ratio - 1]
+        row, col = self.commands[0], self.commands[cfg.col_phase]
         cas = (col.cmd == Command.RD) | (col.cmd == Command.WR)
         ev, stall = self.events, self.events.stall
 

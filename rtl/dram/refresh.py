@@ -131,7 +131,7 @@ class RefreshScheduler(wiring.Component):
                 m.d.comb += self.blocked[b].eq(active)
 
         # --- commands: close the bank(s), then refresh ----------------------
-        act_window_ok = timing.rrd_ok & timing.faw_ok & timing.refpb_ok & timing.refab_ok
+        act_window_ok = timing.rrd_ref_ok & timing.faw_ref_ok & timing.refpb_ok & timing.refab_ok
         m.d.comb += self.bank.eq(ref_bank)
         with m.If(active):
             if per_bank:
@@ -144,16 +144,16 @@ class RefreshScheduler(wiring.Component):
                         m.d.comb += self.bank.eq(ref_partner)
                         with m.If(banks[ref_partner].pre_ok):
                             m.d.comb += self.cmd.eq(Command.PRE)
-                    with m.Elif(banks[ref_bank].act_ok & banks[ref_partner].act_ok &
+                    with m.Elif(banks[ref_bank].ref_ok & banks[ref_partner].ref_ok &
                                 act_window_ok):
                         m.d.comb += self.cmd.eq(Command.REFPB)
                 else:
-                    with m.Elif(banks[ref_bank].act_ok & act_window_ok):
+                    with m.Elif(banks[ref_bank].ref_ok & act_window_ok):
                         m.d.comb += self.cmd.eq(Command.REFPB)
             else:
                 all_closed = ~Cat(*[banks[b].open for b in range(nb)]).any()
                 pre_all_ok = Cat(*[~banks[b].open | banks[b].pre_ok for b in range(nb)]).all()
-                act_all_ok = Cat(*[banks[b].act_ok for b in range(nb)]).all()
+                act_all_ok = Cat(*[banks[b].ref_ok for b in range(nb)]).all()
                 with m.If(~all_closed):
                     with m.If(pre_all_ok):
                         m.d.comb += self.cmd.eq(Command.PREA)

@@ -6,7 +6,7 @@ scheduler. Each controller cycle it drives the DFI-style command slots::
 
             reads ──► ShiftQueue ─┐                  ┌─► phase 0: ACT / PRE / PREA / REF
                                   ├─► window (one ───┤
-           writes ──► ShiftQueue ─┘   direction)     └─► phase ratio-1: RD / WR (head only)
+           writes ──► ShiftQueue ─┘   direction)     └─► col_phase: RD / WR (head only)
                                         ▲   ▲
            bank machines (open rows, timers)  refresh scheduler (cmd, blocked banks)
 
@@ -31,8 +31,20 @@ queues are full (a streaming reader and a queued writer): without it each
 queue's fullness would turn the direction straight back, paying a
 read-write turnaround per cycle and writing nothing.
 
-Slots: row commands go out in phase 0, column commands in phase
-``ratio - 1``; at 1:1 they share the one slot and the column command wins.
+Slots and the CA bus: a command occupies the CA bus for its CA length
+(``part.ca``: LPDDR4 ACT, RD, WR 4 CK, PRE, PREA, REF 2 CK) from its slot
+on, and no two commands overlap there. Where a cycle holds the longest row
+command and a column command end to end (``not config.shared_slot``:
+LPDDR4 at 1:8, LPDDR5 at 1:2) row commands go out in phase 0 and column
+commands in ``config.col_phase = ratio - ca.cas``, both in one cycle.
+Otherwise (LPDDR4 at 1:1, 1:2 and 1:4, LPDDR5 at 1:1) there is one command
+per cycle, in phase 0, and the column command wins the slot; at 1:4 every
+LPDDR4 command fits its cycle, at 1:1 and 1:2 a CA-busy counter keeps the
+next ``ceil(ca / ratio) - 1`` cycles free. A streaming READ needs one slot
+per tCCD (8 CK: every other cycle at 1:4), so row commands, refreshes and
+idle precharges go out in the cycles between. (A column command in phase
+``ratio - 1`` at 1:4 would spill 3 CK into the next cycle's row slot and,
+streaming, block every row command.)
 Within the row slot the refresh scheduler's command comes first, then the
 window's row command, then an idle-bank precharge (``config.idle_precharge``:
 a bank open and unused that long, with no queued request, is closed so the
@@ -274,11 +286,23 @@ class CommandScheduler(wiring.Component):
                     m.d.comb += [idle_go.eq(1), idle_bank.eq(b)]
 
         # --- the slots ---------------------------------------------------------
-        slot_free = ~cas_go if n == 1 else Const(1, 1)
+        shared = cfg.shared_slot
+        rslot, cslot = self.phases[0], self.phases[cfg.col_phase]
+        # CA bus busy with the last command for ca_wait more cycles (shared slot only).
+        busy = {c: -(-cfg.ca_clocks(c) // n) - 1 for c in Command if c != Command.NOP}
+        ca_free = Const(1, 1)
+        if shared and max(busy.values()) > 0:
+            ca_wait = Signal(range(max(busy.values()) + 1))
+            ca_free = ca_wait == 0
+            load = Const(0, ca_wait.shape())
+            for c, cycles in busy.items():
+                load = Mux(rslot.cmd == c, cycles, load)
+            m.d.sync += ca_wait.eq(Mux(ca_free, load, ca_wait - 1))
+        cas_go = cas_go & ca_free
+        slot_free = (~cas_go & ca_free) if shared else Const(1, 1)
         issue_ref = (self.refresh_cmd != Command.NOP) & slot_free
         issue_row = (row_cmd != Command.NOP) & slot_free & ~issue_ref
         issue_idle = idle_go & slot_free & ~issue_ref & ~issue_row
-        rslot, cslot = self.phases[0], self.phases[n - 1]
         m.d.comb += [
             rslot.cmd.eq(Mux(issue_ref, self.refresh_cmd,
                              Mux(issue_row, row_cmd,
@@ -289,7 +313,7 @@ class CommandScheduler(wiring.Component):
         with m.If(cas_go):
             m.d.comb += [cslot.cmd.eq(Mux(mode_wr, Command.WR, Command.RD)),
                          cslot.bank.eq(head.bank), cslot.col.eq(head.col)]
-            if n == 1:
+            if shared:
                 m.d.comb += cslot.row.eq(0)
 
         is_rd, is_wr = cas_go & ~mode_wr, cas_go & mode_wr

@@ -68,6 +68,7 @@ class Rule(enum.IntEnum):
     tPPD = 24
     tCCDMW = 25
     REF_BANK = 26
+    CA = 27
 
 
 def _first_hit(m, checks, p, bank_port):
@@ -101,9 +102,25 @@ class LpddrTimingChecker(wiring.Component):
     """Checks every command on a DFI-style boundary against the part's timings.
 
     All spacings are checked in DRAM clocks: the command in slot ``p`` of
-    controller cycle ``c`` happens at DRAM clock ``c * ratio + p``, and the
+    controller cycle ``c`` starts at DRAM clock ``c * ratio + p``, and the
     slots of one cycle are checked in order (a command sees the state left by
     the earlier slots of its own cycle).
+
+    CA bus: a command occupies the CA bus for ``part.ca`` clocks from its
+    start (LPDDR4, JESD209-4 command truth table: ACT = ACT-1 + ACT-2, RD/WR
+    = RD-1/WR-1 + CAS-2, 4 clocks each; PRE, PREA, REFab, REFpb 2 clocks).
+    Rule CA: a command that starts before the previous command's last CA
+    clock has passed is a violation (reported at its start clock, with its
+    bank), checked before every other rule. Every timing parameter counts
+    from a command's *last* CA clock (``start + ca - 1``), the convention
+    of JESD209-4's timing diagrams that DRAMSys's LPDDR4 checker encodes
+    (it times commands at their first clock and adds the length difference:
+    ACT to PRE tRAS + 2 tCK, PRE to ACT tRPpb - 2 tCK): so tRCD, tRP,
+    tRAS ... keep exactly their JEDEC values, and between commands of equal
+    length (ACT to ACT, RD to WR, PRE to PRE) nothing changes; ACT to PRE
+    needs 2 more clocks from start to start, PRE to ACT 2 fewer. Reported
+    clocks are start clocks. Parts whose commands are one clock (the
+    defaults, LPDDR5 here) check exactly as before.
 
     Rules (:class:`Rule`): tRCD, tRP (tRPpb after PRE, tRPab after PREA, to
     ACT and REF), tRAS, tRC, tRRD and tFAW (REFpb counts as an ACT), tCCD,
@@ -115,7 +132,7 @@ class LpddrTimingChecker(wiring.Component):
     each bank owes one refresh per tREFI, paid by a REFpb to it or a REFab,
     and its own debt must stay within ``refresh_postpone`` either way, so a
     refresh pointer that skips banks is caught), tRASmax (a row open longer
-    than 9 x tREFI), tPPD (PRE/PREA to PRE/PREA), tCCDMW (a masked write, a
+    than 9 x tREFI), tPPD (PRE/PREA to PRE/PREA), CA (see above), tCCDMW (a masked write, a
     WRITE whose burst has a clear strobe bit, which on the device is a
     MASK-WRITE, less than tCCDMW after a WRITE to its bank; reported at the
     WRITE's clock when its last beat is seen), ACT to an open bank, READ or
@@ -200,6 +217,7 @@ class LpddrTimingChecker(wiring.Component):
             "refpb_sp": ts,   # REFpb -> REFpb (tpbR2pbR)
             "refab_pb": ts,   # REFpb -> REFab (tRFCpb)
             "pre_ppd": ts,    # PRE/PREA -> PRE/PREA (tPPD)
+            "ca_free": ts,    # first clock after the last command's CA clocks
             "faw": data.ArrayLayout(ts, 4),   # the last four ACTs, oldest first
         }
         if cfg.part.bank_groups > 1:
@@ -209,8 +227,11 @@ class LpddrTimingChecker(wiring.Component):
             fields["act_pbr"] = ts          # REFpb -> ACT (tpbR2act)
         return data.StructLayout(fields)
 
-    def _checks(self, cur, tp, cmd, ba):
-        """The rules for one command slot, as (condition, rule, bank) in priority order."""
+    def _checks(self, cur, start, tp, cmd, ba):
+        """The rules for one command slot, as (condition, rule, bank) in priority order.
+
+        ``start`` is the slot's DRAM clock, ``tp`` the command's last CA clock.
+        """
         cfg, t = self.config, self.config.timings
         nb, half = cfg.part.banks, cfg.part.banks // 2
         pair = cfg.part.refpb_banks == 2
@@ -227,6 +248,7 @@ class LpddrTimingChecker(wiring.Component):
 
         any_cmd = act | rd | wr | pre | prea | refab | refpb
         checks = [
+            (any_cmd & (start < cur.ca_free), Rule.CA, ba),
             (any_cmd & early(cur.rfcab), Rule.tRFCab, ba),
             (act & this.open, Rule.ACT_OPEN, ba),
             ((act | refpb) & early(this.act_rp), Rule.tRP, ba),
@@ -281,7 +303,7 @@ class LpddrTimingChecker(wiring.Component):
         return checks
 
     def _advance(self, m, cur, nxt, tp, cmd, ba):
-        """``nxt``: the state after a command slot at DRAM clock ``tp``."""
+        """``nxt``: the state after a command slot whose last CA clock is ``tp``."""
         cfg, t = self.config, self.config.timings
         half = cfg.part.banks // 2
         act, rd, wr = cmd[Command.ACT], cmd[Command.RD], cmd[Command.WR]
@@ -312,6 +334,8 @@ class LpddrTimingChecker(wiring.Component):
             nxt.refpb_sp.eq(Mux(refpb, tp + t.tPBR2PBR, cur.refpb_sp)),
             nxt.refab_pb.eq(Mux(refpb, tp + t.tRFCpb, cur.refab_pb)),
             nxt.pre_ppd.eq(Mux(pre | prea, tp + t.tPPD, cur.pre_ppd)),
+            nxt.ca_free.eq(Mux(act | rd | wr | pre | prea | refab | refpb, tp + 1,
+                               cur.ca_free)),
         ]
         if cfg.part.bank_groups > 1:
             for g in range(cfg.part.bank_groups):
@@ -353,14 +377,22 @@ class LpddrTimingChecker(wiring.Component):
                                   Command.REFPB)}
         for p in range(n):
             slot = self.dfi.phases[p]
-            tp = Signal(_TS_BITS, name=f"t_p{p}")
-            m.d.comb += tp.eq(now + p)
+            start = Signal(_TS_BITS, name=f"t_p{p}")
+            m.d.comb += start.eq(now + p)
             cmd = {c: Signal(name=f"is_{c.name.lower()}_p{p}") for c in Command}
             m.d.comb += [s.eq(slot.cmd == c) for c, s in cmd.items()]
+            # The command's last CA clock: every timing counts from it.
+            tp = Signal(_TS_BITS, name=f"t_last_p{p}")
+            last = Const(0, 2)
+            for c in Command:
+                if cfg.ca_clocks(c) > 1:
+                    last = Mux(cmd[c], cfg.ca_clocks(c) - 1, last)
+            m.d.comb += tp.eq(start + last)
             for c in counts:
                 counts[c].append(cmd[c])
             cur_before = cur
-            v, r, bk = _first_hit(m, self._checks(cur, tp, cmd, slot.bank), p, self.bank)
+            v, r, bk = _first_hit(m, self._checks(cur, start, tp, cmd, slot.bank), p,
+                                  self.bank)
             viol_p.append(v)
             rule_p.append(r)
             bank_p.append(bk)
@@ -377,7 +409,7 @@ class LpddrTimingChecker(wiring.Component):
             this_early = tp < cur_before.bank[slot.bank].wr_mw
             mw_early = Mux(is_wr, this_early, mw_early)
             mw_bank = Mux(is_wr, slot.bank, mw_bank)
-            mw_time = Mux(is_wr, tp, mw_time)
+            mw_time = Mux(is_wr, start, mw_time)
             mw_start = mw_start | is_wr
         m.d.sync += state.eq(cur)
 

@@ -123,8 +123,10 @@ def test_bank_machines_act_then_trcd_and_tras():
     cfg = LpddrConfig(ratio=4)
     t = cfg.timings
     dut = BankMachines(cfg)
-    trcd = cfg.cycles(t.tRCD, 0, cfg.ratio - 1)
-    tras = cfg.cycles(t.tRAS, 0, 0)
+    # Counted between last CA clocks (ACT and RD 4 CK, PRE 2 CK), slots as issued.
+    trcd = cfg.spacing(t.tRCD, Command.ACT, Command.RD)
+    tras = cfg.spacing(t.tRAS, Command.ACT, Command.PRE)
+    assert (trcd, tras) == (-(-t.tRCD // 4), -(-(t.tRAS + 2) // 4))
 
     async def bench(ctx):
         _issue(ctx, dut, cfg, 0, Command.ACT, bank=3, row=0x55)
@@ -155,8 +157,9 @@ def test_refresh_scheduler_owes_and_asks_per_bank():
     async def bench(ctx):
         for b in range(cfg.part.banks):
             ctx.set(dut.banks[b].act_ok, 1)
+            ctx.set(dut.banks[b].ref_ok, 1)
             ctx.set(dut.banks[b].pre_ok, 1)
-        for name in ("rrd_ok", "faw_ok", "refpb_ok", "refab_ok"):
+        for name in ("rrd_ok", "faw_ok", "rrd_ref_ok", "faw_ref_ok", "refpb_ok", "refab_ok"):
             ctx.set(getattr(dut.timing, name), 1)
         asked = None
         for c in range(interval + 4):

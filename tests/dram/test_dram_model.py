@@ -78,6 +78,15 @@ CFG4 = LpddrConfig(part="lpddr4-3200", ratio=4)
 T = CFG1.timings
 
 
+def gap(ck, first, second):
+    """Start-to-start clocks for a spacing ``ck`` between two commands' last CA clocks.
+
+    LPDDR4: ACT and RD/WR are 4 CA clocks, PRE/PREA/REF 2 (JESD209-4), so
+    ACT to PRE is tRAS + 2 from start to start and PRE to ACT tRP - 2.
+    """
+    return ck + CFG1.ca_clocks(first) - CFG1.ca_clocks(second)
+
+
 def _seq(rule, early):
     """A command sequence whose last command is ``early`` clocks too early for ``rule``.
 
@@ -89,17 +98,18 @@ def _seq(rule, early):
         cmds = [(0, ACT, 2, 5, 0), (T.tRCD - d, RD, 2, 0, 0)]
         return cfg, cmds, 2
     if rule == Rule.tRP:
-        cmds = [(0, ACT, 1, 5, 0), (T.tRAS, PRE, 1, 0, 0),
-                (T.tRAS + T.tRPpb - d, ACT, 1, 6, 0)]
+        p = gap(T.tRAS, ACT, PRE)
+        cmds = [(0, ACT, 1, 5, 0), (p, PRE, 1, 0, 0),
+                (p + gap(T.tRPpb, PRE, ACT) - d, ACT, 1, 6, 0)]
         return cfg, cmds, 1
     if rule == Rule.tRAS:
-        return cfg, [(0, ACT, 3, 5, 0), (T.tRAS - d, PRE, 3, 0, 0)], 3
+        return cfg, [(0, ACT, 3, 5, 0), (gap(T.tRAS, ACT, PRE) - d, PRE, 3, 0, 0)], 3
     if rule == Rule.tRC:
         part = dataclasses.replace(LPDDR4_3200, tRC=Timing(70))
         cfg = LpddrConfig(part=part, ratio=1)
         t = cfg.timings
         assert t.tRC > t.tRAS + t.tRPpb
-        return cfg, [(0, ACT, 0, 5, 0), (t.tRAS, PRE, 0, 0, 0),
+        return cfg, [(0, ACT, 0, 5, 0), (gap(t.tRAS, ACT, PRE), PRE, 0, 0, 0),
                      (t.tRC - d, ACT, 0, 6, 0)], 0
     if rule == Rule.tRRD:
         return cfg, [(0, ACT, 0, 5, 0), (T.tRRD - d, ACT, 1, 5, 0)], 1
@@ -116,20 +126,20 @@ def _seq(rule, early):
                      (T.tRRD + T.tRCD + T.tCCD - d, RD, 1, 0, 0)], 1
     if rule == Rule.tWR:
         return cfg, [(0, ACT, 4, 5, 0), (T.tRCD, WR, 4, 0, 0),
-                     (T.tRCD + T.wr_to_pre - d, PRE, 4, 0, 0)], 4
+                     (T.tRCD + gap(T.wr_to_pre, WR, PRE) - d, PRE, 4, 0, 0)], 4
     if rule == Rule.tWTR:
         return cfg, [(0, ACT, 4, 5, 0), (T.tRCD, WR, 4, 0, 0),
                      (T.tRCD + T.wr_to_rd - d, RD, 4, 0, 1)], 4
     if rule == Rule.tRTP:
         return cfg, [(0, ACT, 5, 5, 0), (T.tRAS, RD, 5, 0, 0),
-                     (T.tRAS + T.tRTP - d, PRE, 5, 0, 0)], 5
+                     (T.tRAS + gap(T.tRTP, RD, PRE) - d, PRE, 5, 0, 0)], 5
     if rule == Rule.tRTW:
         return cfg, [(0, ACT, 6, 5, 0), (T.tRCD, RD, 6, 0, 0),
                      (T.tRCD + T.rd_to_wr - d, WR, 6, 0, 1)], 6
     if rule == Rule.tRFCab:
-        return cfg, [(0, REFAB, 0, 0, 0), (T.tRFCab - d, ACT, 7, 5, 0)], 7
+        return cfg, [(0, REFAB, 0, 0, 0), (gap(T.tRFCab, REFAB, ACT) - d, ACT, 7, 5, 0)], 7
     if rule == Rule.tRFCpb:
-        return cfg, [(0, REFPB, 3, 0, 0), (T.tRFCpb - d, ACT, 3, 5, 0)], 3
+        return cfg, [(0, REFPB, 3, 0, 0), (gap(T.tRFCpb, REFPB, ACT) - d, ACT, 3, 5, 0)], 3
     if rule == Rule.tPBR2PBR:
         return cfg, [(0, REFPB, 3, 0, 0), (T.tPBR2PBR - d, REFPB, 4, 0, 0)], 4
     raise AssertionError(rule)
@@ -176,7 +186,8 @@ def test_state_rules(case):
         "refpb_open": ([(0, ACT, 5, 1, 0), (300, REFPB, 5, 0, 0)], Rule.REF_OPEN, 5),
         # PREA checks every open bank: bank 1 was written too recently.
         "prea_twr": ([(0, ACT, 0, 1, 0), (T.tRRD, ACT, 1, 1, 0), (T.tRRD + T.tRCD, WR, 1, 0, 0),
-                      (T.tRRD + T.tRCD + T.wr_to_pre - 1, PREA, 0, 0, 0)], Rule.tWR, 1),
+                      (T.tRRD + T.tRCD + gap(T.wr_to_pre, WR, PREA) - 1, PREA, 0, 0, 0)],
+                     Rule.tWR, 1),
     }[case]
     r = run(CFG1, cmds)
     assert r["violation"] and (r["rule"], r["bank"], r["cycle"]) == (rule, bank, cmds[-1][0])
@@ -184,8 +195,9 @@ def test_state_rules(case):
 
 def test_refpb_to_other_bank_while_open_passes():
     # Per-bank refresh of a closed bank while another bank streams.
-    cmds = [(0, ACT, 0, 1, 0), (T.tRRD, REFPB, 1, 0, 0), (T.tRCD, RD, 0, 0, 0),
-            (T.tRCD + T.tCCD, RD, 0, 0, 1), (T.tRRD + T.tRFCpb, ACT, 1, 4, 0)]
+    r = gap(T.tRRD, ACT, REFPB)
+    cmds = [(0, ACT, 0, 1, 0), (r, REFPB, 1, 0, 0), (T.tRCD, RD, 0, 0, 0),
+            (T.tRCD + T.tCCD, RD, 0, 0, 1), (r + gap(T.tRFCpb, REFPB, ACT), ACT, 1, 4, 0)]
     assert not run(CFG1, cmds)["violation"]
 
 
@@ -369,21 +381,27 @@ def _path(case, early):
     cfg = CFG1
     if case == "tRPab_act":        # PREA then ACT: tRPab, longer than tRPpb
         assert T.tRPab > T.tRPpb
-        cmds = [(0, ACT, 1, 5, 0), (T.tRAS, PREA, 0, 0, 0), (T.tRAS + T.tRPab - d, ACT, 1, 6, 0)]
+        p = gap(T.tRAS, ACT, PREA)
+        cmds = [(0, ACT, 1, 5, 0), (p, PREA, 0, 0, 0),
+                (p + gap(T.tRPab, PREA, ACT) - d, ACT, 1, 6, 0)]
         return cfg, cmds, Rule.tRP, 1
     if case == "tRPab_refab":      # PREA then REFab: PREA precharged every bank, 0 first
-        cmds = [(0, ACT, 1, 5, 0), (T.tRAS, PREA, 0, 0, 0), (T.tRAS + T.tRPab - d, REFAB, 0, 0, 0)]
+        p = gap(T.tRAS, ACT, PREA)
+        cmds = [(0, ACT, 1, 5, 0), (p, PREA, 0, 0, 0), (p + T.tRPab - d, REFAB, 0, 0, 0)]
         return cfg, cmds, Rule.tRP, 0
     if case == "tRP_refab":        # PRE then REFab: every bank's precharge checked
-        cmds = [(0, ACT, 2, 5, 0), (T.tRAS, PRE, 2, 0, 0), (T.tRAS + T.tRPpb - d, REFAB, 0, 0, 0)]
+        p = gap(T.tRAS, ACT, PRE)
+        cmds = [(0, ACT, 2, 5, 0), (p, PRE, 2, 0, 0), (p + T.tRPpb - d, REFAB, 0, 0, 0)]
         return cfg, cmds, Rule.tRP, 2
     if case == "tRP_refpb":        # PRE then REFpb of that bank
-        cmds = [(0, ACT, 3, 5, 0), (T.tRAS, PRE, 3, 0, 0), (T.tRAS + T.tRPpb - d, REFPB, 3, 0, 0)]
+        p = gap(T.tRAS, ACT, PRE)
+        cmds = [(0, ACT, 3, 5, 0), (p, PRE, 3, 0, 0), (p + T.tRPpb - d, REFPB, 3, 0, 0)]
         return cfg, cmds, Rule.tRP, 3
     if case == "tRAS_prea":
-        return cfg, [(0, ACT, 3, 5, 0), (T.tRAS - d, PREA, 0, 0, 0)], Rule.tRAS, 3
+        return cfg, [(0, ACT, 3, 5, 0), (gap(T.tRAS, ACT, PREA) - d, PREA, 0, 0, 0)], Rule.tRAS, 3
     if case == "tRTP_prea":
-        cmds = [(0, ACT, 5, 5, 0), (T.tRAS, RD, 5, 0, 0), (T.tRAS + T.tRTP - d, PREA, 0, 0, 0)]
+        cmds = [(0, ACT, 5, 5, 0), (T.tRAS, RD, 5, 0, 0),
+                (T.tRAS + gap(T.tRTP, RD, PREA) - d, PREA, 0, 0, 0)]
         return cfg, cmds, Rule.tRTP, 5
     if case == "tRCD_wr":
         return cfg, [(0, ACT, 2, 5, 0), (T.tRCD - d, WR, 2, 0, 0)], Rule.tRCD, 2
@@ -392,19 +410,20 @@ def _path(case, early):
         return cfg, [(0, ACT, 0, 5, 0), (T.tRRD, ACT, 1, 5, 0), (t0, WR, 0, 0, 0),
                      (t0 + T.tCCD - d, WR, 1, 0, 0)], Rule.tCCD, 1
     if case == "tRRD_refpb_act":   # REFpb counts as an activation for tRRD
-        return cfg, [(0, REFPB, 0, 0, 0), (T.tRRD - d, ACT, 1, 5, 0)], Rule.tRRD, 1
+        return cfg, [(0, REFPB, 0, 0, 0), (gap(T.tRRD, REFPB, ACT) - d, ACT, 1, 5, 0)], Rule.tRRD, 1
     if case == "tRRD_act_refpb":
-        return cfg, [(0, ACT, 0, 5, 0), (T.tRRD - d, REFPB, 1, 0, 0)], Rule.tRRD, 1
+        return cfg, [(0, ACT, 0, 5, 0), (gap(T.tRRD, ACT, REFPB) - d, REFPB, 1, 0, 0)], \
+            Rule.tRRD, 1
     if case == "tFAW_refpb_first":  # a REFpb is the oldest of the four
         cfg = _faw50()
         t = cfg.timings
         cmds = [(0, REFPB, 4, 0, 0)] + [(i * t.tRRD, ACT, i - 1, 5, 0) for i in range(1, 4)]
-        return cfg, cmds + [(t.tFAW - d, ACT, 3, 5, 0)], Rule.tFAW, 3
+        return cfg, cmds + [(gap(t.tFAW, REFPB, ACT) - d, ACT, 3, 5, 0)], Rule.tFAW, 3
     if case == "tFAW_refpb_fifth":  # ... or the fifth
         cfg = _faw50()
         t = cfg.timings
         cmds = [(i * t.tRRD, ACT, i, 5, 0) for i in range(4)]
-        return cfg, cmds + [(t.tFAW - d, REFPB, 4, 0, 0)], Rule.tFAW, 4
+        return cfg, cmds + [(gap(t.tFAW, ACT, REFPB) - d, REFPB, 4, 0, 0)], Rule.tFAW, 4
     if case == "tRFCab_refab":     # nothing but NOP during tRFCab, REF included
         return cfg, [(0, REFAB, 0, 0, 0), (T.tRFCab - d, REFAB, 0, 0, 0)], Rule.tRFCab, 0
     if case == "tRFCab_refpb":
@@ -449,24 +468,102 @@ def test_tccd_between_read_and_write(first):
 
 @pytest.mark.parametrize("early", [True, False])
 def test_two_commands_in_one_controller_cycle(early):
-    # Slot 1 sees the state slot 0 of the same controller cycle left: an
-    # ACT in each is a tRRD violation at slot 1; the same two ACTs tRRD
-    # apart (slot 0, then slot 0 of the cycle tRRD / 4 later) pass.
-    t0 = 4 * 10
-    cmds = [(t0, ACT, 0, 1, 0), (t0 + (1 if early else T.tRRD), ACT, 1, 1, 0)]
+    # Slot 2 sees the state slot 0 of the same controller cycle left: a PRE
+    # in each (the 2-clock PREs do not overlap on the CA bus) is a tPPD
+    # violation at slot 2; the same two PREs tPPD apart (slot 0 of the next
+    # cycle) pass.
+    t0 = 4 * 40
+    cmds = [(0, ACT, 0, 1, 0), (T.tRRD, ACT, 1, 1, 0), (t0, PRE, 0, 0, 0),
+            (t0 + (2 if early else T.tPPD), PRE, 1, 0, 0)]
     r = run(CFG4, cmds)
     assert r["violation"] == early
     if early:
-        assert (r["rule"], r["bank"], r["cycle"]) == (Rule.tRRD, 1, t0 + 1)
+        assert (r["rule"], r["bank"], r["cycle"]) == (Rule.tPPD, 1, t0 + 2)
 
 
 def test_same_cycle_earliest_slot_wins():
-    # Violations in slots 2 (tRCD, bank 0) and 3 (ACT to the open bank 0) of
-    # one controller cycle: the slot-2 one is reported.
-    t0 = 4 * 20
-    cmds = [(t0, ACT, 0, 1, 0), (t0 + 2, RD, 0, 0, 0), (t0 + 3, ACT, 0, 2, 0)]
+    # Violations in slots 2 (tPPD, bank 1) and 3 (an ACT over the PRE's
+    # second CA clock) of one controller cycle: the slot-2 one is reported.
+    t0 = 4 * 40
+    cmds = [(0, ACT, 0, 1, 0), (T.tRRD, ACT, 1, 1, 0), (t0, PRE, 0, 0, 0),
+            (t0 + 2, PRE, 1, 0, 0), (t0 + 3, ACT, 2, 2, 0)]
     r = run(CFG4, cmds)
-    assert r["violation"] and (r["rule"], r["bank"], r["cycle"]) == (Rule.tRCD, 0, t0 + 2)
+    assert r["violation"] and (r["rule"], r["bank"], r["cycle"]) == (Rule.tPPD, 1, t0 + 2)
+
+
+# --- the CA bus: multi-clock commands (issue 13) ------------------------------
+# LPDDR4 (JESD209-4): ACT and RD/WR occupy the CA bus 4 clocks, PRE/PREA/REF
+# 2. A command starting one clock before the previous one's CA clocks end is
+# a CA violation at its start, with its bank; at exactly the CA length it
+# passes (every other rule is met by construction). The first command starts
+# in the last slot of its controller cycle, so at 1:2 and 1:4 its CA clocks
+# run into the next cycle.
+
+def _ca(case, ratio, early):
+    """Returns (config, commands, bank of the violation)."""
+    cfg = LpddrConfig(part="lpddr4-3200", ratio=ratio)
+    t0 = 4 * 20 + ratio - 1             # past tRAS + 2 of the first ACT
+    assert t0 >= gap(T.tRAS, ACT, PRE)
+    d = 1 if early else 0
+    ca = cfg.ca_clocks
+    opened = [(0, ACT, 0, 5, 0)]        # bank 0 open (and tRAS/tRCD long past)
+    if case == "act_rd":
+        return cfg, opened + [(t0, ACT, 1, 5, 0), (t0 + ca(ACT) - d, RD, 0, 0, 0)], 0
+    if case == "rd_act":
+        return cfg, opened + [(t0, RD, 0, 0, 0), (t0 + ca(RD) - d, ACT, 1, 5, 0)], 1
+    if case == "wr_pre":                # PRE to a closed bank: only the CA bus
+        return cfg, opened + [(t0, WR, 0, 0, 0), (t0 + ca(WR) - d, PRE, 3, 0, 0)], 3
+    if case == "pre_act":
+        return cfg, opened + [(t0, PRE, 0, 0, 0), (t0 + ca(PRE) - d, ACT, 1, 5, 0)], 1
+    if case == "refpb_rd":
+        return cfg, opened + [(t0, REFPB, 2, 0, 0), (t0 + ca(REFPB) - d, RD, 0, 0, 0)], 0
+    raise AssertionError(case)
+
+
+CA_CASES = [(case, 4) for case in ("act_rd", "rd_act", "wr_pre", "pre_act", "refpb_rd")] + \
+    [(case, ratio) for ratio in (1, 2) for case in ("act_rd", "rd_act", "pre_act")]
+
+
+def _ca_params(fast):
+    # About 1 s (1:1) to 2 s (1:4) of pysim each: the ones in ``fast`` run in
+    # the default suite, the rest in the slow one.
+    return [pytest.param(c, r, id=f"{c}-1:{r}",
+                         marks=() if (c, r) in fast else pytest.mark.slow)
+            for c, r in CA_CASES]
+
+
+@pytest.mark.parametrize("case,ratio", _ca_params({("act_rd", 1), ("rd_act", 2),
+                                                    ("act_rd", 4)}))
+def test_ca_overlap_caught(case, ratio):
+    cfg, cmds, bank = _ca(case, ratio, early=True)
+    r = run(cfg, cmds, extra_cycles=2)
+    assert r["violation"], f"{case} one CA clock early was not caught"
+    assert (r["rule"], r["bank"], r["cycle"]) == (Rule.CA, bank, cmds[-1][0])
+
+
+@pytest.mark.parametrize("case,ratio", _ca_params({("act_rd", 1), ("act_rd", 4)}))
+def test_ca_at_its_length_passes(case, ratio):
+    cfg, cmds, _ = _ca(case, ratio, early=False)
+    r = run(cfg, cmds, extra_cycles=2)
+    assert not r["violation"], f"legal {case} sequence flagged as {r['rule'].name}"
+
+
+@pytest.mark.slow      # 2 s
+def test_ca_reported_before_trfcab():
+    # REF then anything: during tRFCab every command is illegal, and one on
+    # the REFab's own CA clocks is reported as CA (checked first).
+    r = run(CFG1, [(0, REFAB, 0, 0, 0), (1, ACT, 1, 5, 0)])
+    assert r["violation"] and (r["rule"], r["bank"], r["cycle"]) == (Rule.CA, 1, 1)
+    r = run(CFG1, [(0, REFAB, 0, 0, 0), (2, ACT, 1, 5, 0)])
+    assert r["violation"] and (r["rule"], r["bank"], r["cycle"]) == (Rule.tRFCab, 1, 2)
+
+
+def test_timings_count_from_the_last_ca_clock():
+    # tRAS counts from ACT's last CA clock (start + 3) to PRE's (start + 1):
+    # a PRE starting tRAS after the ACT starts is 2 clocks early.
+    r = run(CFG1, [(0, ACT, 3, 5, 0), (T.tRAS, PRE, 3, 0, 0)])
+    assert r["violation"] and (r["rule"], r["bank"], r["cycle"]) == (Rule.tRAS, 3, T.tRAS)
+    assert not run(CFG1, [(0, ACT, 3, 5, 0), (T.tRAS + 2, PRE, 3, 0, 0)])["violation"]
 
 
 def test_first_violation_stays_latched():
@@ -491,11 +588,11 @@ def _new_rule(case, early):
     if case == "tRFCpb_pre":       # ... and to the refreshing bank during tRFCpb
         return cfg, [(0, REFPB, 3, 0, 0), (T.tRFCpb - d, PRE, 3, 0, 0)], Rule.tRFCpb, 3, None
     if case == "tPPD_pre":         # PRE to PRE, different banks
-        t0 = T.tRRD + T.tRAS
+        t0 = T.tRRD + gap(T.tRAS, ACT, PRE)
         return cfg, [(0, ACT, 0, 5, 0), (T.tRRD, ACT, 1, 5, 0), (t0, PRE, 1, 0, 0),
                      (t0 + T.tPPD - d, PRE, 0, 0, 0)], Rule.tPPD, 0, None
     if case == "tPPD_prea":        # PRE to PREA
-        t0 = T.tRRD + T.tRAS
+        t0 = T.tRRD + gap(T.tRAS, ACT, PRE)
         return cfg, [(0, ACT, 0, 5, 0), (T.tRRD, ACT, 1, 5, 0), (t0, PRE, 1, 0, 0),
                      (t0 + T.tPPD - d, PREA, 2, 0, 0)], Rule.tPPD, 2, None
     if case in ("tCCDMW", "tCCDMW_mw"):   # WRITE (or MASK-WRITE), then MASK-WRITE, same bank
@@ -527,8 +624,9 @@ def test_new_rule_at_minimum_passes(case):
 
 def test_trfcab_read_reported_before_closed_bank():
     # A READ during tRFCab is a tRFCab violation first (the bank is also closed).
-    r = run(CFG1, [(0, REFAB, 0, 0, 0), (T.tRFCab - 1, RD, 2, 0, 0)])
-    assert r["violation"] and (r["rule"], r["bank"], r["cycle"]) == (Rule.tRFCab, 2, T.tRFCab - 1)
+    rd = gap(T.tRFCab, REFAB, RD) - 1
+    r = run(CFG1, [(0, REFAB, 0, 0, 0), (rd, RD, 2, 0, 0)])
+    assert r["violation"] and (r["rule"], r["bank"], r["cycle"]) == (Rule.tRFCab, 2, rd)
 
 
 def test_unmasked_writes_and_other_banks_need_no_tccdmw():

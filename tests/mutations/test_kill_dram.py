@@ -41,29 +41,37 @@ def _issue(ctx, dut, cfg, slot, cmd, bank=0, row=0):
     ctx.set(dut.commands[slot].row, row)
 
 
-#: (name, setup commands, command, its slot, the signal, spacing name, its slot).
-#: ``row``/``col``: phase 0 or phase ratio-1. The signal is ``bank:<field>`` of bank 2
-#: or ``timing:<field>``.
+#: (name, setup commands, command, the signal, spacing name, the commands the signal
+#: allows). The command goes out in its slot (``config.phase``); the signal is
+#: ``bank:<field>`` of bank 2 or ``timing:<field>``. A spacing counts between last CA
+#: clocks (``config.spacing``); a timer that allows two commands of different CA
+#: lengths waits for the longer conversion.
 SPACINGS = [
-    ("PREA->ACT tRPab", [("ACT", 2), ("WAIT", "tRC")], "PREA", "row", "bank:act_ok", "tRPab",
-     "row"),
-    ("PRE->ACT tRPpb", [("ACT", 2), ("WAIT", "tRC")], "PRE", "row", "bank:act_ok", "tRPpb", "row"),
-    ("ACT->ACT same bank tRC", [], "ACT", "row", "bank:act_ok", "tRC", "row"),
-    ("REFpb->ACT other bank tRRD", [], "REFPB", "row", "timing:rrd_ok", "tRRD", "row"),
-    ("ACT->ACT tRRD", [], "ACT", "row", "timing:rrd_ok", "tRRD", "row"),
-    ("REFpb->ACT same bank tRFCpb", [], "REFPB", "row", "bank:act_ok", "tRFCpb", "row"),
-    ("REFpb->REFab tRFCpb", [], "REFPB", "row", "timing:refab_ok", "tRFCpb", "row"),
-    ("REFpb->REFpb tPBR2PBR", [], "REFPB", "row", "timing:refpb_ok", "tPBR2PBR", "row"),
-    ("REFab->ACT tRFCab", [], "REFAB", "row", "timing:act_ab_ok", "tRFCab", "row"),
-    ("REFab->REFab tRFCab", [], "REFAB", "row", "timing:refab_ok", "tRFCab", "row"),
-    ("RD->RD tCCD", [("ACT", 2)], "RD", "col", "timing:rd_ok", "tCCD", "col"),
-    ("WR->WR tCCD", [("ACT", 2)], "WR", "col", "timing:wr_ok", "tCCD", "col"),
-    ("RD->WR turnaround", [("ACT", 2)], "RD", "col", "timing:wr_ok", "rd_to_wr", "col"),
-    ("WR->RD turnaround", [("ACT", 2)], "WR", "col", "timing:rd_ok", "wr_to_rd", "col"),
-    ("RD->PRE tRTP", [("ACT", 2), ("WAIT", "tRAS")], "RD", "col", "bank:pre_ok", "tRTP",
-     "row"),
-    ("WR->PRE write recovery", [("ACT", 2), ("WAIT", "tRAS")], "WR", "col", "bank:pre_ok",
-     "wr_to_pre", "row"),
+    ("PREA->ACT tRPab", [("ACT", 2), ("WAIT", "tRC")], "PREA", "bank:act_ok", "tRPab",
+     ("ACT",)),
+    ("PRE->ACT tRPpb", [("ACT", 2), ("WAIT", "tRC")], "PRE", "bank:act_ok", "tRPpb", ("ACT",)),
+    ("PREA->REFpb tRPab", [("ACT", 2), ("WAIT", "tRC")], "PREA", "bank:ref_ok", "tRPab",
+     ("REFPB",)),
+    ("PRE->REFpb tRPpb", [("ACT", 2), ("WAIT", "tRC")], "PRE", "bank:ref_ok", "tRPpb",
+     ("REFPB",)),
+    ("ACT->ACT same bank tRC", [], "ACT", "bank:act_ok", "tRC", ("ACT",)),
+    ("REFpb->ACT other bank tRRD", [], "REFPB", "timing:rrd_ok", "tRRD", ("ACT",)),
+    ("ACT->ACT tRRD", [], "ACT", "timing:rrd_ok", "tRRD", ("ACT",)),
+    ("ACT->REFpb tRRD", [], "ACT", "timing:rrd_ref_ok", "tRRD", ("REFPB",)),
+    ("REFpb->REFpb tRRD", [], "REFPB", "timing:rrd_ref_ok", "tRRD", ("REFPB",)),
+    ("REFpb->ACT same bank tRFCpb", [], "REFPB", "bank:act_ok", "tRFCpb", ("ACT",)),
+    ("REFpb->REFpb same bank tRFCpb", [], "REFPB", "bank:ref_ok", "tRFCpb", ("REFPB",)),
+    ("REFpb->REFab tRFCpb", [], "REFPB", "timing:refab_ok", "tRFCpb", ("REFAB",)),
+    ("REFpb->REFpb tPBR2PBR", [], "REFPB", "timing:refpb_ok", "tPBR2PBR", ("REFPB",)),
+    ("REFab->ACT tRFCab", [], "REFAB", "timing:act_ab_ok", "tRFCab", ("ACT",)),
+    ("REFab->REFab tRFCab", [], "REFAB", "timing:refab_ok", "tRFCab", ("REFAB", "REFPB")),
+    ("RD->RD tCCD", [("ACT", 2)], "RD", "timing:rd_ok", "tCCD", ("RD",)),
+    ("WR->WR tCCD", [("ACT", 2)], "WR", "timing:wr_ok", "tCCD", ("WR",)),
+    ("RD->WR turnaround", [("ACT", 2)], "RD", "timing:wr_ok", "rd_to_wr", ("WR",)),
+    ("WR->RD turnaround", [("ACT", 2)], "WR", "timing:rd_ok", "wr_to_rd", ("RD",)),
+    ("RD->PRE tRTP", [("ACT", 2), ("WAIT", "tRAS")], "RD", "bank:pre_ok", "tRTP", ("PRE",)),
+    ("WR->PRE write recovery", [("ACT", 2), ("WAIT", "tRAS")], "WR", "bank:pre_ok",
+     "wr_to_pre", ("PRE",)),
 ]
 
 
@@ -71,11 +79,10 @@ SPACINGS = [
 @pytest.mark.parametrize("case", SPACINGS, ids=[c[0] for c in SPACINGS])
 def test_bank_machine_spacing(case, ratio):
     """The command loads the timer with exactly its spacing (allowed that many cycles on)."""
-    _, setup, cmd, src, signal, spacing, dst = case
+    _, setup, cmd, signal, spacing, dsts = case
     cfg = LpddrConfig(ratio=ratio)
     t = cfg.timings
-    phase = {"row": 0, "col": cfg.ratio - 1}
-    want = cfg.cycles(getattr(t, spacing), phase[src], phase[dst])
+    want = max(cfg.spacing(getattr(t, spacing), Command[cmd], Command[d]) for d in dsts)
     dut = BankMachines(cfg)
     kind, field = signal.split(":")
     observed = getattr(dut.banks[2], field) if kind == "bank" else getattr(dut.timing, field)
@@ -92,7 +99,7 @@ def test_bank_machine_spacing(case, ratio):
                 _issue(ctx, dut, cfg, 0, Command.NOP)
                 for _ in range(cfg.cycles(max(t.tRCD, t.tRRD)) + 2):
                     await ctx.tick()
-        _issue(ctx, dut, cfg, phase[src], Command[cmd], bank=2, row=7)
+        _issue(ctx, dut, cfg, cfg.phase(Command[cmd]), Command[cmd], bank=2, row=7)
         await ctx.tick()
         _issue(ctx, dut, cfg, 0, Command.NOP)
         for c in range(1, want + 3):
@@ -120,7 +127,7 @@ def test_faw_counts_refpb():
     cfg = LpddrConfig(ratio=4)
     t = cfg.timings
     dut = BankMachines(cfg)
-    faw = cfg.cycles(t.tFAW)
+    faw = cfg.spacing(t.tFAW, Command.REFPB, Command.ACT)
     seen = {}
 
     async def bench(ctx):
@@ -152,8 +159,9 @@ def test_refresh_scheduler_round_robin():
     async def bench(ctx):
         for b in range(banks):
             ctx.set(dut.banks[b].act_ok, 1)
+            ctx.set(dut.banks[b].ref_ok, 1)
             ctx.set(dut.banks[b].pre_ok, 1)
-        for name in ("rrd_ok", "faw_ok", "refpb_ok", "refab_ok"):
+        for name in ("rrd_ok", "faw_ok", "rrd_ref_ok", "faw_ref_ok", "refpb_ok", "refab_ok"):
             ctx.set(getattr(dut.timing, name), 1)
         interval = cfg.timings.tREFIpb // cfg.ratio
         # Run up a debt of more than a full turn, then pay it as fast as asked.
@@ -371,8 +379,8 @@ def test_scheduler_issues_nothing_to_a_blocked_bank():
     seen = {}
 
     async def bench(ctx):
-        for name in ("rrd_ok", "faw_ok", "rd_ok", "wr_ok", "refpb_ok", "refab_ok",
-                     "act_ab_ok"):
+        for name in ("rrd_ok", "faw_ok", "rrd_ref_ok", "faw_ref_ok", "rd_ok", "wr_ok",
+                     "refpb_ok", "refab_ok", "act_ab_ok"):
             ctx.set(getattr(dut.timing, name), 1)
         ctx.set(dut.timing.rd_group_ok, -1)
         ctx.set(dut.timing.wr_group_ok, -1)
@@ -380,6 +388,7 @@ def test_scheduler_issues_nothing_to_a_blocked_bank():
         ctx.set(dut.b_room, 1)
         for b in range(cfg.part.banks):
             ctx.set(dut.banks[b].act_ok, 1)
+            ctx.set(dut.banks[b].ref_ok, 1)
             ctx.set(dut.banks[b].pre_ok, 1)
             ctx.set(dut.banks[b].cas_ok, 1)
         # Bank 2 has row 5 open; bank 3 is closed. One read for each, both blocked.
@@ -391,15 +400,68 @@ def test_scheduler_issues_nothing_to_a_blocked_bank():
             ctx.set(dut.reads.valid, 1)
             await ctx.tick()
         ctx.set(dut.reads.valid, 0)
-        for blocked in (0b1100, 0b0000):
+        for blocked, rd_room in ((0b1100, 1), (0b0000, 1), (0b0000, 0)):
             ctx.set(dut.blocked, blocked)
-            seen[blocked] = (ctx.get(dut.phases[cfg.ratio - 1].cmd),
-                             ctx.get(dut.phases[0].cmd), ctx.get(dut.phases[0].bank))
+            ctx.set(dut.rd_room, rd_room)
+            seen[blocked, rd_room] = (ctx.get(dut.phases[cfg.col_phase].cmd),
+                                      ctx.get(dut.phases[0].cmd), ctx.get(dut.phases[0].bank))
 
     sim = Simulator(dut)
     sim.add_clock(1e-9)
     sim.add_testbench(bench)
     sim.run()
-    assert seen[0b1100] == (Command.NOP, Command.NOP, seen[0b1100][2])
-    # Unblocked: the row hit reads, the closed bank is opened.
-    assert seen[0b0000] == (Command.RD, Command.ACT, 3)
+    assert seen[0b1100, 1][:2] == (Command.NOP, Command.NOP)
+    # Unblocked: the row hit reads (at 1:4 the one command slot is the column
+    # command's), and once the read cannot go, the closed bank is opened.
+    assert cfg.shared_slot
+    assert seen[0b0000, 1][:2] == (Command.RD, Command.RD)
+    assert seen[0b0000, 0] == (Command.ACT, Command.ACT, 3)
+
+
+# --- fast: the command scheduler keeps the CA bus free ---------------------------------
+
+@pytest.mark.parametrize("ratio", [1, 2])
+def test_scheduler_keeps_the_ca_bus_free(ratio):
+    """LPDDR4 at 1:1 and 1:2: after a 4-clock ACT/RD/WR or a 2-clock PRE/REF the next
+    command waits until the CA bus is free, even with every timer allowing it.
+
+    Reads to an open bank (RD wanted every cycle: ``rd_ok`` is held high) and one to a
+    closed bank (ACT wanted every cycle: the bank states are constant).
+    """
+    from lpaccel.rtl.dram.scheduler import CommandScheduler
+
+    cfg = LpddrConfig(ratio=ratio)
+    assert cfg.shared_slot
+    dut = CommandScheduler(cfg)
+    issued = []
+
+    async def bench(ctx):
+        for view in (dut.timing, ):
+            ctx.set(view.as_value(), (1 << len(view.as_value())) - 1)
+        ctx.set(dut.b_room, 1)
+        for b in range(cfg.part.banks):
+            for name in ("act_ok", "ref_ok", "pre_ok", "cas_ok", "mwr_ok"):
+                ctx.set(getattr(dut.banks[b], name), 1)
+        ctx.set(dut.banks[2].open, 1)
+        ctx.set(dut.banks[2].row, 5)
+        for bank, col in [(2, 0), (3, 0), (2, 1), (2, 2), (2, 3), (2, 4), (2, 5)]:
+            ctx.set(dut.reads.payload, {"bank": bank, "row": 5, "col": col})
+            ctx.set(dut.reads.valid, 1)
+            await ctx.tick()
+        ctx.set(dut.reads.valid, 0)
+        ctx.set(dut.rd_room, 1)
+        for c in range(40):
+            cmd = Command(ctx.get(dut.phases[0].cmd))
+            if cmd != Command.NOP:
+                issued.append((c, cmd))
+            await ctx.tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-9)
+    sim.add_testbench(bench)
+    sim.run()
+    kinds = {cmd for _, cmd in issued}
+    assert Command.RD in kinds and Command.ACT in kinds, issued
+    for (c0, cmd0), (c1, _) in zip(issued, issued[1:]):
+        busy = -(-cfg.ca_clocks(cmd0) // ratio)
+        assert c1 - c0 >= busy, f"1:{ratio}: {cmd0.name} in cycle {c0}, next command in {c1}"
