@@ -128,14 +128,21 @@ class Lanes(EngineBlock):
                 # and 11-bit mantissa, docs/arithmetic.md section 7, with the low
                 # two bits of its shift u taken into the DSP operand so that only
                 # multiples of 4 are left for BlockDot); u rides beside.
+                # Timing (the all-formats build's critical path): the sign is
+                # applied to the 11-bit md before the shift, and u mod 4 is
+                # read off the exponent's low two bits, (e - 1) mod 4, without
+                # a subtractor, so one short carry chain sits on the path.
                 h = word[16 * i:16 * i + 16]
                 e_field = h[10:15]
-                md = Cat(h[:10], e_field != 0)
+                e_nz = e_field != 0
+                md = Cat(h[:10], e_nz)
                 u = Signal(5, name=f"f16_u_{i}")
-                m.d.comb += u.eq(Mux(e_field == 0, 0, e_field - 1))
-                md_sh = Signal(14, name=f"f16_md_{i}")
-                m.d.comb += md_sh.eq(md << u[:2])
-                signed_md = Mux(h[15], -md_sh, md_sh)
+                m.d.comb += u.eq(Mux(e_nz, e_field - 1, 0))
+                u_low = Signal(2, name=f"f16_ulow_{i}")
+                m.d.comb += u_low.eq(Mux(e_nz, Cat(~e_field[0], ~(e_field[0] ^ e_field[1])), 0))
+                md_pm = Signal(signed(12), name=f"f16_md_{i}")
+                m.d.comb += md_pm.eq(Mux(h[15], -md, md))
+                signed_md = md_pm << u_low
                 a16 = mants16.word_select(i, 16)
                 pairs += [(v[i], Mux(is16, signed_md, code - z)),
                           (mant[i], Mux(is16, a16, a).as_signed()),
