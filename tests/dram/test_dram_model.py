@@ -668,9 +668,10 @@ def test_tras_max(early):
     cmds = [(k * t.tRFCpb, REFPB, 2, 0, 0) for k in range(8)]
     t_act = 8 * t.tRFCpb
     cmds.append((t_act, ACT, 2, 5, 0))
-    t_pre = t_act + 9 * t.tREFI + (1 if early else 0)
+    # Counted like tRAS, from ACT's last CA clock to PRE's (start to start + 2).
+    t_pre = t_act + gap(9 * t.tREFI, ACT, PRE) + (1 if early else 0)
     others = [b for b in range(8) if b != 2]
-    k, tr = 0, t_act + t.tRRD
+    k, tr = 0, t_act + gap(t.tRRD, ACT, REFPB)
     while tr < t_pre + 40:
         cmds.append((tr, REFPB, others[k % 7], 0, 0))
         k, tr = k + 1, tr + t.tREFIpb
@@ -679,7 +680,7 @@ def test_tras_max(early):
     r = run(cfg, cmds, extra_cycles=12)
     if early:
         assert r["violation"] and (r["rule"], r["bank"], r["cycle"]) == \
-            (Rule.tRASmax, 2, t_act + 9 * t.tREFI + 1)
+            (Rule.tRASmax, 2, t_pre)
     else:
         assert not r["violation"], r["rule"].name
 
