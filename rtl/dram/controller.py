@@ -39,12 +39,15 @@ Each module's docstring states its policy: the address map in
 
 Data path width: one AXI beat is one controller cycle of peak DRAM
 bandwidth, ``data_width = 8 * ratio * peak_bytes_per_ck`` (LPDDR4 x16 at
-1:4: 128 bits). Commands go out in fixed slots: row commands (ACT, PRE,
-PREA, REF) in phase 0, column commands in phase ``ratio - 1`` (at 1:1 they
-share the one slot, column commands first). Every spacing is converted to
-controller cycles at build time with
-:func:`~lpaccel.rtl.dram.parts.controller_cycles` for the two phases
-involved.
+1:4: 128 bits). Commands go out in fixed slots and never overlap on the CA
+bus (LPDDR4: ACT, RD, WR 4 CK, PRE, PREA, REF 2 CK): row commands (ACT,
+PRE, PREA, REF) in phase 0, column commands in ``config.col_phase`` where a
+cycle holds both end to end (LPDDR4 at 1:8, LPDDR5 at 1:2), otherwise one
+command per cycle in phase 0, column commands first, with a CA-busy wait at
+1:1 and 1:2 (``scheduler.py``). Every spacing is converted to controller
+cycles at build time with :meth:`~lpaccel.rtl.dram.config.LpddrConfig.spacing`
+(the two commands' phases and CA lengths, through
+:func:`~lpaccel.rtl.dram.parts.controller_cycles`).
 
 Latency: an AR accepted in cycle ``c`` can issue its first READ (row open)
 in ``c + 2``; its data is on R ``rd_latency + 1`` cycles after the READ.
