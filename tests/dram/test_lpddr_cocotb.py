@@ -63,6 +63,7 @@ def test_random_traffic_1to1_all_bank():
     _run(ONE_TO_ONE_ALL_BANK, RANDOM_TESTS, beats=6000)
 
 
+@pytest.mark.slow      # make test budget: 1:1 all-bank stays in test_random_traffic_1to1_all_bank
 def test_refresh_under_streaming_1to1_all_bank():
     _run(ONE_TO_ONE_ALL_BANK, "refresh_under_streaming", refresh_intervals=10)
 
