@@ -530,6 +530,8 @@ class LpddrModel(wiring.Component):
         self.storage = storage
         #: Verilog files a simulator needs besides the converted top.
         self.verilog_sources = (STORAGE_VERILOG,) if storage == "verilog" else ()
+        #: ``(module, signal)`` a cocotb testbench reaches inside (backdoor loads).
+        self.sim_public = (("lpaccel_sim_storage", "words"),) if storage == "verilog" else ()
         self.checker = LpddrTimingChecker(config)
         members = {"dfi": In(DfiSignature(config))}
         for name, member in self.checker.signature.members.items():

@@ -28,7 +28,7 @@ from lpaccel.rtl.bridge.config import BridgeConfig
 from lpaccel.rtl.bridge.top import LinkedSoc
 from lpaccel.rtl.soc_config import ONCHIP, SocConfig
 
-from .soc import connect_tap, tap_members
+from .soc import ONCHIP_STORAGE_PUBLIC, connect_tap, tap_members
 
 __all__ = ["LinkSimTop", "make_link_top", "LINK_TOP_NAME", "SIM_BRIDGE", "link_params"]
 
@@ -78,6 +78,8 @@ class LinkSimTop(LinkedSoc):
             raise ValueError(f"LinkSimTop simulates on-chip memory only, not "
                              f"{soc_config.memory!r}; use SocConfig(memory='onchip')")
         super().__init__(soc_config, bridge_config, build_hash=build_hash)
+        #: The on-chip RAM the testbench loads and checks by backdoor.
+        self.sim_public = ONCHIP_STORAGE_PUBLIC
 
     def _members(self):
         members = super()._members()

@@ -33,6 +33,8 @@ class LpddrSimTop(wiring.Component):
         self.model = LpddrModel(config)
         #: The model's storage module, compiled with the converted top.
         self.verilog_sources = self.model.verilog_sources
+        #: The model's array, which the testbench loads and checks by backdoor.
+        self.sim_public = self.model.sim_public
         self._axi_sig = self.ctrl.signature.members["axi"].signature.flip()
         members = flat_members(self._axi_sig, "s_axi", subordinate=True)
         for name, member in self.model.signature.members.items():

@@ -26,7 +26,12 @@ from lpaccel.rtl.soc_config import SocConfig
 from ..infra.flat import connect_flat, flat_members
 from ..models.lpddr import LpddrModel
 
-__all__ = ["SocSimTop", "make_soc_top", "tap_members", "connect_tap"]
+__all__ = ["SocSimTop", "make_soc_top", "tap_members", "connect_tap",
+           "ONCHIP_STORAGE_PUBLIC"]
+
+#: The on-chip RAM's array (``dut.soc.memory.storage``), as a ``sim_public``
+#: entry: the only signal inside the SoC a testbench reaches (backdoor loads).
+ONCHIP_STORAGE_PUBLIC = (("*.soc.memory", "storage"),)
 
 
 def tap_members(signature, prefix):
@@ -74,6 +79,9 @@ class SocSimTop(wiring.Component):
         self.model = LpddrModel(config.lpddr) if config.lpddr is not None else None
         #: The model's storage module, compiled with the converted top.
         self.verilog_sources = self.model.verilog_sources if self.model is not None else ()
+        #: Signals the testbench reaches inside: the memory arrays it loads by backdoor.
+        self.sim_public = (self.model.sim_public if self.model is not None
+                           else ONCHIP_STORAGE_PUBLIC)
         sig = soc.signature.members
         # An In member's signature comes flipped; the flat helpers want the manager's view.
         self._csr_sig = sig["csr"].signature.flip()
