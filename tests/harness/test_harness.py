@@ -75,6 +75,12 @@ class BrokenStreams(wiring.Component):
         return m
 
 
+class PeekFifo(IncrementFifo):
+    """:class:`IncrementFifo` whose inner FIFO's ``level`` a testbench may read."""
+
+    sim_public = (("*.fifo", "level"),)
+
+
 PASSTHROUGH = {"component_factory": IncrementFifo, "name": "increment_fifo",
                    "params": {"width": 16, "depth": 4},
                    "test_module": "harness.cocotb_stream_passthrough"}
@@ -141,6 +147,15 @@ def test_skipped_test_is_a_failure():
     with pytest.raises(AssertionError,
                        match=r"1 of 1 cocotb tests were skipped(.|\n)*skipped_at_run_time"):
         run_cocotb(**BROKEN, testcase="skipped_at_run_time", seed=1)
+
+
+def test_sim_public_signals_are_reachable_and_only_they():
+    # Builds make only the top's ports and the sim_public entries visible
+    # through VPI (the rest is left to Verilator's optimiser).
+    run_cocotb(PeekFifo, name="peek_fifo", params={"width": 8, "depth": 4},
+               test_module="harness.cocotb_public", testcase="listed_signal_is_reachable")
+    run_cocotb(IncrementFifo, name="increment_fifo", params={"width": 8, "depth": 4},
+               test_module="harness.cocotb_public", testcase="unlisted_signal_is_hidden")
 
 
 def test_build_dir_depends_on_params():
