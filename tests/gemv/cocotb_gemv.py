@@ -73,8 +73,11 @@ def make_job(rng, fmt, rows, cols, group=None, x=None, planes=None, offset=False
     return job, expected
 
 
-def random_job(rng, max_cols):
-    fmt = FORMATS[int(rng.integers(len(FORMATS)))]
+def random_job(rng, max_cols, fmt=None):
+    """A job of random shape and group (K up to ``max_cols``); of format ``fmt``,
+    default a random one."""
+    if fmt is None:
+        fmt = FORMATS[int(rng.integers(len(FORMATS)))]
     group = int(rng.choice(GROUP_SIZES)) if fmt.grouped else None
     unit = group or 32
     rows = int(rng.integers(1, 65))
@@ -98,14 +101,23 @@ def check(jobs, expected, results):
 @cocotb.test()
 @cocotb.parametrize(idle=list(PAUSE_MODES), backpressure=list(PAUSE_MODES))
 async def random_jobs(dut, idle, backpressure):
-    """Random formats, groups and shapes (rows 1..64, K up to the test's
-    limit), queued back to back, plus the edges: one row and one group, and
-    K at the buffer size (without stalls, where it is cheapest)."""
+    """Random groups and shapes (rows 1..64, K up to the test's limit), every
+    format at least once in a random order, queued back to back, plus the
+    edges: one row and one group; one row with K at the buffer size (a
+    different format in each pause mix, so every format meets the limit);
+    and without stalls, where they are cheapest, several rows at the limit."""
     seed = P["seed"] + 17 * list(PAUSE_MODES).index(idle) + list(PAUSE_MODES).index(backpressure)
     rng = np.random.default_rng(seed)
     tb = GemvTB(dut, CONFIG.word_bits, idle=idle, backpressure=backpressure, seed=seed)
     await tb.reset()
-    cases = [random_job(rng, P["max_cols_test"]) for _ in range(P["jobs"])]
+    # Every format in every pause mix (the format x idle x back-pressure cross).
+    order = [FORMATS[i] for i in rng.permutation(len(FORMATS))]
+    cases = [random_job(rng, P["max_cols_test"], order[i % len(order)])
+             for i in range(max(P["jobs"], len(order)))]
+    mix = 3 * list(PAUSE_MODES).index(idle) + list(PAUSE_MODES).index(backpressure)
+    full_fmt = FORMATS[mix % len(FORMATS)]
+    cases.append(make_job(rng, full_fmt, 1, CONFIG.max_cols, 128 if full_fmt.grouped else None,
+                          planes=2 if full_fmt == WeightFormat.BCQ else None))
     edge_fmt = FORMATS[seed % len(FORMATS)]
     edge_group = (32 if seed % 2 else 128) if edge_fmt.grouped else None
     cases.append(make_job(rng, edge_fmt, 1, edge_group or 32, edge_group,
