@@ -459,9 +459,10 @@ async def both_channels_at_once(dut, bus):
 
 
 @cocotb.test()
-async def window_check(dut):
+@cocotb.parametrize(bus=list(PAUSE_MODES))
+async def window_check(dut, bus):
     """Descriptors outside the window: WINDOW, no bus beat, neighbours unaffected."""
-    tb = DmaTB(dut, idle="random", backpressure="random", bus="random", seed=11)
+    tb = DmaTB(dut, idle="random", backpressure="random", bus=bus, seed=11)
     await tb.reset()
     src = tb.fill(0, MEM_SIZE)
     base, size = 0x1000, 0x2000
@@ -507,9 +508,10 @@ def rng_bytes(rng, n):
 
 
 @cocotb.test()
-async def length_mismatch(dut):
+@cocotb.parametrize(bus=list(PAUSE_MODES))
+async def length_mismatch(dut, bus):
     """S2MM packets shorter or longer than the descriptor: LENGTH_MISMATCH, exact bytes."""
-    tb = DmaTB(dut, idle="random", backpressure="random", bus="random", seed=12)
+    tb = DmaTB(dut, idle="random", backpressure="random", bus=bus, seed=12)
     await tb.reset()
     tb.fill(DST_BASE, MEM_SIZE)
     d = [Descriptor(DST_BASE + 0x100 + 3, 5 * B + 1, tag=1),
@@ -529,7 +531,7 @@ async def length_mismatch(dut):
 
 
 @cocotb.test()
-@cocotb.parametrize(kind=["SLVERR", "DECERR"], bus=["none", "random"])
+@cocotb.parametrize(kind=["SLVERR", "DECERR"], bus=list(PAUSE_MODES))
 async def bus_errors(dut, kind, bus):
     """A failing beat stops its descriptor with the code; later descriptors are exact."""
     code = DmaError[kind]
@@ -581,7 +583,7 @@ async def bus_errors(dut, kind, bus):
 
 
 @cocotb.test()
-@cocotb.parametrize(bus=["none", "random"])
+@cocotb.parametrize(bus=list(PAUSE_MODES))
 async def abort_mid_transfer(dut, bus):
     """Abort with reads outstanding: drains, reports ABORTED, engine ready after."""
     tb = DmaTB(dut, idle="none", backpressure="random", bus=bus, seed=14)
