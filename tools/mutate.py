@@ -34,12 +34,18 @@ Usage::
 
     python tools/mutate.py [--only ID ...] [--list] [--check] [--jobs N] [--timeout S]
                            [--threshold PCT] [--no-baseline] [--from-head]
+                           [--tests TEST ...] [--out DIR]
+
+``--only ID ... --tests TEST ...`` runs other tests against chosen entries
+(e.g. a slow-suite soak against a mutant, to show the soak can fail); the
+report then goes to ``--out`` so it does not replace the catalogue's.
 
 Writes ``build/mutate/report.md`` and ``report.json``; exit status 0 when the
 score is at least the threshold (95 %) and no entry is in error.
 """
 
 import argparse
+import dataclasses
 import io
 import json
 import os
@@ -401,9 +407,16 @@ def main(argv=None, root=REPO, catalogue=None, out=None, python=sys.executable):
                         help="skip the run of the tests on the unmutated copy")
     parser.add_argument("--from-head", action="store_true",
                         help="copy the last commit (git archive HEAD), not the working tree")
+    parser.add_argument("--tests", nargs="+", metavar="TEST",
+                        help="with --only: run these pytest ids against the entries instead "
+                             "of their own tests")
+    parser.add_argument("--out", metavar="DIR",
+                        help="scratch copies, builds and report (default build/mutate)")
     args = parser.parse_args(argv)
     root = Path(root)
     catalogue = Path(catalogue) if catalogue else root / "tests" / "mutations" / "catalogue.toml"
+    if args.out:
+        out = Path(args.out)
     out = Path(out) if out else root / "build" / "mutate"
 
     try:
@@ -419,6 +432,12 @@ def main(argv=None, root=REPO, catalogue=None, out=None, python=sys.executable):
                   file=sys.stderr)
             return 2
         mutations = [m for m in mutations if m.id in args.only]
+    if args.tests:
+        if not args.only:
+            print("error: --tests replaces the tests of the entries chosen with --only; "
+                  "name the entries (--only ID ...)", file=sys.stderr)
+            return 2
+        mutations = [dataclasses.replace(m, tests=tuple(args.tests)) for m in mutations]
     if args.list:
         for m in mutations:
             flag = " (equivalent)" if m.equivalent else ""

@@ -127,3 +127,39 @@ def test_caught_survived_and_error_in_a_scratch_copy(project, capsys):
     assert "return a + b" in (out / "tree-0" / "src" / "arith.py").read_text()
     assert "Score: 1/3 caught" in (out / "report.md").read_text()
     assert "minus" in capsys.readouterr().out
+
+
+def test_other_tests_against_chosen_entries(project, capsys):
+    # --only ... --tests ...: the chosen entries run the given tests instead of
+    # their own (a soak against a mutant), with the report in --out.
+    _write(project / "tests" / "test_more.py", """\
+        from mutdemo.arith import add
+
+
+        def test_add_commutes():
+            assert add(2, 3) == add(3, 2) == 5
+
+
+        def test_blind():
+            assert True
+        """)
+    catalogue = project / "catalogue.toml"
+    catalogue.write_text(_entry("minus", "return a + b", "return a - b") +
+                         _entry("commuted", "return a + b", "return b + a"))
+    out = project / "soaks"
+    status = mutate.main(["--only", "minus", "--tests", "tests/test_more.py::test_add_commutes",
+                          "--no-baseline", "--out", str(out)],
+                         root=project, catalogue=catalogue)
+    report = json.loads((out / "report.json").read_text())
+    assert [(e["id"], e["result"], e["caught_by"]) for e in report["entries"]] == \
+        [("minus", "caught", "tests/test_more.py::test_add_commutes")]
+    assert status == 0
+    status = mutate.main(["--only", "minus", "--tests", "tests/test_more.py::test_blind",
+                          "--no-baseline", "--out", str(out)],
+                         root=project, catalogue=catalogue)
+    assert json.loads((out / "report.json").read_text())["entries"][0]["result"] == "SURVIVED"
+    assert status == 1
+    assert not (project / "build" / "mutate").exists()
+    assert mutate.main(["--tests", "tests/test_more.py::test_blind"], root=project,
+                       catalogue=catalogue, out=out) == 2
+    assert "name the entries (--only ID ...)" in capsys.readouterr().err
