@@ -119,6 +119,15 @@ class AXI4Arbiter(wiring.Component):
         manager is accepted and dropped (a subordinate bug the protocol
         checker reports).
 
+    Attributes
+    ----------
+    writes, reads : Signal(range(max_outstanding + 1))
+        Writes waiting for B, reads waiting for their last R beat, counted
+        from the grant (read-only; for formal harnesses).
+    aw_last, ar_last : Signal(range(managers))
+        The manager granted last on AW and AR: the round-robin pointer
+        (read-only; for formal harnesses).
+
     Notes
     -----
     Latency: one cycle on AW, AR and W (registered stages that still take a
@@ -133,17 +142,32 @@ class AXI4Arbiter(wiring.Component):
             "managers": In(config.manager_signature).array(config.managers),
             "subordinate": Out(config.subordinate_signature),
         })
+        # State the formal harness's inductive invariants name.
+        limit = config.max_outstanding
+        self.writes = Signal(range(limit + 1), name="writes")
+        self.reads = Signal(range(limit + 1), name="reads")
+        self.aw_last = Signal(range(config.managers), name="aw_last", init=config.managers - 1)
+        self.ar_last = Signal(range(config.managers), name="ar_last", init=config.managers - 1)
+
+    def order_queue(self, width, depth):
+        """The W order queue: one entry (manager index) per granted AW.
+
+        A :class:`lib.fifo.SyncFIFO`; a formal harness overrides this with a
+        queue of the same behaviour whose entries it can name (a memory's
+        words cannot appear in an assertion).
+        """
+        return fifo.SyncFIFO(width=width, depth=depth)
 
     # -- address channels ---------------------------------------------------
 
-    def _arbitrate(self, m, name, channels, out, allow):
+    def _arbitrate(self, m, name, channels, out, allow, last):
         """Registered round-robin arbiter for one address channel.
 
-        Returns the one-cycle ``grant`` strobe and the granted index.
+        ``last`` is the channel's round-robin pointer (the manager granted
+        last). Returns the one-cycle ``grant`` strobe and the granted index.
         """
         cfg = self.config
         n = cfg.managers
-        last = Signal(range(n), name=f"{name}_last", init=n - 1)
         winner = Signal(range(n), name=f"{name}_winner")
         any_valid = Signal(name=f"{name}_any_valid")
         grant = Signal(name=f"{name}_grant")
@@ -192,18 +216,17 @@ class AXI4Arbiter(wiring.Component):
         limit = cfg.max_outstanding
 
         # Outstanding counters, per direction.
-        writes = Signal(range(limit + 1))
-        reads = Signal(range(limit + 1))
+        writes, reads = self.writes, self.reads
 
         # W order: one entry (manager index) per granted AW.
-        m.submodules.w_order = w_order = fifo.SyncFIFO(width=max(1, cfg.index_bits),
-                                                       depth=limit)
+        m.submodules.w_order = w_order = self.order_queue(width=max(1, cfg.index_bits),
+                                                          depth=limit)
 
         aw_grant, aw_winner = self._arbitrate(
             m, "aw", [mg.aw for mg in mgrs], sub.aw,
-            allow=w_order.w_stream.ready & (writes < limit))
+            allow=w_order.w_stream.ready & (writes < limit), last=self.aw_last)
         ar_grant, _ = self._arbitrate(
-            m, "ar", [mg.ar for mg in mgrs], sub.ar, allow=reads < limit)
+            m, "ar", [mg.ar for mg in mgrs], sub.ar, allow=reads < limit, last=self.ar_last)
 
         m.d.comb += [
             w_order.w_stream.valid.eq(aw_grant),

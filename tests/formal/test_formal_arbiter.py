@@ -23,7 +23,7 @@ DEPTH_FULL = 12
 class FixedPriorityArbiter(AXI4Arbiter):
     """Broken on purpose: manager 0 always wins, so it can starve manager 1."""
 
-    def _arbitrate(self, m, name, channels, out, allow):
+    def _arbitrate(self, m, name, channels, out, allow, last):
         cfg = self.config
         winner = Signal(range(cfg.managers))
         for idx in reversed(range(cfg.managers)):
