@@ -1,12 +1,18 @@
 """Formal harness of :class:`~lpaccel.rtl.bus.AXI4Arbiter` (2 managers, 8-bit data).
 
-Run with :func:`formal_harness.run_sby` in ``bmc`` mode: the properties
-relate the arbiter's order FIFO to a shadow queue in the harness, and the
-inductive invariants that would tie the two together are not written, so
-the proof is a bounded model check (every trace up to the depth given).
+With ``invariants=True`` (the default) the harness adds the inductive
+invariants that tie the arbiter's state (outstanding counters, round-robin
+pointers, W order queue) to the harness's own bookkeeping, so
+:func:`formal_harness.run_sby` proves it in ``prove`` mode (k-induction).
+The order queue's entries must then be nameable: the arbiter's
+``lib.fifo.SyncFIFO`` keeps them in a memory, whose words cannot appear in
+an assertion, so the harness swaps in :class:`RegisterQueue` (same ports,
+same cycle behaviour, entries in registers) through
+:meth:`AXI4Arbiter.order_queue`. With ``invariants=False`` the arbiter runs
+as built (``SyncFIFO``) and only a bounded check is meaningful.
 """
 
-from amaranth.hdl import Assert, Assume, Cat, Const, Module, Signal
+from amaranth.hdl import Array, Assert, Assume, Cat, Const, Cover, Elaboratable, Module, Mux, Signal
 from amaranth.lib import fifo, wiring
 from amaranth.lib.wiring import In
 from formal_harness import reset_control, stable_input
@@ -25,6 +31,75 @@ def _addr_word(ch):
     return Cat(ch.addr, ch.id, ch.len, ch.size, ch.burst, ch.lock, ch.cache, ch.prot, ch.qos)
 
 
+class RegisterQueue(Elaboratable, fifo.FIFOInterface):
+    """A synchronous FIFO whose entries are registers a harness can name.
+
+    Ports and timing are those of ``lib.fifo.SyncFIFO`` (``w_rdy`` is "not
+    full", ``r_rdy`` "not empty", ``r_data`` the head, combinationally; a
+    write and a read may happen in the same cycle), so an arbiter built with
+    it behaves cycle for cycle like one built with ``SyncFIFO``.
+
+    Attributes
+    ----------
+    level : Signal(range(depth + 1))
+        Entries held.
+    entries : list of Signal(width)
+        ``entries[0]`` is the oldest (the head); ``entries[level:]`` are
+        stale.
+    """
+
+    def __init__(self, *, width, depth):
+        super().__init__(width=width, depth=depth)
+        self.level = Signal(range(depth + 1))
+        self.entries = [Signal(width, name=f"entry{k}") for k in range(depth)]
+
+    def elaborate(self, platform):
+        m = Module()
+        do_read = self.r_rdy & self.r_en
+        do_write = self.w_rdy & self.w_en
+        m.d.comb += [
+            self.w_rdy.eq(self.level != self.depth),
+            self.r_rdy.eq(self.level != 0),
+            self.w_level.eq(self.level),
+            self.r_level.eq(self.level),
+            self.r_data.eq(self.entries[0]),
+        ]
+        # A read shifts every entry one place toward the head; a write lands
+        # just past the last entry that stays.
+        after_read = self.level - do_read
+        for k, entry in enumerate(self.entries):
+            with m.If(do_write & (after_read == k)):
+                m.d.sync += entry.eq(self.w_data)
+            if k + 1 < self.depth:
+                with m.Elif(do_read):
+                    m.d.sync += entry.eq(self.entries[k + 1])
+        m.d.sync += self.level.eq(self.level + do_write - do_read)
+        return m
+
+
+def with_register_queue(dut_class):
+    """``dut_class`` (an :class:`AXI4Arbiter` or a variant) with a
+    :class:`RegisterQueue` as its W order queue, reachable as ``w_order``
+    before elaboration."""
+
+    class WithRegisterQueue(dut_class):
+        def __init__(self, config):
+            super().__init__(config)
+            self.w_order = RegisterQueue(width=max(1, config.index_bits),
+                                         depth=config.max_outstanding)
+
+        def order_queue(self, width, depth):
+            if (width, depth) != (self.w_order.width, self.w_order.depth):
+                raise ValueError(
+                    f"order_queue(width={width}, depth={depth}): the harness expected "
+                    f"width {self.w_order.width} and depth {self.w_order.depth} (one "
+                    f"manager index per outstanding write); update with_register_queue")
+            return self.w_order
+
+    WithRegisterQueue.__name__ = f"{dut_class.__name__}WithRegisterQueue"
+    return WithRegisterQueue
+
+
 class ArbiterHarness(wiring.Component):
     """Properties of :class:`~lpaccel.rtl.bus.AXI4Arbiter`.
 
@@ -33,7 +108,7 @@ class ArbiterHarness(wiring.Component):
     a write whose AW and last W beat were forwarded, R only for a forwarded
     read). Manager *i* numbers its AWs and ARs 0, 1, 2, ... in ``addr[:4]``
     (with ``id == addr[0]``) and tags every W beat of its *n*-th burst with
-    ``{i, n}``. Reset is driven freely by the solver. Proved (bounded):
+    ``{i, n}``. Reset is driven freely by the solver. Properties:
 
     * no lost or duplicated AW/AR: the subordinate sees manager *i*'s
       requests in its own numbering, with ``id = {i, manager id}``; at most
@@ -50,11 +125,36 @@ class ArbiterHarness(wiring.Component):
       is granted by its ``managers``-th such cycle (round-robin: each other
       manager wins at most once ahead of it). With a subordinate that is
       always ready and answers promptly this is a wait of at most 2 cycles.
+
+    Inductive invariants (``invariants=True``), which make the properties
+    provable by k-induction:
+
+    * the arbiter's outstanding counters equal the harness's (AWs or ARs
+      accepted minus B or last R beats), and the subordinate's unanswered
+      counts follow from them and the output registers;
+    * the W order queue holds as many entries as accepted AWs whose burst
+      has not ended at the manager; the shadow queue holds those plus the
+      burst whose last beat waits in the W register; entry by entry the
+      order queue names the shadow's managers, and each manager's entries
+      carry its next burst numbers in order (so it has accepted exactly
+      that many AWs more than it has ended bursts);
+    * round-robin: a manager that has waited through *w* cycles able to grant
+      is at most ``managers - 1 - w`` places behind the pointer.
+
+    Parameters
+    ----------
+    dut_class : type
+        :class:`AXI4Arbiter` or a variant of it (a broken one, a mutant).
+    config : AXI4ArbiterConfig
+    invariants : bool
+        Add the inductive invariants; the arbiter then gets a
+        :class:`RegisterQueue` as its order queue (see the module docstring).
     """
 
-    def __init__(self, dut_class=AXI4Arbiter, config=SMALL_CONFIG):
-        self.dut_class = dut_class
+    def __init__(self, dut_class=AXI4Arbiter, config=SMALL_CONFIG, *, invariants=True):
+        self.dut_class = with_register_queue(dut_class) if invariants else dut_class
         self.config = config
+        self.invariants = invariants
         super().__init__({
             "managers": In(config.manager_signature).array(config.managers),
             "subordinate": In(config.subordinate_signature.flip()),
@@ -104,9 +204,10 @@ class ArbiterHarness(wiring.Component):
             m.d.comb += Assume(ar_unanswered != 0)
 
         # -- address channels: nothing lost, duplicated or misnamed -------------
-        shadow = fifo.SyncFIFO(width=1 + _SEQ, depth=limit + 2)
-        m.submodules.shadow = shadow
+        # Accepted AWs whose W burst has not left the W register: {manager, AW number}.
+        m.submodules.shadow = shadow = RegisterQueue(width=1 + _SEQ, depth=limit + 1)
         idx_bit = cfg.id_width   # the manager index is the ID's top bit
+        aw_sent = []
         for ch_name in ("aw", "ar"):
             sub_ch = getattr(sub, ch_name)
             accepted = []
@@ -126,6 +227,7 @@ class ArbiterHarness(wiring.Component):
                 m.d.comb += Assert((sent - forwarded)[:_SEQ] == in_register)
                 accepted.append(take)
                 if ch_name == "aw":
+                    aw_sent.append(sent)
                     with m.If(take):
                         m.d.comb += [shadow.w_en.eq(1),
                                      shadow.w_data.eq(Cat(sent, Const(i, 1)))]
@@ -138,12 +240,14 @@ class ArbiterHarness(wiring.Component):
                          Assert(sub.w.data == Cat(shadow.r_data[:_SEQ], Const(0, 3),
                                                   shadow.r_data[_SEQ]))]
         m.d.comb += shadow.r_en.eq(w_hs & sub.w.last)
+        bursts = []   # W bursts each manager has ended (its last beat taken)
         for i, mg in enumerate(mgrs):
-            bursts = Signal(_SEQ, name=f"w{i}_bursts")
+            ended = Signal(_SEQ, name=f"w{i}_bursts")
             with m.If(mg.w.valid):
-                m.d.comb += Assume(mg.w.data == Cat(bursts, Const(0, 3), Const(i, 1)))
+                m.d.comb += Assume(mg.w.data == Cat(ended, Const(0, 3), Const(i, 1)))
             with m.If(mg.w.valid & mg.w.ready & mg.w.last):
-                m.d.sync += bursts.eq(bursts + 1)
+                m.d.sync += ended.eq(ended + 1)
+            bursts.append(ended)
 
         # -- B and R route back by the ID's index bits ----------------------------
         for ch_name, fields in (("b", ("resp",)), ("r", ("data", "resp", "last"))):
@@ -171,6 +275,7 @@ class ArbiterHarness(wiring.Component):
                      reads.eq(reads + ar_take - (r_hs & sub.r.last)),
                      order.eq(order + aw_take - w_end)]
         m.d.comb += [Assert(writes <= limit), Assert(reads <= limit), Assert(order <= limit)]
+        waited = {}
         for ch_name, room in (("aw", (writes < limit) & (order < limit)),
                               ("ar", reads < limit)):
             sub_ch = getattr(sub, ch_name)
@@ -180,12 +285,72 @@ class ArbiterHarness(wiring.Component):
                 m.d.comb += Assert(Cat(getattr(mg, ch_name).ready for mg in mgrs).any())
             for i, mg in enumerate(mgrs):
                 ch = getattr(mg, ch_name)
-                waited = Signal(range(n + 1), name=f"{ch_name}{i}_waited")
+                count = Signal(range(n + 1), name=f"{ch_name}{i}_waited")
                 with m.If(ch.valid & ~ch.ready):
-                    m.d.sync += waited.eq(waited + able)
+                    m.d.sync += count.eq(count + able)
                 with m.Else():
-                    m.d.sync += waited.eq(0)
+                    m.d.sync += count.eq(0)
                 # Granted on the n-th cycle able to grant at the latest.
                 with m.If(ch.valid & able):
-                    m.d.comb += Assert((waited < n - 1) | ch.ready)
+                    m.d.comb += Assert((count < n - 1) | ch.ready)
+                waited[ch_name, i] = count
+
+        # -- reachability (mode cover): the assumptions leave the interesting
+        # states reachable, so a proof is not vacuous.
+        m.d.comb += [
+            Cover((writes == limit) & (reads == limit) & (order == limit)),
+            Cover(w_hs & sub.w.last & (shadow.r_data[_SEQ] == 1) & (bursts[0] != 0)),
+            Cover(mgrs[1].b.valid & mgrs[1].b.ready & (aw_sent[0] != 0)),
+            Cover(mgrs[0].r.valid & mgrs[0].r.ready & mgrs[0].r.last & (reads == limit)),
+        ]
+        m.d.comb += [Cover((waited[ch_name, i] == n - 1) & getattr(mgrs[i], ch_name).ready)
+                     for ch_name in ("aw", "ar") for i in range(n)]
+
+        if not self.invariants:
+            return m
+
+        # -- inductive invariants -----------------------------------------------------
+        # Outstanding counts: the arbiter's, the harness's and the subordinate's agree.
+        w_last_held = sub.w.valid & sub.w.last   # a burst's last beat in the W register
+        m.d.comb += [
+            Assert(dut.writes == writes),
+            Assert(dut.reads == reads),
+            # Sums, not differences: no wrap-around can make them hold by accident.
+            Assert(writes == aw_unanswered + sub.aw.valid),
+            Assert(reads == ar_unanswered + sub.ar.valid),
+            Assert(writes == wlast_unanswered + order + w_last_held),
+        ]
+        # The order queue against the shadow queue: the shadow's entries past
+        # a held last beat are, in order, the order queue's.
+        queue = dut.w_order
+        m.d.comb += [
+            Assert(queue.level == order),
+            Assert(shadow.level == order + w_last_held),
+        ]
+        with m.If(sub.w.valid & ~sub.w.last):
+            m.d.comb += Assert(order != 0)   # the burst in the register has not ended
+        open_bursts = [Signal(1 + _SEQ, name=f"open{j}") for j in range(limit)]
+        for j, entry in enumerate(open_bursts):
+            m.d.comb += entry.eq(Mux(w_last_held, shadow.entries[j + 1], shadow.entries[j]))
+        ended = Array(bursts)
+        for j, entry in enumerate(open_bursts):
+            owner = entry[_SEQ:]
+            earlier_same = sum(open_bursts[k][_SEQ:] == owner for k in range(j))
+            with m.If(j < order):
+                m.d.comb += [
+                    Assert(queue.entries[j] == owner),
+                    Assert(entry[:_SEQ] == (ended[owner] + earlier_same)[:_SEQ]),
+                ]
+        for i in range(n):
+            mine = sum((j < order) & (open_bursts[j][_SEQ:] == i) for j in range(limit))
+            m.d.comb += Assert((aw_sent[i] - bursts[i])[:_SEQ] == mine)
+        # Round-robin: manager i is (i - last - 1) mod n places behind the pointer.
+        for ch_name, last in (("aw", dut.aw_last), ("ar", dut.ar_last)):
+            for i in range(n):
+                behind = Signal(range(n), name=f"{ch_name}{i}_behind")
+                with m.Switch(last):
+                    for prev in range(n):
+                        with m.Case(prev):
+                            m.d.comb += behind.eq((i - prev - 1) % n)
+                m.d.comb += Assert(waited[ch_name, i] + behind <= n - 1)
         return m

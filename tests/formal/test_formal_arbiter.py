@@ -1,5 +1,10 @@
-"""Bounded model check (SymbiYosys, yices) of the AXI4 arbiter on its smallest
-configuration, with broken variants the checker must refute."""
+"""Formal checks (SymbiYosys, yices) of the AXI4 arbiter on its smallest
+configuration: a k-induction proof (with the harness's inductive invariants
+and a register order queue, see ``arbiter_harness``), a cover run showing the
+proof's assumptions leave the interesting states reachable, a bounded check
+of the arbiter as built (``lib.fifo.SyncFIFO`` order queue), and broken
+variants and ``make mutate`` catalogue mutations that both the proof harness
+and the bounded check must refute."""
 
 import dataclasses
 import tomllib
@@ -13,6 +18,13 @@ from formal_harness import run_sby
 from lpaccel.paths import ROOT
 from lpaccel.rtl.bus.interconnect import _ADDR_FIELDS, AXI4Arbiter
 
+#: Induction length of the proof: the invariants are inductive on their own
+#: (a state meeting every assertion steps only to such states), so 1 suffices.
+PROOF_DEPTH = 1
+#: Trace length of the cover run: its deepest cover is reached at step 4.
+COVER_DEPTH = 5
+#: The cover statements in :class:`ArbiterHarness`.
+COVERS = 8
 #: Trace lengths of the bounded check (cycles from the initial state; reset is
 #: free at every cycle). 6 cycles take about 3 s (make test), 12 about 70 s
 #: (make test-slow); the time roughly doubles per cycle past 9.
@@ -56,24 +68,50 @@ class WOrderBlindArbiter(AXI4Arbiter):
         return m
 
 
+def test_arbiter_proof():
+    """k-induction: every property holds on every trace, at any length."""
+    ok, log = run_sby("axi4_arbiter_proof", ArbiterHarness(), mode="prove", depth=PROOF_DEPTH)
+    assert ok, log[-3000:]
+    assert "successful proof by k-induction" in log
+
+
+def test_arbiter_proof_is_not_vacuous():
+    """Every cover statement is reached: both order queue entries and both
+    outstanding limits in use, a manager-1 burst leaving after a manager-0
+    burst, B and last R delivered, each manager granted after losing once on
+    AW and on AR."""
+    ok, log = run_sby("axi4_arbiter_cover", ArbiterHarness(), mode="cover", depth=COVER_DEPTH)
+    assert ok, log[-3000:]
+    assert log.count("Reached cover statement in step") == COVERS, log[-3000:]
+
+
 @pytest.mark.parametrize("depth", [
     DEPTH_QUICK,
     pytest.param(DEPTH_FULL, marks=pytest.mark.slow),
 ])
 def test_arbiter_bmc(depth):
-    ok, log = run_sby(f"axi4_arbiter_d{depth}", ArbiterHarness(), mode="bmc", depth=depth,
-                      timeout_s=600)
+    """The arbiter as built, with its ``SyncFIFO`` order queue, bounded."""
+    ok, log = run_sby(f"axi4_arbiter_d{depth}", ArbiterHarness(invariants=False), mode="bmc",
+                      depth=depth, timeout_s=600)
     assert ok, log[-3000:]
     assert f"Checking assertions in step {depth - 1}" in log
 
 
+#: Each refutation runs with the proof harness (invariants: the shortest
+#: counterexample often breaks one) and without (the bug shows in a property).
+HARNESSES = [pytest.param(True, id="proof_harness"), pytest.param(False, id="properties_only")]
+
+
+@pytest.mark.slow   # make test's budget: about 1.5 s each
+@pytest.mark.parametrize("invariants", HARNESSES)
 @pytest.mark.parametrize("name,dut_class", [
-    # Slow to keep make test's budget (about 3 s each).
-    pytest.param("arbiter_fixed_priority", FixedPriorityArbiter, marks=pytest.mark.slow),
-    pytest.param("arbiter_w_order_blind", WOrderBlindArbiter, marks=pytest.mark.slow),
+    ("arbiter_fixed_priority", FixedPriorityArbiter),
+    ("arbiter_w_order_blind", WOrderBlindArbiter),
 ])
-def test_arbiter_checker_finds_counterexample(name, dut_class):
-    ok, log = run_sby(name, ArbiterHarness(dut_class=dut_class), mode="bmc", depth=DEPTH_QUICK)
+def test_arbiter_checker_finds_counterexample(name, dut_class, invariants):
+    ok, log = run_sby(f"{name}_{int(invariants)}",
+                      ArbiterHarness(dut_class=dut_class, invariants=invariants),
+                      mode="bmc", depth=DEPTH_QUICK)
     assert not ok, f"{name}: the broken arbiter passed:\n{log[-2000:]}"
     assert "Assert failed" in log and "counterexample trace" in log
 
@@ -85,10 +123,11 @@ def _catalogue_arbiter_mutations():
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("invariants", HARNESSES)
 @pytest.mark.parametrize("entry", _catalogue_arbiter_mutations(), ids=lambda e: e["id"])
-def test_arbiter_checker_kills_catalogue_mutations(entry):
+def test_arbiter_checker_kills_catalogue_mutations(entry, invariants):
     """Every ``make mutate`` mutation of the arbiter, built in memory from the
-    catalogue's find/replace, fails the 6-cycle check (about 2 s each)."""
+    catalogue's find/replace, fails the 6-cycle check (about 1.5 s each)."""
     source = (ROOT / entry["file"]).read_text()
     assert source.count(entry["find"]) == 1, entry["id"]
     mutant = types.ModuleType("lpaccel.rtl.bus._formal_mutant")
@@ -96,8 +135,9 @@ def test_arbiter_checker_kills_catalogue_mutations(entry):
     exec(compile(source.replace(entry["find"], entry["replace"]), entry["file"], "exec"),
          mutant.__dict__)
     config = mutant.AXI4ArbiterConfig(**dataclasses.asdict(SMALL_CONFIG))
-    ok, log = run_sby(f"arbiter_mutant_{entry['id']}",
-                      ArbiterHarness(dut_class=mutant.AXI4Arbiter, config=config),
+    ok, log = run_sby(f"arbiter_mutant_{entry['id']}_{int(invariants)}",
+                      ArbiterHarness(dut_class=mutant.AXI4Arbiter, config=config,
+                                     invariants=invariants),
                       mode="bmc", depth=DEPTH_QUICK)
     assert not ok, f"mutation {entry['id']} passed the arbiter check:\n{log[-2000:]}"
     assert "Assert failed" in log
