@@ -77,6 +77,38 @@ class RegisterQueue(Elaboratable, fifo.FIFOInterface):
         return m
 
 
+class QueueEquivalenceHarness(wiring.Component):
+    """:class:`RegisterQueue` against ``lib.fifo.SyncFIFO`` of the same shape.
+
+    Both get the same free ``w_en``, ``w_data``, ``r_en`` and reset; the
+    assertions say they answer alike: ``w_rdy``, ``r_rdy`` and the level
+    always, ``r_data`` whenever ``r_rdy``. ``SyncFIFO`` keeps its entries in
+    a memory that no assertion can name, so this is a bounded check only.
+    """
+
+    def __init__(self, *, width, depth, queue_class=RegisterQueue):
+        self.width = width
+        self.depth = depth
+        self.queue_class = queue_class
+        super().__init__({"w_en": In(1), "w_data": In(width), "r_en": In(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.ours = ours = self.queue_class(width=self.width, depth=self.depth)
+        m.submodules.theirs = theirs = fifo.SyncFIFO(width=self.width, depth=self.depth)
+        reset_control(m, free_reset=True)
+        for q in (ours, theirs):
+            m.d.comb += [q.w_en.eq(self.w_en), q.w_data.eq(self.w_data), q.r_en.eq(self.r_en)]
+        m.d.comb += [
+            Assert(ours.w_rdy == theirs.w_rdy),
+            Assert(ours.r_rdy == theirs.r_rdy),
+            Assert(ours.level == theirs.level),
+        ]
+        with m.If(theirs.r_rdy):
+            m.d.comb += Assert(ours.r_data == theirs.r_data)
+        return m
+
+
 def with_register_queue(dut_class):
     """``dut_class`` (an :class:`AXI4Arbiter` or a variant) with a
     :class:`RegisterQueue` as its W order queue, reachable as ``w_order``

@@ -11,8 +11,13 @@ import tomllib
 import types
 
 import pytest
-from amaranth.hdl import Cat, Signal
-from arbiter_harness import SMALL_CONFIG, ArbiterHarness
+from amaranth.hdl import Cat, Module, Signal
+from arbiter_harness import (
+    SMALL_CONFIG,
+    ArbiterHarness,
+    QueueEquivalenceHarness,
+    RegisterQueue,
+)
 from formal_harness import run_sby
 
 from lpaccel.paths import ROOT
@@ -25,6 +30,8 @@ PROOF_DEPTH = 1
 COVER_DEPTH = 5
 #: The cover statements in :class:`ArbiterHarness`.
 COVERS = 8
+#: Trace length of the register queue's equivalence check with SyncFIFO.
+QUEUE_DEPTH = 10
 #: Trace lengths of the bounded check (cycles from the initial state; reset is
 #: free at every cycle). 6 cycles take about 3 s (make test), 12 about 70 s
 #: (make test-slow); the time roughly doubles per cycle past 9.
@@ -83,6 +90,47 @@ def test_arbiter_proof_is_not_vacuous():
     ok, log = run_sby("axi4_arbiter_cover", ArbiterHarness(), mode="cover", depth=COVER_DEPTH)
     assert ok, log[-3000:]
     assert log.count("Reached cover statement in step") == COVERS, log[-3000:]
+
+
+class StuckHeadQueue(RegisterQueue):
+    """Broken on purpose: a read lowers the level but leaves the entries in
+    place, so the head never moves on."""
+
+    def elaborate(self, platform):
+        m = Module()
+        do_read = self.r_rdy & self.r_en
+        do_write = self.w_rdy & self.w_en
+        m.d.comb += [self.w_rdy.eq(self.level != self.depth), self.r_rdy.eq(self.level != 0),
+                     self.r_data.eq(self.entries[0])]
+        for k, entry in enumerate(self.entries):
+            with m.If(do_write & (self.level - do_read == k)):
+                m.d.sync += entry.eq(self.w_data)
+        m.d.sync += self.level.eq(self.level + do_write - do_read)
+        return m
+
+
+def _queue_check(name, queue_class):
+    cfg = SMALL_CONFIG
+    return run_sby(name, QueueEquivalenceHarness(width=max(1, cfg.index_bits),
+                                                 depth=cfg.max_outstanding,
+                                                 queue_class=queue_class),
+                   mode="bmc", depth=QUEUE_DEPTH)
+
+
+def test_register_queue_matches_sync_fifo():
+    """The proof's register order queue answers like the arbiter's SyncFIFO
+    (its shape in the proof: 1 bit wide, 2 deep), on every input sequence of
+    up to ``QUEUE_DEPTH`` cycles with a free reset."""
+    ok, log = _queue_check("arbiter_order_queue_equivalence", RegisterQueue)
+    assert ok, log[-3000:]
+    assert f"Checking assertions in step {QUEUE_DEPTH - 1}" in log
+
+
+@pytest.mark.slow   # make test's budget: about 1.5 s
+def test_queue_equivalence_finds_stuck_head():
+    ok, log = _queue_check("arbiter_order_queue_stuck_head", StuckHeadQueue)
+    assert not ok, f"a queue whose head never moves matched SyncFIFO:\n{log[-2000:]}"
+    assert "Assert failed" in log
 
 
 @pytest.mark.parametrize("depth", [
