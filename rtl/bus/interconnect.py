@@ -132,6 +132,11 @@ class AXI4Arbiter(wiring.Component):
     -----
     Latency: one cycle on AW, AR and W (registered stages that still take a
     new beat every cycle); B and R are combinational pass-through.
+
+    Proved by k-induction for 2 managers and 2 outstanding, with free reset
+    (``tests/formal/test_formal_arbiter.py``): no AW or AR lost, duplicated
+    or misnamed; W beats in AW grant order; B and R routed by ID;
+    work-conserving, round-robin grants.
     """
 
     def __init__(self, config):
