@@ -81,8 +81,10 @@ class LpddrConfig:
     idle_precharge : int, optional
         Controller cycles after which an open bank with no column command
         and no queued request is precharged (0: never, pure open page).
-        Default: 32 on parts with bank groups (LPDDR5 at 1:2, where the
-        look-ahead window is too short to hide tRP + tRCD), 0 otherwise.
+        Default: 32 where the look-ahead window is too short to hide a row
+        change (:attr:`window_hides_row_change` false: LPDDR4X-4266 and
+        LPDDR4-3200 with an 8-burst window, LPDDR5 at 1:2) and on parts with
+        bank groups, 0 otherwise.
     """
 
     part: object = "lpddr4-3200"
@@ -114,10 +116,13 @@ class LpddrConfig:
         check_choice("refresh", self.refresh, self.REFRESH_MODES)
         if self.refresh == "per_bank" and not part.per_bank_refresh:
             raise ValueError(f"refresh 'per_bank' needs a part with REFpb; {part.name} has none")
-        if self.idle_precharge is None:
-            object.__setattr__(self, "idle_precharge", 32 if part.bank_groups > 1 else 0)
-        check_int("idle_precharge", self.idle_precharge, 0, 1024)
         check_int("window", self.window, 2, 32)
+        if self.idle_precharge is None:
+            # A bank the window will need again must already be closed when
+            # its request arrives if PRE + ACT + tRCD outlasts the window.
+            idle = part.bank_groups > 1 or not self.window_hides_row_change
+            object.__setattr__(self, "idle_precharge", 32 if idle else 0)
+        check_int("idle_precharge", self.idle_precharge, 0, 1024)
         min_bytes = part.page_bytes * part.banks
         if (not isinstance(self.sim_bytes, int) or self.sim_bytes & (self.sim_bytes - 1)
                 or self.sim_bytes < min_bytes):
@@ -131,6 +136,23 @@ class LpddrConfig:
     def timings(self):
         """:class:`~lpaccel.rtl.dram.parts.DramTimings` in DRAM clocks."""
         return self.part.at_clock(self.tck_ns)
+
+    @property
+    def window_hides_row_change(self):
+        """Whether the look-ahead window covers a row change of a streaming read.
+
+        A request enters the window ``window - 1`` bursts (``tCCD`` each)
+        before it reaches the head; its row command can go out one cycle
+        after it entered. Open page hides a row change (PRE, tRPpb, ACT,
+        tRCD, then READ) only if that chain fits in the window; otherwise
+        a stream stalls at every page whose bank still holds an old row,
+        and the bank must be closed beforehand (``idle_precharge``).
+        """
+        t = self.timings
+        ahead = (self.window - 1) * self.spacing(t.tCCD, Command.RD, Command.RD)
+        chain = (1 + self.spacing(t.tRPpb, Command.PRE, Command.ACT) +
+                 self.spacing(t.tRCD, Command.ACT, Command.RD))
+        return chain <= ahead
 
     @property
     def beat_bytes(self):
