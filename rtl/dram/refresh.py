@@ -3,11 +3,13 @@
 Policy
     ``per_bank``: every tREFIpb one REFpb is owed; it is issued to the next
     bank in round-robin order as soon as no queued request needs that bank
-    (it is precharged first if open), so it hides behind traffic to the other
-    banks. ``all_bank``: every tREFI one REFab is owed, issued when the
-    controller is idle or, postponed at most ``refresh_postpone - 2``
-    intervals, forced (PREA, REFab). Either way the debt never exceeds the
-    JEDEC limit of 8 intervals, which the device model's checker enforces.
+    nor the bank before it (a stream enters the next bank next) and
+    tpbR2pbR allows the REFpb (it is precharged first if open), so it hides
+    behind traffic to the other banks. ``all_bank``: every tREFI one REFab
+    is owed, issued when the controller is idle or, postponed at most
+    ``refresh_postpone - 2`` intervals, forced (PREA, REFab). Either way
+    the debt never exceeds the JEDEC limit of 8 intervals, which the device
+    model's checker enforces.
     On LPDDR5 one REFpb refreshes a bank pair (``b`` and ``b ^ banks/2``):
     both are precharged first and both are blocked.
 
@@ -108,6 +110,8 @@ class RefreshScheduler(wiring.Component):
         # --- which bank, and when it becomes active -----------------------
         ref_bank = Signal(max(1, cfg.bank_bits))
         ref_partner = ref_bank ^ half
+        ref_before = Signal.like(ref_bank)   # the bank a stream reaches ref_bank from
+        m.d.comb += ref_before.eq(ref_bank - 1)
         active = Signal()
         with m.If(paid):
             m.d.sync += active.eq(0)
@@ -118,7 +122,16 @@ class RefreshScheduler(wiring.Component):
                 m.d.sync += active.eq(~(self.wanted.bit_select(ref_bank, 1) |
                                         self.wanted.bit_select(ref_partner, 1)) | urgent)
             elif per_bank:
-                m.d.sync += active.eq(~self.wanted.bit_select(ref_bank, 1) | urgent)
+                # Nor while the bank before it is wanted: the address map puts
+                # the next page of a stream in the next bank, so that bank is
+                # about to be wanted, and a REFpb now would stall the stream
+                # for tRFCpb. Refreshed after its page instead, it is not
+                # needed again for banks - 1 pages. And only once tpbR2pbR
+                # allows its REFpb: a bank held for a REFpb that must still
+                # wait blocks any request that comes for it meanwhile.
+                m.d.sync += active.eq((~(self.wanted.bit_select(ref_bank, 1) |
+                                         self.wanted.bit_select(ref_before, 1)) &
+                                       self.timing.refpb_ok) | urgent)
             else:
                 m.d.sync += active.eq(self.idle | urgent)
 
