@@ -73,14 +73,14 @@ def make_job(rng, fmt, rows, cols, group=None, x=None, planes=None, offset=False
     return job, expected
 
 
-def random_job(rng, max_cols, fmt=None):
-    """A job of random shape and group (K up to ``max_cols``); of format ``fmt``,
-    default a random one."""
+def random_job(rng, max_cols, fmt=None, max_rows=64):
+    """A job of random shape and group (rows up to ``max_rows``, K up to
+    ``max_cols``); of format ``fmt``, default a random one."""
     if fmt is None:
         fmt = FORMATS[int(rng.integers(len(FORMATS)))]
     group = int(rng.choice(GROUP_SIZES)) if fmt.grouped else None
     unit = group or 32
-    rows = int(rng.integers(1, 65))
+    rows = int(rng.integers(1, max_rows + 1))
     cols = unit * int(rng.integers(1, max_cols // unit + 1))
     if fmt == WeightFormat.BCQ:
         return make_job(rng, fmt, rows, cols, group, planes=int(rng.integers(1, 5)),
@@ -113,7 +113,11 @@ async def random_jobs(dut, idle, backpressure):
     # Every format in every pause mix (the format x idle x back-pressure cross).
     order = [FORMATS[i] for i in rng.permutation(len(FORMATS))]
     cases = [random_job(rng, P["max_cols_test"], order[i % len(order)])
-             for i in range(max(P["jobs"], len(order)))]
+             for i in range(P["jobs"])]
+    # The formats the random jobs left out, as short jobs (a tile or less,
+    # K up to 256): the cross needs the format under these pauses, not size.
+    cases += [random_job(rng, min(256, P["max_cols_test"]), fmt, max_rows=CONFIG.lanes)
+              for fmt in order[P["jobs"]:]]
     mix = 3 * list(PAUSE_MODES).index(idle) + list(PAUSE_MODES).index(backpressure)
     full_fmt = FORMATS[mix % len(FORMATS)]
     cases.append(make_job(rng, full_fmt, 1, CONFIG.max_cols, 128 if full_fmt.grouped else None,

@@ -152,9 +152,10 @@ def test_skipped_test_is_a_failure():
 def test_sim_public_signals_are_reachable_and_only_they():
     # Builds make only the top's ports and the sim_public entries visible
     # through VPI (the rest is left to Verilator's optimiser).
-    run_cocotb(PeekFifo, name="peek_fifo", params={"width": 8, "depth": 4},
+    run_cocotb(PeekFifo, name="peek_fifo", params=PASSTHROUGH["params"],
                test_module="harness.cocotb_public", testcase="listed_signal_is_reachable")
-    run_cocotb(IncrementFifo, name="increment_fifo", params={"width": 8, "depth": 4},
+    # The pass-through tests' build (no sim_public): no second compile.
+    run_cocotb(IncrementFifo, name="increment_fifo", params=PASSTHROUGH["params"],
                test_module="harness.cocotb_public", testcase="unlisted_signal_is_hidden")
 
 
